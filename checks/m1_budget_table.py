@@ -1,0 +1,295 @@
+"""Milestone 1: the timeout budget table, checked statically (nothing is started).
+
+Ids: m1.budgets-valid, m1.layers-ordered, m1.retry-policy, m1.nginx-agrees.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import crossplane
+
+from grader import budgets as budgets_mod
+from grader.budgets import MAX_ATTEMPTS_BOUND, RETRY_RATIO_BOUND, Budgets
+from grader.context import Context
+from grader.errors import CheckFailed
+from grader.model import Passed
+from grader.registry import check
+from grader.yamlfile import Loaded
+
+
+def _table(ctx: Context) -> tuple[Budgets, Loaded]:
+    loaded = budgets_mod.load(ctx.repo.path)
+    if loaded.problems:  # unreachable after m1.budgets-valid passed, unless the file changed
+        raise CheckFailed("budgets.yaml changed while grading", measured=str(loaded.problems[0]))
+    return budgets_mod.from_data(loaded.data), loaded
+
+
+@check(
+    "m1.budgets-valid",
+    "budgets.yaml exists and matches the schema",
+    why="Every later check holds your service to the timeouts this table declares; a table the "
+    "grader cannot read means nothing can be held to it.",
+    hint="Fill in every value of budgets.yaml as a number of seconds (see the comments in the "
+    "file and the format in the README); the line numbers above point at each problem.",
+)
+def budgets_valid(ctx: Context) -> Passed:
+    """Parse budgets.yaml and validate it against the JSON Schema the grader ships."""
+    loaded = budgets_mod.load(ctx.repo.path)
+    if loaded.problems:
+        shown = [str(p) for p in loaded.problems]
+        unfilled = all(p.unfilled for p in loaded.problems)
+        raise CheckFailed(
+            "budgets.yaml is not filled in yet" if unfilled else "budgets.yaml is not valid",
+            measured="\n".join(shown),
+            expected="a table with layers.nginx.timeout_s, layers.api.timeout_s and "
+            "layers.payments.{connect_timeout_s, read_timeout_s} as positive numbers of seconds",
+            data={
+                "problems": [
+                    {"line": p.line, "field": p.field, "message": p.message}
+                    for p in loaded.problems
+                ]
+            },
+        )
+    budgets = budgets_mod.from_data(loaded.data)
+    layers = budgets.layers
+    sections = ["layers"] + [s for s in ("retries", "retry_budget") if s in loaded.data]
+    return Passed(
+        f"budgets.yaml is valid ({', '.join(sections)})",
+        measured=f"nginx {layers.nginx_s:g} s, api {layers.api_s:g} s, payments connect "
+        f"{layers.connect_s:g} s / read {layers.read_s:g} s",
+    )
+
+
+@check(
+    "m1.layers-ordered",
+    "Outer budgets exceed inner ones",
+    depends=("m1.budgets-valid",),
+    why="A caller that gives up before its callee wastes the callee's work and answers with a "
+    "generic error; inverted budgets are the most common bug of this course.",
+    hint="Order the table nginx > api > payments read timeout, and keep the connect timeout at "
+    "most the read timeout: each layer must give up before the layer above it does.",
+)
+def layers_ordered(ctx: Context) -> Passed:
+    """Check nginx > api > payments read timeout, and connect timeout <= read timeout."""
+    budgets, loaded = _table(ctx)
+    layers = budgets.layers
+    where = {
+        "nginx": loaded.line("layers", "nginx", "timeout_s"),
+        "api": loaded.line("layers", "api", "timeout_s"),
+        "read": loaded.line("layers", "payments", "read_timeout_s"),
+        "connect": loaded.line("layers", "payments", "connect_timeout_s"),
+    }
+    order = (
+        f"nginx {layers.nginx_s:g} s > api {layers.api_s:g} s > payments read {layers.read_s:g} s"
+    )
+    wrong = []
+    if not layers.nginx_s > layers.api_s:
+        wrong.append(
+            f"budgets.yaml:{where['api']}: the api budget ({layers.api_s:g} s) is not shorter "
+            f"than nginx's ({layers.nginx_s:g} s): nginx would give up first and answer 504"
+        )
+    if not layers.api_s > layers.read_s:
+        wrong.append(
+            f"budgets.yaml:{where['read']}: the payments read timeout ({layers.read_s:g} s) is "
+            f"not shorter than the api budget ({layers.api_s:g} s): the api cannot answer "
+            f"within its budget while it waits on the provider"
+        )
+    if not layers.connect_s <= layers.read_s:
+        wrong.append(
+            f"budgets.yaml:{where['connect']}: the connect timeout ({layers.connect_s:g} s) is "
+            f"longer than the read timeout ({layers.read_s:g} s)"
+        )
+    if wrong:
+        raise CheckFailed(
+            "the budget table is inverted"
+            if len(wrong) == 1
+            else f"the budget table is inverted in {len(wrong)} places",
+            measured="; ".join(wrong),
+            expected="nginx > api > payments read timeout >= connect timeout",
+        )
+    return Passed("each layer gives up before its caller", measured=order)
+
+
+@check(
+    "m1.retry-policy",
+    "The retry policy is within course bounds and its worst case is known",
+    depends=("m1.budgets-valid",),
+    why="Retries multiply the time a checkout can take: max_attempts attempts that each time out, "
+    "plus the waits between them, must still fit in the api budget, or be cut off by a deadline.",
+    hint="Keep max_attempts at most 5, base_delay_s at most max_delay_s, and the retry budget's "
+    "ratio at most 0.2.",
+)
+def retry_policy(ctx: Context) -> Passed:
+    """Check the declared retries against course bounds and compute their worst case."""
+    budgets, loaded = _table(ctx)
+    retries, bucket = budgets.retries, budgets.retry_budget
+    worst, api = budgets.worst_case_s(), budgets.layers.api_s
+    wrong = []
+    if retries is not None:
+        if retries.max_attempts > MAX_ATTEMPTS_BOUND:
+            wrong.append(
+                f"budgets.yaml:{loaded.line('retries', 'max_attempts')}: max_attempts is "
+                f"{retries.max_attempts}; the course allows at most {MAX_ATTEMPTS_BOUND}"
+            )
+        if retries.base_delay_s > retries.max_delay_s:
+            wrong.append(
+                f"budgets.yaml:{loaded.line('retries', 'base_delay_s')}: base_delay_s "
+                f"({retries.base_delay_s:g} s) is longer than max_delay_s "
+                f"({retries.max_delay_s:g} s)"
+            )
+    if bucket is not None and bucket.ratio > RETRY_RATIO_BOUND:
+        wrong.append(
+            f"budgets.yaml:{loaded.line('retry_budget', 'ratio')}: the retry budget's ratio is "
+            f"{bucket.ratio:g}; the course allows at most {RETRY_RATIO_BOUND:g} (more would let "
+            f"retries amplify an outage)"
+        )
+    data = {"worst_case_s": round(worst, 3), "api_budget_s": api}
+    if wrong:
+        raise CheckFailed(
+            "the retry policy is out of bounds",
+            measured="; ".join(wrong),
+            expected=f"max_attempts <= {MAX_ATTEMPTS_BOUND}, base_delay_s <= "
+            f"max_delay_s, ratio <= {RETRY_RATIO_BOUND:g}",
+            data=data,
+        )
+    attempts = 1 if retries is None else retries.max_attempts
+    measured = (
+        f"worst case {worst:.2f} s: {attempts} attempt(s) of connect "
+        f"{budgets.layers.connect_s:g} s + read {budgets.layers.read_s:g} s"
+        + ("" if retries is None else " plus the longest waits between them")
+    )
+    if worst <= api:
+        return Passed(
+            f"the worst case fits the api budget of {api:g} s",
+            measured=measured,
+            expected=f"at most {api:g} s",
+            data=data,
+        )
+    return Passed(
+        f"the worst case exceeds the api budget of {api:g} s, so your code needs an overall "
+        f"deadline: stop retrying, and cut the attempt in flight, when {api:g} s are spent "
+        f"(milestones 2 and 3 check it live)",
+        measured=measured,
+        expected=f"at most {api:g} s, or an overall deadline",
+        data=data | {"deadline_required": True},
+    )
+
+
+# nginx time syntax: "10", "10s", "500ms", "1m30s" (http://nginx.org/en/docs/syntax.html).
+_NGINX_UNITS = {
+    "ms": 0.001,
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+    "d": 86400,
+    "w": 604800,
+    "M": 2592000,
+    "y": 31536000,
+}
+_NGINX_TIME = re.compile(r"(\d+)(ms|s|m|h|d|w|M|y)?")
+NGINX_DEFAULT_TIMEOUT_S = 60.0  # proxy_read_timeout when none is set
+
+
+def nginx_seconds(value: str) -> float | None:
+    """Seconds in an nginx time value, or None when it is not one."""
+    parts = _NGINX_TIME.findall(value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        return None
+    return sum(int(number) * _NGINX_UNITS[unit or "s"] for number, unit in parts)
+
+
+def proxy_read_timeouts(conf: Path) -> list[tuple[str, int, float, int | None]]:
+    """For each location that proxy_passes: (location, its line, proxy_read_timeout, its line).
+
+    The timeout is the location's own, else inherited from server, then http, else nginx's default.
+    """
+    parsed = crossplane.parse(
+        str(conf), single=True, comments=False, check_ctx=False, check_args=False
+    )
+    if parsed["errors"]:
+        error = parsed["errors"][0]
+        raise CheckFailed(
+            "nginx/nginx.conf cannot be parsed",
+            measured=f"nginx/nginx.conf:{error.get('line')}: {error.get('error')}",
+            expected="a config nginx accepts",
+        )
+    found: list[tuple[str, int, float, int | None]] = []
+
+    def walk(block: list[dict[str, Any]], inherited: tuple[float, int | None], label: str) -> None:
+        own = inherited
+        for directive in block:
+            if directive["directive"] == "proxy_read_timeout" and directive["args"]:
+                seconds = nginx_seconds(directive["args"][0])
+                if seconds is None:
+                    raise CheckFailed(
+                        "nginx/nginx.conf has a proxy_read_timeout nginx would reject",
+                        measured=f"nginx/nginx.conf:{directive['line']}: "
+                        f"proxy_read_timeout {directive['args'][0]}",
+                        expected="a time such as 10s",
+                    )
+                own = (seconds, directive["line"])
+        for directive in block:
+            if directive["directive"] == "proxy_pass" and label.startswith("location"):
+                found.append((label, directive["line"], own[0], own[1]))
+            if "block" in directive:
+                name = " ".join([directive["directive"], *directive["args"]])
+                walk(directive["block"], own, name)
+
+    walk(parsed["config"][0]["parsed"], (NGINX_DEFAULT_TIMEOUT_S, None), "main")
+    return found
+
+
+@check(
+    "m1.nginx-agrees",
+    "nginx's proxy timeouts agree with the table's nginx layer",
+    depends=("m1.budgets-valid",),
+    why="The table is only true if the edge proxy enforces it: nginx waits 60 s by default, so "
+    "a hung checkout would hold a connection six times longer than the table says.",
+    hint="In nginx/nginx.conf set `proxy_read_timeout` (in the location that proxies to the api, "
+    "or its server block) to the table's layers.nginx.timeout_s, e.g. `proxy_read_timeout 10s;`.",
+)
+def nginx_agrees(ctx: Context) -> Passed:
+    """Parse nginx/nginx.conf with crossplane and compare proxy_read_timeout with the table."""
+    budgets, loaded = _table(ctx)
+    conf = ctx.repo.path / "nginx" / "nginx.conf"
+    if not conf.is_file():
+        raise CheckFailed(
+            "nginx/nginx.conf was not found",
+            measured=f"no file at {conf}",
+            expected="the edge proxy's config at nginx/nginx.conf",
+        )
+    locations = proxy_read_timeouts(conf)
+    if not locations:
+        raise CheckFailed(
+            "nginx/nginx.conf proxies nothing to the api",
+            measured="no location with proxy_pass",
+            expected="a location that proxy_passes to the api",
+        )
+    want = budgets.layers.nginx_s
+    table_line = loaded.line("layers", "nginx", "timeout_s")
+    wrong = []
+    for label, _, seconds, line in locations:
+        if abs(seconds - want) > 1e-9:
+            where = (
+                f"nginx/nginx.conf:{line}: proxy_read_timeout is {seconds:g} s"
+                if line
+                else (
+                    f"{label} sets no proxy_read_timeout, so nginx waits its default {seconds:g} s"
+                )
+            )
+            wrong.append(where)
+    if wrong:
+        raise CheckFailed(
+            "nginx does not enforce the table's nginx budget",
+            measured="; ".join(wrong),
+            expected=f"proxy_read_timeout {want:g}s (budgets.yaml:{table_line}: "
+            f"layers.nginx.timeout_s is {want:g})",
+        )
+    return Passed(
+        f"nginx gives up after {want:g} s, as the table says",
+        measured=", ".join(f"{label}: proxy_read_timeout {s:g} s" for label, _, s, _ in locations),
+        expected=f"{want:g} s",
+    )

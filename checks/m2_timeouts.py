@@ -1,0 +1,350 @@
+"""Milestone 2: a budgeted client. Live checks against the learner's API and the stub.
+
+Ids: m2.healthy-checkout, m2.read-timeout, m2.slow-body, m2.connect-timeout,
+m2.healthz-under-load. Each holds the service to the learner's budget table, or to the course's
+(10 s, 3 s, 2 s) while the table is not filled in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Sequence
+
+from grader.context import CheckoutResult, Context
+from grader.errors import CheckFailed
+from grader.model import Passed
+from grader.registry import check
+from grader.stubclient import Attempt
+
+# Tolerances for a shared 2-core machine, where the grader, the stub and the learner's API
+# compete for CPU. Measured on the reference solution with both cores loaded, answers came at
+# most ~0.15 s after the deadline and attempts were abandoned within ~0.1 s of the timeout.
+ANSWER_TOLERANCE_S = 0.5  # an answer "within the api budget" may come this much later
+ABANDON_TOLERANCE_S = 0.3  # the stub may see an attempt cut this far from the declared timeout
+# How long a slow provider holds its headers, or trickles its body: far past any sane budget.
+HOLD_S = 10.0
+HEALTHZ_LIMIT_S = 0.25
+HEALTHZ_PROBES = 10
+STUCK_CHECKOUTS = 20
+FAIL_FAST_STATUSES = (502, 503, 504)
+
+
+def _answer_wait_s(ctx: Context) -> float:
+    # How long the grader waits for a checkout: long enough to see what a slow service answers
+    # (httpx's default 5 s timeout, say), short enough that grading stays fast.
+    return ctx.budgets.layers.api_s + ANSWER_TOLERANCE_S + 2.0
+
+
+def _fail_fast_problems(ctx: Context, result: CheckoutResult) -> list[str]:
+    """What is wrong with an answer that should be a quick 502/503/504 with a JSON body."""
+    limit = ctx.budgets.layers.api_s + ANSWER_TOLERANCE_S
+    if result.status is None:
+        return [f"checkout gave {result.describe()}; it must answer within {limit:.1f} s"]
+    problems = []
+    if result.elapsed_s > limit:
+        problems.append(f"checkout answered after {result.elapsed_s:.2f} s, past the api budget")
+    if result.status not in FAIL_FAST_STATUSES:
+        problems.append(f"checkout answered {result.status}, not 502, 503 or 504")
+    if result.body is None:
+        problems.append("the error body is not JSON")
+    return problems
+
+
+def _expected_fail_fast(ctx: Context) -> str:
+    api = ctx.budgets.layers.api_s
+    return (
+        f"502, 503 or 504 with a JSON body within {api:g} s (+{ANSWER_TOLERANCE_S:g} s tolerance)"
+    )
+
+
+def _timeline(result: CheckoutResult, attempts: Sequence[Attempt]) -> str:
+    """The provider attempts of one checkout, relative to when the grader sent it."""
+    if not attempts:
+        return "the provider saw no attempt"
+    parts = []
+    for n, attempt in enumerate(attempts, 1):
+        start = attempt.arrived_at - result.started_at
+        if attempt.abandoned_after_s is not None:
+            end = f"abandoned after {attempt.abandoned_after_s:.2f} s"
+        elif attempt.finished_at is not None:
+            took = attempt.finished_at - attempt.arrived_at
+            end = f"{attempt.outcome} ({attempt.status}) after {took:.2f} s"
+        else:
+            end = f"still open after {time.monotonic() - attempt.arrived_at:.2f} s"
+        parts.append(f"attempt {n} at +{start:.2f} s, {end}")
+    return "; ".join(parts)
+
+
+def _attempt_data(result: CheckoutResult, attempts: Sequence[Attempt]) -> list[dict[str, object]]:
+    return [
+        {
+            "arrived_after_s": round(a.arrived_at - result.started_at, 3),
+            "outcome": a.outcome,
+            "abandoned_after_s": None
+            if a.abandoned_after_s is None
+            else round(a.abandoned_after_s, 3),
+        }
+        for a in attempts
+    ]
+
+
+async def _attempts_once_over(ctx: Context, amounts: range, by: float) -> list[Attempt]:
+    """The journal for ``amounts`` once every attempt has ended, or at monotonic time ``by``."""
+    remaining = max(by - time.monotonic(), 0.0)
+    return await ctx.stack.stub.wait_for_journal(
+        amounts, arrived=1, ended=True, timeout_s=remaining
+    )
+
+
+@check(
+    "m2.healthy-checkout",
+    "Checkout succeeds when the provider is healthy",
+    why="Fail-fast machinery is worthless if it breaks the happy path: every later check starts "
+    "from a checkout that works.",
+    hint="POST /checkout must forward amount_cents to the provider's POST /charge and answer 200 "
+    'with {"status": "ok", "payment": <the provider\'s charge object>}.',
+    timeout_s=20,
+)
+async def healthy_checkout(ctx: Context) -> Passed:
+    """Send one checkout to a healthy provider; expect 200, the payment, and one charge."""
+    amounts = ctx.amounts(1)
+    result = await ctx.checkout(amounts[0], timeout_s=_answer_wait_s(ctx))
+    charges = await ctx.stack.stub.ledger(amounts)
+    body = result.body if isinstance(result.body, dict) else {}
+    payment = body.get("payment") if isinstance(body.get("payment"), dict) else None
+    problems = []
+    if result.status != 200:
+        problems.append(f"checkout {result.describe()}")
+    elif body.get("status") != "ok" or payment is None:
+        problems.append(f"the body is {str(result.body)[:120]!r}, without status ok and payment")
+    elif payment.get("amount_cents") != amounts[0]:
+        problems.append(f"the payment is for {payment.get('amount_cents')}, not {amounts[0]} cents")
+    if len(charges) != 1:
+        problems.append(f"the provider's ledger holds {len(charges)} charges for this checkout")
+    elif payment is not None and payment.get("id") != charges[0].id:
+        problems.append(f"the payment id {payment.get('id')!r} is not the charge {charges[0].id!r}")
+    expected = 'status 200, {"status": "ok", "payment": {...}} and exactly one charge'
+    if problems:
+        raise CheckFailed(
+            "checkout does not work with a healthy provider",
+            measured="; ".join(problems),
+            expected=expected,
+        )
+    return Passed(
+        f"checkout answered 200 with charge {charges[0].id} in {result.elapsed_s:.2f} s",
+        measured=f"{result.describe()}, one charge of {amounts[0]} cents",
+        expected=expected,
+        data={"elapsed_s": round(result.elapsed_s, 3)},
+    )
+
+
+@check(
+    "m2.read-timeout",
+    "A provider that holds its headers is cut off at the read timeout",
+    depends=("m2.healthy-checkout",),
+    why="A provider that accepts the request and then says nothing is the classic hang: without "
+    "a read timeout the checkout waits as long as the provider does, and so does the customer.",
+    hint="Give the provider call an explicit read timeout equal to the table's "
+    "payments.read_timeout_s (httpx.Timeout(connect=..., read=...)), cap the whole call with "
+    "the api budget, and turn httpx.TimeoutException into a 504 with a JSON body.",
+    timeout_s=25,
+)
+async def read_timeout(ctx: Context) -> Passed:
+    """Hold the provider's headers 10 s; expect a quick 5xx and the attempt cut at the timeout."""
+    layers = ctx.budgets.layers
+    amounts = ctx.amounts(1)
+    await ctx.stack.stub.add_fault(
+        {"type": "delay", "delay_ms": int(HOLD_S * 1000)}, amounts=amounts
+    )
+    result = await ctx.checkout(amounts[0], timeout_s=_answer_wait_s(ctx))
+    cut_at = min(layers.read_s, layers.api_s)
+    # Give the first attempt until just past its expected cut to end (it may still be open if
+    # the grader stopped waiting for the answer first).
+    attempts = await ctx.stack.stub.wait_for_journal(amounts, arrived=1, ended=False, timeout_s=1.0)
+    if attempts:
+        by = attempts[0].arrived_at + cut_at + ABANDON_TOLERANCE_S + 0.5
+        attempts = await _attempts_once_over(ctx, amounts, by)
+    problems = _fail_fast_problems(ctx, result)
+    first = attempts[0] if attempts else None
+    if first is None:
+        problems.append("the provider saw no attempt")
+    elif first.abandoned_after_s is None:
+        problems.append("the API did not give up on the held attempt")
+    elif abs(first.abandoned_after_s - cut_at) > ABANDON_TOLERANCE_S:
+        problems.append(
+            f"the API gave up on the first attempt after {first.abandoned_after_s:.2f} s, "
+            f"not at the read timeout of {cut_at:g} s"
+        )
+    timeline = _timeline(result, attempts)
+    expected = (
+        f"{_expected_fail_fast(ctx)}; the first attempt abandoned after {cut_at:g} s "
+        f"(±{ABANDON_TOLERANCE_S:g} s)"
+    )
+    data = {
+        "elapsed_s": round(result.elapsed_s, 3),
+        "status": result.status,
+        "attempts": _attempt_data(result, attempts),
+    }
+    if problems:
+        raise CheckFailed(
+            "the read timeout is not enforced: " + problems[0],
+            measured=f"{result.describe()}; {timeline}",
+            expected=expected,
+            data=data,
+        )
+    return Passed(
+        f"checkout {result.describe()}; the held attempt was cut at the read timeout",
+        measured=timeline,
+        expected=expected,
+        data=data,
+    )
+
+
+@check(
+    "m2.slow-body",
+    "A provider that trickles its body cannot stretch the checkout",
+    depends=("m2.healthy-checkout",),
+    why="httpx's read timeout bounds each read, not the response: a provider that sends one "
+    "byte every 100 ms never trips it, and holds the checkout for as long as it likes.",
+    hint="Put an overall deadline around the whole provider call (e.g. `async with "
+    "asyncio.timeout(remaining_budget):` around the request and reading its body), and answer "
+    "504 when it expires.",
+    timeout_s=25,
+)
+async def slow_body(ctx: Context) -> Passed:
+    """Send headers at once, then the body a byte every 100 ms; expect a 5xx within the budget."""
+    amounts = ctx.amounts(1)
+    interval_ms = 100
+    fault = {
+        "type": "dribble",
+        "interval_ms": interval_ms,
+        "body_bytes": int(HOLD_S * 1000 / interval_ms),
+    }
+    await ctx.stack.stub.add_fault(fault, amounts=amounts)
+    result = await ctx.checkout(amounts[0], timeout_s=_answer_wait_s(ctx))
+    by = result.started_at + ctx.budgets.layers.api_s + ANSWER_TOLERANCE_S + 0.5
+    attempts = await _attempts_once_over(ctx, amounts, by)
+    problems = _fail_fast_problems(ctx, result)
+    open_ones = [a for a in attempts if not a.ended]
+    if open_ones:
+        problems.append(f"{len(open_ones)} provider attempt(s) still open past the api budget")
+    timeline = _timeline(result, attempts)
+    expected = f"{_expected_fail_fast(ctx)}, with no provider attempt left open"
+    data = {
+        "elapsed_s": round(result.elapsed_s, 3),
+        "status": result.status,
+        "attempts": _attempt_data(result, attempts),
+    }
+    if problems:
+        raise CheckFailed(
+            "a trickling response stretches the checkout: " + problems[0],
+            measured=f"{result.describe()}; {timeline}",
+            expected=expected,
+            data=data,
+        )
+    return Passed(
+        f"checkout {result.describe()} although the body was still trickling in",
+        measured=timeline,
+        expected=expected,
+        data=data,
+    )
+
+
+@check(
+    "m2.connect-timeout",
+    "A provider whose connects hang is given up on quickly",
+    depends=("m2.healthy-checkout",),
+    why="When the provider's host is down or its accept queue is full, the TCP connect itself "
+    "hangs; without a connect timeout each attempt waits for the operating system's, minutes.",
+    hint="Set a connect timeout equal to the table's payments.connect_timeout_s "
+    "(httpx.Timeout(..., connect=0.5)) and turn httpx.ConnectTimeout into a 503 or 504.",
+    timeout_s=45,
+)
+async def connect_timeout(ctx: Context) -> Passed:
+    """Start a second API instance whose provider never accepts; expect a quick 5xx."""
+    api = await ctx.start_api("api-connect-hang", payments_url=ctx.stack.connect_hang_url)
+    amount = ctx.amounts(1)[0]
+    result = await ctx.checkout(amount, api=api, timeout_s=_answer_wait_s(ctx))
+    problems = _fail_fast_problems(ctx, result)
+    connect = ctx.budgets.layers.connect_s
+    expected = f"{_expected_fail_fast(ctx)} (connect timeout {connect:g} s per attempt)"
+    data = {"elapsed_s": round(result.elapsed_s, 3), "status": result.status}
+    if problems:
+        ctx.raise_if_dead(api)
+        raise CheckFailed(
+            "a hanging connect stretches the checkout: " + problems[0],
+            measured=result.describe(),
+            expected=expected,
+            data=data,
+        )
+    return Passed(
+        f"checkout {result.describe()} while connects to the provider hung",
+        measured=result.describe(),
+        expected=expected,
+        data=data,
+    )
+
+
+@check(
+    "m2.healthz-under-load",
+    "/healthz stays fast while checkouts are stuck",
+    depends=("m2.healthy-checkout",),
+    why="An orchestrator restarts an instance whose health check is slow; if stuck checkouts "
+    "starve /healthz, a slow provider turns into a restart storm of your own service.",
+    hint="Never block the event loop in an async handler: use httpx.AsyncClient (not httpx.Client "
+    "or requests) and asyncio.sleep (not time.sleep), or make the handler a plain `def` so the "
+    "framework runs it in a thread.",
+    timeout_s=30,
+    exclusive=True,
+)
+async def healthz_under_load(ctx: Context) -> Passed:
+    """Hold 20 checkouts on a slow provider and probe /healthz meanwhile; expect < 250 ms."""
+    amounts = ctx.amounts(STUCK_CHECKOUTS)
+    stub = ctx.stack.stub
+    await stub.add_fault({"type": "delay", "delay_ms": int(HOLD_S * 1000)}, amounts=amounts)
+    stuck = [asyncio.create_task(ctx.checkout(a, timeout_s=HOLD_S)) for a in amounts]
+    latencies: list[float] = []
+    failures: list[str] = []
+    try:
+        attempts = await stub.wait_for_journal(
+            amounts, arrived=STUCK_CHECKOUTS, ended=False, timeout_s=2.0
+        )
+        in_flight = len({a.amount_cents for a in attempts if not a.ended})
+        url = f"{ctx.stack.api.base_url}/healthz"
+        for _ in range(HEALTHZ_PROBES):
+            started = time.monotonic()
+            try:
+                response = await ctx.http.get(url, timeout=1.0)
+                latencies.append(time.monotonic() - started)
+                if response.status_code != 200:
+                    failures.append(f"answered {response.status_code}")
+            except Exception as exc:
+                latencies.append(time.monotonic() - started)
+                failures.append(f"no answer ({type(exc).__name__})")
+            await asyncio.sleep(0.05)
+    finally:
+        for task in stuck:
+            task.cancel()
+        await asyncio.gather(*stuck, return_exceptions=True)
+    ctx.raise_if_dead()
+    worst, median = max(latencies), statistics.median(latencies)
+    measured = (
+        f"slowest of {len(latencies)} probes {worst * 1000:.0f} ms, median "
+        f"{median * 1000:.0f} ms, while the provider held {in_flight} of "
+        f"{STUCK_CHECKOUTS} checkouts"
+    )
+    expected = f"every probe 200 within {HEALTHZ_LIMIT_S * 1000:.0f} ms"
+    data = {"latencies_ms": [round(x * 1000, 1) for x in latencies], "in_flight": in_flight}
+    if failures or worst > HEALTHZ_LIMIT_S:
+        summary = f"/healthz {failures[0]}" if failures else f"/healthz took {worst * 1000:.0f} ms"
+        raise CheckFailed(
+            summary + " while checkouts were stuck", measured=measured, expected=expected, data=data
+        )
+    return Passed(
+        f"/healthz answered within {worst * 1000:.0f} ms",
+        measured=measured,
+        expected=expected,
+        data=data,
+    )

@@ -1,0 +1,5 @@
+"""`python -m grader` is `failfast`."""
+
+from grader.cli import main
+
+main()

@@ -1,0 +1,131 @@
+"""The budget table (``budgets.yaml``) as value objects, and the course's own budget."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from grader import yamlfile
+from grader.errors import BudgetsError
+from grader.model import BudgetSource
+
+Jitter = Literal["full", "equal", "decorrelated"]
+
+# Course bounds on what a learner may declare (issue: milestones 3 and 4).
+MAX_ATTEMPTS_BOUND = 5
+RETRY_RATIO_BOUND = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Layers:
+    """Timeouts of each layer of one POST /checkout, in seconds."""
+
+    nginx_s: float
+    api_s: float
+    connect_s: float
+    read_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Retries:
+    """The declared retry policy."""
+
+    max_attempts: int
+    base_delay_s: float
+    max_delay_s: float
+    jitter: Jitter
+
+    def max_delay_before(self, retry: int) -> float:
+        """The longest the policy may wait before retry ``retry`` (1 = the first retry)."""
+        if self.jitter == "decorrelated":
+            # AWS's decorrelated jitter: sleep = min(cap, uniform(base, previous * 3)).
+            return min(self.max_delay_s, self.base_delay_s * 3.0**retry)
+        return min(self.max_delay_s, self.base_delay_s * 2.0 ** (retry - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryBudget:
+    """The declared token bucket."""
+
+    ratio: float
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class Budgets:
+    """A whole budget table."""
+
+    layers: Layers
+    retries: Retries | None = None
+    retry_budget: RetryBudget | None = None
+
+    def worst_case_s(self) -> float:
+        """How long one checkout may take if every attempt times out and every wait is longest."""
+        attempt = self.layers.connect_s + self.layers.read_s
+        if self.retries is None:
+            return attempt
+        waits = sum(self.retries.max_delay_before(n) for n in range(1, self.retries.max_attempts))
+        return self.retries.max_attempts * attempt + waits
+
+
+# The course's stack: nginx 10 s > api 3 s > payments 2 s per attempt (0.5 s to connect).
+COURSE = Budgets(Layers(nginx_s=10.0, api_s=3.0, connect_s=0.5, read_s=2.0))
+
+
+def from_data(data: dict[str, Any]) -> Budgets:
+    """Build the value objects from a document that passed the schema."""
+    layers = data["layers"]
+    retries = data.get("retries")
+    budget = data.get("retry_budget")
+    return Budgets(
+        layers=Layers(
+            nginx_s=float(layers["nginx"]["timeout_s"]),
+            api_s=float(layers["api"]["timeout_s"]),
+            connect_s=float(layers["payments"]["connect_timeout_s"]),
+            read_s=float(layers["payments"]["read_timeout_s"]),
+        ),
+        retries=None
+        if retries is None
+        else Retries(
+            max_attempts=int(retries["max_attempts"]),
+            base_delay_s=float(retries["base_delay_s"]),
+            max_delay_s=float(retries["max_delay_s"]),
+            jitter=retries["jitter"],
+        ),
+        retry_budget=None
+        if budget is None
+        else RetryBudget(ratio=float(budget["ratio"]), burst=int(budget["burst"])),
+    )
+
+
+def load(repo: Path) -> yamlfile.Loaded:
+    """Read and validate ``budgets.yaml`` of a learner repo; problems are data, not exceptions."""
+    return yamlfile.load(repo / "budgets.yaml", "budgets")
+
+
+def for_live_checks(repo: Path) -> tuple[Budgets, BudgetSource]:
+    """The budget the live checks hold the service to: the learner's table, or the course's.
+
+    A table that is not filled in yet (nulls, as the template ships it) means the course's budget;
+    a table that is missing, is not YAML or is filled in wrongly cannot be graded against.
+    """
+    loaded = load(repo)
+    if not loaded.problems:
+        budgets = from_data(loaded.data)
+        return budgets, BudgetSource("learner", "your budgets.yaml", _values(budgets))
+    if all(p.unfilled for p in loaded.problems):
+        note = "budgets.yaml is not filled in yet, so you are held to the course's budget"
+        return COURSE, BudgetSource("course", note, _values(COURSE))
+    first = loaded.problems[0]
+    more = f" (and {len(loaded.problems) - 1} more problems)" if len(loaded.problems) > 1 else ""
+    raise BudgetsError(
+        f"The live checks hold your service to the timeouts in budgets.yaml, and it cannot be "
+        f"used: {first}{more}. Run `failfast check milestone-1` to see every problem with its "
+        f"line, fix them, and grade again.",
+        details=[str(p) for p in loaded.problems],
+    )
+
+
+def _values(budgets: Budgets) -> dict[str, Any]:
+    return asdict(budgets)

@@ -1,0 +1,146 @@
+"""What a check is given: the learner repo, the budget it is held to, and the running stack."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from grader.budgets import Budgets
+from grader.errors import CheckFailed, EnvironmentProblem
+from grader.repo import LearnerRepo
+from grader.stack import ApiInstance, Stack
+
+# Each check owns a block of amounts: its checkouts and fault rules never meet another check's.
+AMOUNT_BLOCK = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutResult:
+    """What one POST /checkout came back with, seen from the client."""
+
+    amount_cents: int
+    started_at: float  # grader's time.monotonic(), comparable with the stub's journal
+    elapsed_s: float
+    status: int | None = None  # None: no answer (see ``error``)
+    body: Any = None  # parsed JSON, or None when the body is not JSON
+    error: str | None = None
+
+    def describe(self) -> str:
+        """In words, e.g. ``answered 504 after 2.81 s``."""
+        if self.status is None:
+            return f"{self.error} after {self.elapsed_s:.2f} s"
+        json_note = "" if self.body is not None else " (body not JSON)"
+        return f"answered {self.status}{json_note} after {self.elapsed_s:.2f} s"
+
+
+@dataclass(slots=True)
+class Context:
+    """Everything one check may use; built by the runner, one per check."""
+
+    repo: LearnerRepo
+    budgets: Budgets
+    first_amount: int
+    stack_: Stack | None = None
+    http_: httpx.AsyncClient | None = None
+    _next_amount: int = field(init=False)
+    # The API instances this check talked to, with where their output stood when it began.
+    _outputs: dict[str, tuple[ApiInstance, int]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Start handing out amounts at this check's block; mark the API's output."""
+        self._next_amount = self.first_amount
+        if self.stack_ is not None:
+            self._outputs["api"] = (self.stack_.api, self.stack_.api.output_mark())
+
+    async def start_api(self, name: str, *, payments_url: str) -> ApiInstance:
+        """Start another instance of the learner's API for this check; its output is shown."""
+        api = await self.stack.start_api(name, payments_url=payments_url)
+        self._outputs[name] = (api, 0)
+        return api
+
+    def api_output(self, n: int = 12) -> tuple[str, ...]:
+        """What the API instances printed while this check ran (the last ``n`` lines of each)."""
+        shown: list[str] = []
+        for name, (api, mark) in self._outputs.items():
+            lines = api.output_since(mark, n)
+            if len(self._outputs) > 1 and lines:
+                shown.append(f"[{name}]")
+            shown.extend(lines)
+        return tuple(shown)
+
+    @property
+    def stack(self) -> Stack:
+        """The running stack (live checks only)."""
+        if self.stack_ is None:
+            raise EnvironmentProblem("a live check ran without a stack: a bug in the grader")
+        return self.stack_
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The grader's HTTP client to the learner's API."""
+        if self.http_ is None:
+            raise EnvironmentProblem("a live check ran without an HTTP client: a bug in the grader")
+        return self.http_
+
+    def amounts(self, count: int) -> range:
+        """``count`` amounts no other checkout of this run uses."""
+        if self._next_amount + count > self.first_amount + AMOUNT_BLOCK:
+            raise EnvironmentProblem(
+                "a check used more amounts than its block: a bug in the grader"
+            )
+        start = self._next_amount
+        self._next_amount += count
+        return range(start, start + count)
+
+    async def checkout(
+        self,
+        amount_cents: int,
+        *,
+        timeout_s: float,
+        api: ApiInstance | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> CheckoutResult:
+        """POST /checkout for ``amount_cents``, waiting at most ``timeout_s`` for the answer."""
+        target = api or self.stack.api
+        started = time.monotonic()
+        try:
+            response = await self.http.post(
+                f"{target.base_url}/checkout",
+                json={"amount_cents": amount_cents},
+                headers=headers,
+                timeout=timeout_s,
+            )
+        except httpx.TimeoutException:
+            return CheckoutResult(
+                amount_cents, started, time.monotonic() - started, error="no answer"
+            )
+        except httpx.HTTPError as exc:
+            self.raise_if_dead(target)
+            return CheckoutResult(
+                amount_cents,
+                started,
+                time.monotonic() - started,
+                error=f"connection failed ({type(exc).__name__})",
+            )
+        elapsed = time.monotonic() - started
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        return CheckoutResult(amount_cents, started, elapsed, response.status_code, body)
+
+    def raise_if_dead(self, api: ApiInstance | None = None) -> None:
+        """Fail the check, with the API's last words, if the instance is no longer running."""
+        target = api or self.stack.api
+        exited = target.exit_description()
+        if exited is not None:
+            raise CheckFailed(
+                f"your API {exited} while this check ran",
+                measured=f"the API process {exited}",
+                expected="the API keeps running whatever the provider does",
+                hint="Read the API's last output lines below: an unhandled error, or a crash "
+                "under load, ended the process.",
+            )

@@ -1,0 +1,79 @@
+"""The grader's one error tree.
+
+Every error the grader raises on purpose derives from ``FailfastError``::
+
+    FailfastError
+    ├── GradingError            the grader could not grade: exit code 2, never the learner's score
+    │   ├── RepoError           the learner repo is missing or is not a directory
+    │   ├── ManifestError       failfast.yaml cannot be read or is invalid
+    │   ├── BudgetsError        budgets.yaml cannot be used to hold the service to
+    │   ├── ApiStartError       the learner's API exited or never answered /healthz
+    │   └── EnvironmentProblem  this machine lacks something (a free port, a tool, the stub)
+    └── CheckFailed             raised inside a check: the learner's service did the wrong thing
+
+Third-party errors (yaml, jsonschema, httpx, OSError) are translated into these at the boundary
+where they happen, so the CLI catches ``GradingError`` alone and prints its one paragraph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class FailfastError(Exception):
+    """Base of every error the grader raises on purpose."""
+
+
+class GradingError(FailfastError):
+    """The grader could not grade; the message is one paragraph a learner can act on."""
+
+    def __init__(self, message: str, *, details: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        # Supporting lines shown under the paragraph, e.g. the API's last output lines.
+        self.details = tuple(details)
+
+
+class RepoError(GradingError):
+    """The learner repo is missing or is not a directory."""
+
+
+class ManifestError(GradingError):
+    """failfast.yaml cannot be read or does not match its schema."""
+
+
+class BudgetsError(GradingError):
+    """budgets.yaml cannot be used to hold the service to."""
+
+
+class ApiStartError(GradingError):
+    """The learner's API exited before it was ready, or never answered GET /healthz."""
+
+
+class EnvironmentProblem(GradingError):
+    """This machine lacks something the grader needs: never the learner's fault."""
+
+
+class CheckFailed(FailfastError):
+    """Raised by a check when the learner's service did the wrong thing.
+
+    ``measured`` and ``expected`` are the evidence; ``hint`` overrides the check's own hint when
+    the failure calls for a more specific one; ``data`` carries numbers for the JSON report.
+    """
+
+    def __init__(
+        self,
+        summary: str,
+        *,
+        measured: str = "",
+        expected: str = "",
+        hint: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.measured = measured
+        self.expected = expected
+        self.hint = hint
+        self.data = dict(data or {})

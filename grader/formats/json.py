@@ -1,0 +1,76 @@
+"""The JSON report; its schema is ``grader/schemas/report.schema.json``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from grader import __version__
+from grader.errors import GradingError
+from grader.model import Report, Status
+
+SCHEMA_VERSION = 1
+
+
+class JsonFormat:
+    """One JSON document per run, for machines: CI steps, dashboards, course tooling."""
+
+    def render(self, report: Report) -> str:
+        """The report as JSON."""
+        return json.dumps(self.to_dict(report), indent=2, default=str) + "\n"
+
+    def to_dict(self, report: Report) -> dict[str, Any]:
+        """The report as plain data, as the schema describes it."""
+        budgets = report.budgets
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "failfast_version": __version__,
+            "kind": "report",
+            "milestone": report.milestone,
+            "repo": report.repo,
+            "started_at": report.started_at,
+            "duration_s": report.duration_s,
+            "exit_code": report.exit_code,
+            "summary": {
+                "passed": report.count(Status.PASS),
+                "failed": report.count(Status.FAIL),
+                "skipped": report.count(Status.SKIP),
+                "errors": report.count(Status.ERROR),
+            },
+            "budgets": None
+            if budgets is None
+            else {"origin": budgets.origin, "note": budgets.note, "values": dict(budgets.values)},
+            "checks": [
+                {
+                    "id": r.id,
+                    "title": r.title,
+                    "milestone": r.milestone,
+                    "status": r.status.value,
+                    "summary": r.summary,
+                    "measured": r.measured,
+                    "expected": r.expected,
+                    "hint": r.hint,
+                    "duration_s": r.duration_s,
+                    "data": dict(r.data),
+                    "api_output": list(r.api_output),
+                }
+                for r in report.results
+            ],
+        }
+
+    def render_error(self, error: GradingError, milestone: str, repo: str) -> str:
+        """Why grading was impossible, as JSON."""
+        document = {
+            "schema_version": SCHEMA_VERSION,
+            "failfast_version": __version__,
+            "kind": "error",
+            "milestone": milestone,
+            "repo": repo,
+            "exit_code": 2,
+            "error": {
+                "type": type(error).__name__,
+                "message": error.message,
+                "details": list(error.details),
+            },
+        }
+        return json.dumps(document, indent=2) + "\n"

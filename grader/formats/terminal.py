@@ -1,0 +1,166 @@
+"""The terminal report: live progress while checks run, then one block per check.
+
+The only module that touches rich. Every string that may carry the learner's words (bodies,
+output lines) is shown as plain ``Text`` after :func:`grader.procs.sanitize`, never as markup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+
+from rich.console import Console, Group
+from rich.padding import Padding
+from rich.text import Text
+
+from grader.errors import GradingError
+from grader.model import CheckResult, Report, Status
+from grader.procs import sanitize
+from grader.registry import MILESTONES, CheckSpec
+from grader.runner import Hooks
+
+STYLE = {
+    Status.PASS: "bold green",
+    Status.FAIL: "bold red",
+    Status.SKIP: "bold yellow",
+    Status.ERROR: "bold magenta",
+}
+MARK = {Status.PASS: "✓", Status.FAIL: "✗", Status.SKIP: "-", Status.ERROR: "!"}
+EXIT_MEANING = {
+    0: "every check passed",
+    1: "a check failed: the hints above say what to fix",
+    2: "the grader could not grade (an ERROR above is not your fault)",
+}
+
+
+def _plain(text: str) -> Text:
+    # Evidence may run to several lines (one problem each); each is sanitized on its own.
+    return Text("\n".join(sanitize(line, limit=2000) for line in text.split("\n")))
+
+
+def _plain_text(renderable: Group) -> str:
+    # For files: no colour, a fixed width, nothing of the live terminal.
+    console = Console(width=100, no_color=True, file=io.StringIO())
+    with console.capture() as captured:
+        console.print(renderable)
+    return captured.get()
+
+
+class TerminalFormat:
+    """The rich report a learner reads; plain text when the console is not a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    @contextlib.contextmanager
+    def progress(self) -> Iterator[Hooks]:
+        """Hooks that show which checks are running and a line per finished check."""
+        if not self.console.is_terminal:
+            yield Hooks()
+            return
+        running: dict[str, str] = {}
+        with self.console.status("starting…") as status:
+
+            def show() -> None:
+                names = ", ".join(running) or "…"
+                status.update(f"running {names}")
+
+            def on_start(spec: CheckSpec) -> None:
+                running[spec.id] = spec.title
+                show()
+
+            def on_finish(result: CheckResult) -> None:
+                running.pop(result.id, None)
+                line = Text.assemble(
+                    (f" {MARK[result.status]} ", STYLE[result.status]),
+                    (result.id, "bold"),
+                    f"  {result.duration_s:.1f} s",
+                    style="dim" if result.status is Status.SKIP else "",
+                )
+                self.console.print(line)
+                show()
+
+            yield Hooks(on_start=on_start, on_finish=on_finish)
+
+    def print(self, report: Report) -> None:
+        """Print the whole report to the console."""
+        self.console.print(self._renderable(report))
+
+    def render(self, report: Report) -> str:
+        """The report as plain text (for --output)."""
+        return _plain_text(self._renderable(report))
+
+    def _renderable(self, report: Report) -> Group:
+        parts: list[Text | Group] = [Text()]
+        title = MILESTONES.get(report.milestone, "")
+        parts.append(
+            Text.assemble(("failfast ", "bold"), (report.milestone, "bold cyan"), f"  {title}")
+        )
+        parts.append(Text.assemble(("repo    ", "dim"), report.repo))
+        if report.budgets is not None:
+            layers = report.budgets.values.get("layers", {})
+            held = (
+                f"api {layers.get('api_s'):g} s, payments read {layers.get('read_s'):g} s, "
+                f"connect {layers.get('connect_s'):g} s"
+            )
+            parts.append(Text.assemble(("budget  ", "dim"), f"{held} ({report.budgets.note})"))
+        parts.append(Text())
+        for result in report.results:
+            parts.append(self._block(result))
+        parts.append(self._summary(report))
+        return Group(*parts)
+
+    def _block(self, result: CheckResult) -> Group:
+        head = Text.assemble(
+            (f"{result.status.value:>5}  ", STYLE[result.status]),
+            (result.id, "bold"),
+            f"  {result.title}",
+        )
+        lines: list[Text] = [_plain(result.summary).append(f"  ({result.duration_s:.1f} s)", "dim")]
+        if result.status in (Status.FAIL, Status.ERROR, Status.PASS):
+            for label, value in (("measured", result.measured), ("expected", result.expected)):
+                if value:
+                    lines.append(Text.assemble((f"{label}: ", "dim"), _plain(value)))
+        if result.status in (Status.FAIL, Status.ERROR) and result.hint:
+            lines.append(Text.assemble(("hint: ", "bold yellow"), _plain(result.hint)))
+        if result.api_output:
+            lines.append(Text("your API's last output lines:", "dim"))
+            lines += [Text.assemble(("  │ ", "dim"), _plain(line)) for line in result.api_output]
+        # Indented under the status column; rich wraps each line with the same indent.
+        return Group(head, *(Padding(line, (0, 0, 0, 7)) for line in lines), Text())
+
+    def _summary(self, report: Report) -> Text:
+        counts = [
+            (report.count(Status.PASS), "passed", STYLE[Status.PASS]),
+            (report.count(Status.FAIL), "failed", STYLE[Status.FAIL]),
+            (report.count(Status.SKIP), "skipped", STYLE[Status.SKIP]),
+            (report.count(Status.ERROR), "errors", STYLE[Status.ERROR]),
+        ]
+        text = Text()
+        for n, (count, word, style) in enumerate(counts):
+            text.append(f"{count} {word}", style if count else "dim")
+            text.append(", " if n < len(counts) - 1 else "")
+        text.append(f" in {report.duration_s:.1f} s\n")
+        text.append(f"exit code {report.exit_code}: {EXIT_MEANING[report.exit_code]}", "dim")
+        first_bad = next((r for r in report.results if r.status is Status.FAIL), None)
+        if first_bad is not None:
+            text.append(f"\n`failfast explain {first_bad.id}` says more about a check.", "dim")
+        return text
+
+    def print_error(self, error: GradingError, milestone: str, repo: str) -> None:
+        """Print why grading was impossible: one paragraph, then its supporting lines."""
+        self.console.print(self._error(error, milestone, repo))
+
+    def render_error(self, error: GradingError, milestone: str, repo: str) -> str:
+        """Why grading was impossible, as plain text (for --output)."""
+        return _plain_text(self._error(error, milestone, repo))
+
+    def _error(self, error: GradingError, milestone: str, repo: str) -> Group:
+        parts: list[Text] = [
+            Text.assemble(("failfast could not grade ", "bold magenta"), f"{milestone} of {repo}"),
+            _plain(error.message),
+        ]
+        parts += [Text.assemble(("  │ ", "dim"), _plain(line)) for line in error.details]
+        parts.append(Text("exit code 2: the grader could not grade", "dim"))
+        return Group(*parts)

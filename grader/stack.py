@@ -1,0 +1,266 @@
+"""Bringing the stack up: the reference stub, the learner's API, and the services it needs.
+
+Checks see only :class:`Stack` and :class:`ApiInstance`; which backend runs them (processes on
+loopback here; containers later) stays behind this interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from grader.errors import ApiStartError, EnvironmentProblem
+from grader.procs import ManagedProcess, child_env, stop_all
+from grader.repo import LearnerRepo, Manifest
+from grader.stubclient import StubAdmin
+
+STUB_READY_TIMEOUT_S = 10.0
+REDIS_READY_TIMEOUT_S = 10.0
+# A learner's API is ready when GET /healthz answers 200; each probe is bounded by this.
+HEALTHZ_PROBE_TIMEOUT_S = 1.0
+
+
+class ApiInstance(Protocol):
+    """One running instance of the learner's API."""
+
+    name: str
+    base_url: str
+
+    def alive(self) -> bool:
+        """Whether the instance is still running."""
+
+    def exit_description(self) -> str | None:
+        """How it exited ("exited with code 1"), or None while it runs."""
+
+    def output_tail(self, n: int = 15) -> tuple[str, ...]:
+        """The last lines it printed."""
+
+    def output_mark(self) -> int:
+        """A position in its output, for :meth:`output_since`."""
+
+    def output_since(self, mark: int, n: int = 15) -> tuple[str, ...]:
+        """At most the last ``n`` lines it printed after ``mark``."""
+
+
+class Stack(Protocol):
+    """What checks may use: the stub's admin API, provider URLs and the learner's API."""
+
+    stub: StubAdmin
+    payments_url: str  # base URL of the provider the API is given
+    connect_hang_url: str  # a provider URL whose connects hang
+    api: ApiInstance  # the instance started with the stack
+
+    async def start_api(self, name: str, *, payments_url: str | None = None) -> ApiInstance:
+        """Start another instance of the learner's API, e.g. against another provider URL."""
+
+    async def aclose(self) -> None:
+        """Stop everything the stack started."""
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(slots=True)
+class LocalApi:
+    """A learner API instance running as a local process group."""
+
+    name: str
+    base_url: str
+    process: ManagedProcess
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.process.returncode is None
+
+    def exit_description(self) -> str | None:
+        """How the process exited, in words."""
+        code = self.process.returncode
+        if code is None:
+            return None
+        if code < 0:
+            try:
+                return f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"was killed by signal {-code}"
+        return f"exited with code {code}"
+
+    def output_tail(self, n: int = 15) -> tuple[str, ...]:
+        """The last lines the process printed."""
+        return self.process.tail(n)
+
+    def output_mark(self) -> int:
+        """A position in the process's output."""
+        return self.process.mark()
+
+    def output_since(self, mark: int, n: int = 15) -> tuple[str, ...]:
+        """At most the last ``n`` lines printed after ``mark``."""
+        return self.process.since(mark, n)
+
+
+class LocalStack:
+    """Everything as processes on loopback ports: needs nothing but Python (and redis-server)."""
+
+    def __init__(self, repo: LearnerRepo, manifest: Manifest) -> None:
+        self.repo = repo
+        self.manifest = manifest
+        self._processes: list[ManagedProcess] = []
+        self._env_extra: dict[str, str] = {}
+        self.stub: StubAdmin
+        self.payments_url: str
+        self.connect_hang_url: str
+        self.api: ApiInstance
+
+    @classmethod
+    async def start(cls, repo: LearnerRepo, manifest: Manifest) -> LocalStack:
+        """Start the stub, the services the manifest lists, then the learner's API."""
+        stack = cls(repo, manifest)
+        try:
+            stack._start_stub()
+            if "redis" in manifest.services:
+                stack._env_extra["REDIS_URL"] = stack._start_redis()
+            stack.api = await stack.start_api("api")
+        except BaseException:
+            await stack.aclose()
+            raise
+        return stack
+
+    def _spawn(
+        self, name: str, argv: Sequence[str], cwd: Path, env: dict[str, str]
+    ) -> ManagedProcess:
+        try:
+            process = ManagedProcess(name, argv, cwd=cwd, env=env)
+        except OSError as exc:
+            raise EnvironmentProblem(f"The grader could not start {name}: {exc}.") from exc
+        self._processes.append(process)
+        return process
+
+    def _start_stub(self) -> None:
+        # The stub is the grader's own code: it runs with the grader's interpreter, and exits by
+        # itself if the grader dies (--owner-pid), so a SIGKILLed grader leaves nothing behind.
+        env = child_env({})
+        if "PYTHONPATH" in os.environ:
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        argv = [sys.executable, "-m", "reference.stub", "--owner-pid", str(os.getpid())]
+        process = self._spawn("payments-stub", argv, Path.cwd(), env)
+        line = process.wait_for_line(
+            lambda text: text.startswith("{") and '"ready"' in text, STUB_READY_TIMEOUT_S
+        )
+        if line is None:
+            raise EnvironmentProblem(
+                f"The grader's payments stub did not start within {STUB_READY_TIMEOUT_S:.0f} s. "
+                f"This is not your fault; its output ends with: "
+                + " / ".join(process.tail(5) or ("(nothing)",)),
+            )
+        ready = json.loads(line)
+        host = ready.get("host", "127.0.0.1")
+        self.payments_url = f"http://{host}:{ready['port']}"
+        self.connect_hang_url = f"http://{host}:{ready['connect_hang_port']}"
+        self.stub = StubAdmin(f"http://{host}:{ready['admin_port']}")
+
+    def _start_redis(self) -> str:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise EnvironmentProblem(
+                "Your failfast.yaml lists the service `redis`, and this machine has no "
+                "redis-server on PATH. Install it (Debian/Ubuntu: `sudo apt-get install "
+                "redis-server`; macOS: `brew install redis`) and grade again."
+            )
+        port = free_port()
+        argv = [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ]
+        process = self._spawn("redis", argv, Path("/"), child_env({}))
+        deadline = time.monotonic() + REDIS_READY_TIMEOUT_S
+        while time.monotonic() < deadline and process.returncode is None:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return f"redis://127.0.0.1:{port}/0"
+            except OSError:
+                time.sleep(0.05)
+        raise EnvironmentProblem(
+            f"redis-server did not answer PING within {REDIS_READY_TIMEOUT_S:.0f} s: "
+            + " / ".join(process.tail(5) or ("(no output)",))
+        )
+
+    async def start_api(self, name: str, *, payments_url: str | None = None) -> ApiInstance:
+        """Start the learner's command with only the contract's environment; wait for /healthz."""
+        port = free_port()
+        env = child_env(
+            {"PORT": str(port), "PAYMENTS_URL": payments_url or self.payments_url} | self._env_extra
+        )
+        # `exec` so that the shell becomes the learner's server and signals reach it directly.
+        argv = ["/bin/sh", "-c", f"exec {self.manifest.command}"]
+        process = self._spawn(name, argv, self.repo.path, env)
+        api = LocalApi(name, f"http://127.0.0.1:{port}", process)
+        await _wait_healthy(api, self.manifest)
+        return api
+
+    async def aclose(self) -> None:
+        """Stop every process the stack started, whatever state it is in."""
+        stub = getattr(self, "stub", None)
+        if stub is not None:
+            await stub.aclose()
+        stop_all(self._processes)
+        self._processes.clear()
+
+
+async def _wait_healthy(api: LocalApi, manifest: Manifest) -> None:
+    deadline = time.monotonic() + manifest.startup_timeout_s
+    last = "no answer yet"
+    async with httpx.AsyncClient(timeout=HEALTHZ_PROBE_TIMEOUT_S) as http:
+        while True:
+            exited = api.exit_description()
+            if exited is not None:
+                raise ApiStartError(
+                    f"Your API {exited} before it answered GET /healthz. The grader started it "
+                    f"with `{manifest.command}` in your repo root; run that "
+                    f"command yourself (with PORT and PAYMENTS_URL set) to see why. Its output "
+                    f"ends with the lines below.",
+                    details=api.output_tail(),
+                )
+            try:
+                response = await http.get(f"{api.base_url}/healthz")
+                if response.status_code == 200:
+                    return
+                last = f"it answered {response.status_code}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            if time.monotonic() >= deadline:
+                raise ApiStartError(
+                    f"Your API did not answer GET /healthz with 200 within "
+                    f"{manifest.startup_timeout_s:g} s (last try: {last}). It must listen on "
+                    f"127.0.0.1:$PORT and answer /healthz quickly; the command was "
+                    f"`{manifest.command}`. Raise startup_timeout_s in failfast.yaml if it is "
+                    f"just slow to start. Its output ends with the lines below.",
+                    details=api.output_tail(),
+                )
+            await asyncio.sleep(0.1)

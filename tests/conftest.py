@@ -1,0 +1,97 @@
+"""Shared fixtures: run the real `failfast` CLI as a process and prove it leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from grader.yamlfile import schema
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Run:
+    """One finished `failfast` process."""
+
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    pid: int
+    report: dict[str, Any] | None = field(default=None)
+
+    def statuses(self) -> dict[str, str]:
+        """Check id -> status, from the JSON report."""
+        assert self.report is not None, self.stdout + self.stderr
+        return {c["id"]: c["status"] for c in self.report["checks"]}
+
+    def check(self, check_id: str) -> dict[str, Any]:
+        """One check's entry of the JSON report."""
+        assert self.report is not None
+        return next(c for c in self.report["checks"] if c["id"] == check_id)
+
+
+def leftovers(owner_pid: int, repo: Path | None) -> list[str]:
+    """Processes a grader run left: stubs it owned, or anything running in the learner repo."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue  # exited meanwhile, or not ours to read
+        if f"--owner-pid {owner_pid}" in cmdline:
+            found.append(f"{entry.name}: {cmdline}")
+        elif repo is not None and Path(cwd).is_relative_to(repo.resolve()):
+            found.append(f"{entry.name} (cwd {cwd}): {cmdline}")
+    return found
+
+
+def run_failfast(
+    *args: str,
+    repo: Path | None = None,
+    timeout_s: float = 120.0,
+    env: dict[str, str] | None = None,
+) -> Run:
+    """Run the real CLI to completion; assert no traceback and no process left behind."""
+    argv = [sys.executable, "-m", "grader", *args]
+    if repo is not None:
+        argv += ["--repo", str(repo)]
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "100", **(env or {})},
+    )
+    stdout, stderr = proc.communicate(timeout=timeout_s)
+    run = Run(argv, proc.returncode, stdout, stderr, proc.pid)
+    assert "Traceback" not in stdout + stderr, stdout + stderr
+    assert leftovers(proc.pid, repo) == []
+    if "--format" in args and "json" in args and stdout.strip():
+        run.report = json.loads(stdout)
+        jsonschema.validate(run.report, schema("report"))
+    return run
+
+
+@pytest.fixture
+def grade_json() -> Iterator[Any]:
+    """Grade a milestone of a repo with the JSON report on stdout."""
+
+    def grade(milestone: str, repo: Path, **kwargs: Any) -> Run:
+        return run_failfast("check", milestone, "--format", "json", repo=repo, **kwargs)
+
+    yield grade

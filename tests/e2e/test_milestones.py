@@ -1,0 +1,82 @@
+"""Every check proven both ways: the reference passes, each mutant fails exactly its target.
+
+These grade real learner repos: the reference stub and the learner's uvicorn run as processes on
+loopback, driven by the real `failfast` CLI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from grader import registry
+from tests.mutants import MUTANTS, REFERENCE, TEMPLATE, Mutant, materialize
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("milestone", ["milestone-1", "milestone-2"])
+def test_reference_passes(milestone: str, tmp_path: Path, grade_json: Any) -> None:
+    """The reference solution passes every check of the milestone (exit 0)."""
+    run = grade_json(milestone, materialize(REFERENCE, tmp_path / "repo"))
+    expected = {spec.id: "PASS" for spec in registry.checks_for(milestone)}
+    assert run.statuses() == expected, run.stdout
+    assert run.returncode == 0
+
+
+def test_template_fails_budget_table(tmp_path: Path, grade_json: Any) -> None:
+    """The template's table is not filled in: m1 fails on it and skips what depends on it."""
+    run = grade_json("milestone-1", materialize(TEMPLATE, tmp_path / "repo"))
+    assert run.statuses() == {
+        "m1.budgets-valid": "FAIL",
+        "m1.layers-ordered": "SKIP",
+        "m1.retry-policy": "SKIP",
+        "m1.nginx-agrees": "SKIP",
+    }
+    assert (
+        "budgets.yaml:14: layers.nginx.timeout_s must be a number"
+        in run.check("m1.budgets-valid")["measured"]
+    )
+    assert run.returncode == 1
+
+
+def test_template_fails_live_timeouts(tmp_path: Path, grade_json: Any) -> None:
+    """The naive template waits on httpx's 5 s defaults: each timeout check fails, with evidence."""
+    run = grade_json("milestone-2", materialize(TEMPLATE, tmp_path / "repo"))
+    assert run.statuses() == {
+        "m2.healthy-checkout": "PASS",
+        "m2.read-timeout": "FAIL",
+        "m2.slow-body": "FAIL",
+        "m2.connect-timeout": "FAIL",
+        # The template's client is async, so stuck checkouts do not starve the event loop.
+        "m2.healthz-under-load": "PASS",
+    }
+    assert run.report["budgets"]["origin"] == "course"
+    read = run.check("m2.read-timeout")
+    # httpx's default read timeout is 5 s, and the template lets the timeout escape as a 500.
+    assert read["data"]["status"] == 500
+    assert read["data"]["attempts"][0]["abandoned_after_s"] == pytest.approx(5.0, abs=0.3)
+    assert read["api_output"], "a failing live check shows the API's last output lines"
+    assert run.returncode == 1
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
+def test_mutant_fails_its_target_only(mutant: Mutant, tmp_path: Path, grade_json: Any) -> None:
+    """A mutant fails the checks it breaks, and passes (or skips) every other check."""
+    repo = materialize(REFERENCE, tmp_path / "repo", mutant.edits)
+    run = grade_json(mutant.milestone, repo)
+    expected = {
+        spec.id: "FAIL"
+        if spec.id in mutant.fails
+        else "SKIP"
+        if spec.id in mutant.skips
+        else "PASS"
+        for spec in registry.checks_for(mutant.milestone)
+    }
+    assert run.statuses() == expected, run.report
+    assert run.returncode == 1
+    for check_id in mutant.fails:
+        entry = run.check(check_id)
+        assert entry["measured"] and entry["expected"] and entry["hint"], entry

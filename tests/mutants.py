@@ -1,0 +1,135 @@
+"""Mutants: the reference solution with exactly one fault-tolerance property broken.
+
+Each mutant is a few exact text substitutions on a copy of ``reference/solution``; a substitution
+whose text is not found exactly once fails loudly, so a mutant cannot silently stop mutating when
+the reference changes. ``fails`` names the checks it must fail; every other check of its milestone
+must pass (or be skipped, for ``skips``), which proves each check targets what it claims to.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT / "reference" / "solution"
+TEMPLATE = ROOT / "learner_template"
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """Replace ``old`` (which must occur exactly once) by ``new`` in ``path``."""
+
+    path: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mutant:
+    """A broken variant of the reference solution and the verdicts it must get."""
+
+    name: str
+    milestone: str
+    fails: frozenset[str]
+    edits: tuple[Edit, ...]
+    skips: frozenset[str] = frozenset()
+
+
+APP = "app/main.py"
+NO_DEADLINE = Edit(APP, "asyncio.timeout(DEADLINE_S)", "asyncio.timeout(None)")
+
+MUTANTS = (
+    # Milestone 1: the table and nginx.
+    Mutant(
+        "inverted-budget-table",
+        "milestone-1",
+        frozenset({"m1.layers-ordered"}),
+        (Edit("budgets.yaml", "read_timeout_s: 2}", "read_timeout_s: 5}"),),
+    ),
+    Mutant(
+        "nginx-default-timeout",
+        "milestone-1",
+        frozenset({"m1.nginx-agrees"}),
+        (Edit("nginx/nginx.conf", "proxy_read_timeout 10s;", ""),),
+    ),
+    Mutant(
+        "too-many-attempts",
+        "milestone-1",
+        frozenset({"m1.retry-policy"}),
+        (Edit("budgets.yaml", "max_attempts: 3 ", "max_attempts: 8 "),),
+    ),
+    Mutant(
+        "typo-in-table",
+        "milestone-1",
+        frozenset({"m1.budgets-valid"}),
+        (Edit("budgets.yaml", "read_timeout_s: 2}", "read_timout_s: 2}"),),
+        skips=frozenset({"m1.layers-ordered", "m1.retry-policy", "m1.nginx-agrees"}),
+    ),
+    # Milestone 2: the budgeted client.
+    Mutant(
+        "connect-timeout-only",
+        "milestone-2",
+        frozenset({"m2.read-timeout", "m2.slow-body"}),
+        (
+            Edit(
+                APP,
+                'read=PAYMENTS["read_timeout_s"],\n    write=PAYMENTS["read_timeout_s"],\n'
+                '    pool=PAYMENTS["connect_timeout_s"],',
+                "read=None,\n    write=None,\n    pool=None,",
+            ),
+            NO_DEADLINE,
+        ),
+    ),
+    Mutant(
+        "read-timeout-longer-than-budget",
+        "milestone-2",
+        frozenset({"m2.read-timeout"}),
+        (Edit(APP, '    read=PAYMENTS["read_timeout_s"],', "    read=10,"),),
+    ),
+    Mutant(
+        "blocking-call-in-async-handler",
+        "milestone-2",
+        frozenset({"m2.healthz-under-load"}),
+        (
+            Edit(
+                APP,
+                "    key = idempotency_key or str(uuid.uuid4())",
+                "    time.sleep(0.2)  # a blocking call: the whole event loop waits\n"
+                "    key = idempotency_key or str(uuid.uuid4())",
+            ),
+        ),
+    ),
+    Mutant(
+        "per-read-timeouts-no-deadline",
+        "milestone-2",
+        frozenset({"m2.slow-body", "m2.read-timeout"}),
+        (NO_DEADLINE,),
+    ),
+    Mutant(
+        "timeout-surfaces-as-500",
+        "milestone-2",
+        frozenset({"m2.read-timeout", "m2.slow-body", "m2.connect-timeout"}),
+        (
+            Edit(
+                APP,
+                'return error(504, "payments_timeout")',
+                'return error(500, "payments_timeout")',
+            ),
+        ),
+    ),
+)
+
+
+def materialize(source: Path, target: Path, edits: tuple[Edit, ...] = ()) -> Path:
+    """Copy a learner repo to ``target`` and apply ``edits``; returns ``target``."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    for edit in edits:
+        file = target / edit.path
+        text = file.read_text("utf-8")
+        count = text.count(edit.old)
+        if count != 1:
+            raise AssertionError(f"{edit.path}: {edit.old!r} occurs {count} times, not once")
+        file.write_text(text.replace(edit.old, edit.new), "utf-8")
+    return target

@@ -1,0 +1,129 @@
+"""Unit tests of the runner's scheduling: dependencies, skips, exclusivity, errors, time limits."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from grader import budgets, registry
+from grader.context import Context
+from grader.errors import CheckFailed, EnvironmentProblem
+from grader.model import Passed, Status
+from grader.registry import CheckSpec
+from grader.repo import LearnerRepo
+from grader.runner import Hooks, _run_all
+
+EVENTS: list[str] = []
+
+
+def spec(id_: str, func: registry.CheckFunc, **kwargs: object) -> CheckSpec:
+    """A check spec that is not registered anywhere."""
+    return CheckSpec(id=id_, title=id_, func=func, what="", why="", hint="h", **kwargs)  # type: ignore[arg-type]
+
+
+async def ok(ctx: Context) -> Passed:
+    """Pass after a short wait, recording when it ran."""
+    EVENTS.append("ok-start")
+    await asyncio.sleep(0.05)
+    EVENTS.append("ok-end")
+    return Passed("fine")
+
+
+async def exclusive(ctx: Context) -> Passed:
+    """Pass, recording when it ran."""
+    EVENTS.append("exclusive-start")
+    await asyncio.sleep(0.01)
+    EVENTS.append("exclusive-end")
+    return Passed("alone")
+
+
+def fails(ctx: Context) -> Passed:
+    """Fail with evidence."""
+    raise CheckFailed("broken", measured="m", expected="e")
+
+
+def crashes(ctx: Context) -> Passed:
+    """Crash like a buggy check."""
+    raise ZeroDivisionError
+
+
+def environment(ctx: Context) -> Passed:
+    """Hit an environment problem."""
+    raise EnvironmentProblem("no stub")
+
+
+async def slow(ctx: Context) -> Passed:
+    """Take longer than any limit under test."""
+    await asyncio.sleep(5)
+    return Passed("late")
+
+
+def run(specs: list[CheckSpec], tmp_path: Path) -> dict[str, object]:
+    """Run specs through the scheduler; statuses by id, and the results under _results."""
+    EVENTS.clear()
+    results = asyncio.run(
+        _run_all(tuple(specs), LearnerRepo(tmp_path), budgets.COURSE, None, None, Hooks())
+    )
+    return {k: v.status for k, v in results.items()} | {"_results": results}
+
+
+def test_dependency_failure_skips_dependants(tmp_path: Path) -> None:
+    """A check whose dependency failed is SKIP and names the dependency."""
+    out = run([spec("m9.a", fails), spec("m9.b", ok, depends=("m9.a",))], tmp_path)
+    assert out["m9.a"] is Status.FAIL and out["m9.b"] is Status.SKIP
+    assert "m9.a is FAIL" in out["_results"]["m9.b"].summary  # type: ignore[index]
+
+
+def test_failure_carries_evidence_and_hint(tmp_path: Path) -> None:
+    """A FAIL keeps measured, expected and falls back to the check's hint."""
+    result = run([spec("m9.a", fails)], tmp_path)["_results"]["m9.a"]  # type: ignore[index]
+    assert (result.measured, result.expected, result.hint) == ("m", "e", "h")
+
+
+def test_exclusive_runs_alone(tmp_path: Path) -> None:
+    """An exclusive check starts only after the concurrent ones have ended."""
+    run([spec("m9.a", ok), spec("m9.x", exclusive, exclusive=True), spec("m9.b", ok)], tmp_path)
+    assert EVENTS == [
+        "ok-start",
+        "ok-start",
+        "ok-end",
+        "ok-end",
+        "exclusive-start",
+        "exclusive-end",
+    ]
+
+
+def test_crash_is_error_not_fail(tmp_path: Path) -> None:
+    """A bug in a check is ERROR, blamed on the grader, and the other checks still run."""
+    out = run([spec("m9.a", crashes), spec("m9.b", ok)], tmp_path)
+    assert out["m9.a"] is Status.ERROR and out["m9.b"] is Status.PASS
+    assert "not your fault" in out["_results"]["m9.a"].hint  # type: ignore[index]
+
+
+def test_environment_problem_is_error(tmp_path: Path) -> None:
+    """An environment problem inside a check is ERROR."""
+    assert run([spec("m9.a", environment)], tmp_path)["m9.a"] is Status.ERROR
+
+
+def test_time_limit_is_error(tmp_path: Path) -> None:
+    """A check past its time limit is ERROR, within the limit."""
+    out = run([spec("m9.a", slow, timeout_s=0.1)], tmp_path)
+    assert out["m9.a"] is Status.ERROR
+    assert "within its limit of 0.1 s" in out["_results"]["m9.a"].summary  # type: ignore[index]
+
+
+def test_ids_must_name_their_milestone() -> None:
+    """The decorator refuses ids a newcomer could not map to a file."""
+    with pytest.raises(ValueError, match="not of the form"):
+        registry.check("read_timeout", "t", why="w", hint="h")
+
+
+def test_every_registered_check_is_documented() -> None:
+    """Every check has a docstring, a why and a hint, and lives in its milestone's module."""
+    for check in registry.all_checks():
+        assert check.what and check.why and check.hint, check.id
+        module = check.func.__module__
+        assert module.startswith(f"checks.m{check.id[1]}_"), (check.id, module)
+        assert check.func.__name__ == check.id.split(".")[1].replace("-", "_"), check.id
