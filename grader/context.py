@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,7 +119,10 @@ class Context:
                 amount_cents, started, time.monotonic() - started, error="no answer"
             )
         except httpx.HTTPError as exc:
-            self.raise_if_dead(target)
+            # A connection the API's crash cut comes in before the kernel reports the exit.
+            for _ in range(10):
+                self.raise_if_dead(target)
+                await asyncio.sleep(0.05)
             return CheckoutResult(
                 amount_cents,
                 started,

@@ -170,6 +170,9 @@ async def _run_one(spec: CheckSpec, ctx: Context, stack: Stack | None) -> CheckR
     api_output: tuple[str, ...] = ()
     if stack is not None and status in (Status.FAIL, Status.ERROR):
         api_output = ctx.api_output()
+        exited = stack.api.exit_description()
+        if exited is not None and "your API" not in summary:
+            summary = f"{summary} (your API {exited} meanwhile)"
     return CheckResult(
         id=spec.id,
         title=spec.title,

@@ -184,7 +184,8 @@ def test_learner_output_cannot_restyle_the_report(tmp_path: Path) -> None:
     """Escape sequences the API prints are stripped before they reach the report."""
     repo = reference(tmp_path)
     (repo / "failfast.yaml").write_text(
-        "command: >-\n  python -c \"print('\\x1b[2J\\x1b[32mPASS everything'); raise SystemExit(1)\"\n"
+        "command: >-\n"
+        "  python -c \"print('\\x1b[2J\\x1b[32mPASS everything'); raise SystemExit(1)\"\n"
     )
     run = run_failfast("check", "milestone-2", repo=repo)
     assert "\x1b[2J" not in run.stdout and "PASS everything" in run.stdout
