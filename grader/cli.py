@@ -25,6 +25,7 @@ from grader.model import Report
 from grader.runner import grade
 
 EXIT_INTERRUPTED = 130
+STUB_PORT = 8081
 
 app = typer.Typer(
     name="failfast",
@@ -185,7 +186,11 @@ def stub(ctx: typer.Context) -> None:
     """Run the reference payments stub by hand (PORT, ADMIN_PORT, LATENCY_MS, FAIL_RATE, SEED)."""
     from reference.stub import main as stub_main
 
-    raise typer.Exit(stub_main(list(ctx.args)))
+    # By hand, the course's well-known ports (as in prod-sim.yml); the grader itself always asks
+    # for free ones. Options given on the command line come later and win.
+    ports = ["--port", os.environ.get("PORT", str(STUB_PORT))]
+    ports += ["--admin-port", os.environ.get("ADMIN_PORT", str(STUB_PORT + 1))]
+    raise typer.Exit(stub_main([*ports, *ctx.args]))
 
 
 def main() -> None:

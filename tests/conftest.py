@@ -81,7 +81,7 @@ def run_failfast(
     run = Run(argv, proc.returncode, stdout, stderr, proc.pid)
     assert "Traceback" not in stdout + stderr, stdout + stderr
     assert leftovers(proc.pid, repo) == []
-    if "--format" in args and "json" in args and stdout.strip():
+    if "--format" in args and "json" in args and "--output" not in args and stdout.strip():
         run.report = json.loads(stdout)
         jsonschema.validate(run.report, schema("report"))
     return run
