@@ -312,7 +312,7 @@ async def healthz_under_load(ctx: Context) -> Passed:
             amounts, arrived=STUCK_CHECKOUTS, ended=False, timeout_s=2.0
         )
         in_flight = len({a.amount_cents for a in attempts if not a.ended})
-        url = f"{ctx.stack.api.base_url}/healthz"
+        url = f"{ctx.api.base_url}/healthz"
         for _ in range(HEALTHZ_PROBES):
             started = time.monotonic()
             try:

@@ -47,20 +47,31 @@ class Context:
     stack_: Stack | None = None
     http_: httpx.AsyncClient | None = None
     _next_amount: int = field(init=False)
-    # The API instances this check talked to, with where their output stood when it began.
+    # Where the main API's output stood when the check began, and the instances the check
+    # talked to with their marks: a failure shows what those printed meanwhile, nothing else.
+    _main_mark: int = field(init=False, default=0)
     _outputs: dict[str, tuple[ApiInstance, int]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         """Start handing out amounts at this check's block; mark the API's output."""
         self._next_amount = self.first_amount
         if self.stack_ is not None:
-            self._outputs["api"] = (self.stack_.api, self.stack_.api.output_mark())
+            self._main_mark = self.stack_.api.output_mark()
+
+    @property
+    def api(self) -> ApiInstance:
+        """The learner's API instance started with the stack."""
+        return self._use(self.stack.api)
+
+    def _use(self, api: ApiInstance) -> ApiInstance:
+        if api.name not in self._outputs:
+            mark = self._main_mark if api is self.stack.api else 0
+            self._outputs[api.name] = (api, mark)
+        return api
 
     async def start_api(self, name: str, *, payments_url: str) -> ApiInstance:
         """Start another instance of the learner's API for this check; its output is shown."""
-        api = await self.stack.start_api(name, payments_url=payments_url)
-        self._outputs[name] = (api, 0)
-        return api
+        return self._use(await self.stack.start_api(name, payments_url=payments_url))
 
     def api_output(self, n: int = 12) -> tuple[str, ...]:
         """What the API instances printed while this check ran (the last ``n`` lines of each)."""
@@ -105,7 +116,7 @@ class Context:
         headers: dict[str, str] | None = None,
     ) -> CheckoutResult:
         """POST /checkout for ``amount_cents``, waiting at most ``timeout_s`` for the answer."""
-        target = api or self.stack.api
+        target = self._use(api or self.stack.api)
         started = time.monotonic()
         try:
             response = await self.http.post(
@@ -138,7 +149,7 @@ class Context:
 
     def raise_if_dead(self, api: ApiInstance | None = None) -> None:
         """Fail the check, with the API's last words, if the instance is no longer running."""
-        target = api or self.stack.api
+        target = self._use(api or self.stack.api)
         exited = target.exit_description()
         if exited is not None:
             raise CheckFailed(
