@@ -32,7 +32,8 @@ fault: what the stub does ("type" plus these fields; "=" gives a default)
     hang           max_hold_ms=60000        never answer: hold until the client gives up or
                                             max_hold_ms passes, then close.
     status         status, retry_after_s=   answer ``status`` (400-599) with {"error": ...}, and
-                   null                     a Retry-After header when retry_after_s is given.
+                   null, delay_ms=0         a Retry-After header when retry_after_s is given;
+                                            after holding delay_ms first (a slow failure).
                                             No charge.
     decline        (none)                   402 {"error": "card_declined"}. No charge.
     reset          (none)                   read the request, then close with a TCP RST.
@@ -127,15 +128,24 @@ class Hang:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """Answer ``status`` with a JSON error and no charge, with Retry-After when it is set."""
+    """Answer ``status`` with a JSON error and no charge, with Retry-After when it is set.
+
+    ``delay_ms`` holds first, watching the client: a provider that is slow *and* failing.
+    """
 
     TYPE: ClassVar[str] = "status"
     status: int
     retry_after_s: int | None = None
+    delay_ms: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Render as the admin API shows it."""
-        return {"type": self.TYPE, "status": self.status, "retry_after_s": self.retry_after_s}
+        return {
+            "type": self.TYPE,
+            "status": self.status,
+            "retry_after_s": self.retry_after_s,
+            "delay_ms": self.delay_ms,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,14 +374,16 @@ def parse_fault(data: object) -> Fault:
         _reject_unknown(fields, {"max_hold_ms"}, "hang fault")
         return Hang(max_hold_ms=_int_or(fields, "max_hold_ms", DEFAULT_HANG_MAX_HOLD_MS, minimum=0))
     if kind == "status":
-        _reject_unknown(fields, {"status", "retry_after_s"}, "status fault")
+        _reject_unknown(fields, {"status", "retry_after_s", "delay_ms"}, "status fault")
         if "status" not in fields:
             raise RuleError("a status fault needs 'status'")
         status = _required_int(fields, "status", minimum=400)
         if status > 599:
             raise RuleError("'status' must be a 4xx or 5xx code")
         return Status(
-            status=status, retry_after_s=_optional_int(fields, "retry_after_s", minimum=0)
+            status=status,
+            retry_after_s=_optional_int(fields, "retry_after_s", minimum=0),
+            delay_ms=_int_or(fields, "delay_ms", 0, minimum=0),
         )
     simple: dict[str, type[Decline | Reset | LostResponse]] = {
         "decline": Decline,

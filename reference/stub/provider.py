@@ -149,7 +149,8 @@ class Provider:
             retry_after = (
                 [] if fault.retry_after_s is None else [("Retry-After", str(fault.retry_after_s))]
             )
-            await self._answer(channel, attempt, fault.status, error, retry_after)
+            if await self._hold(channel, attempt, fault.delay_ms / 1000):
+                await self._answer(channel, attempt, fault.status, error, retry_after)
             return
         if isinstance(fault, Decline):
             error = {"error": "card_declined", "message": "the card was declined"}

@@ -105,6 +105,17 @@ def test_status_first_n_per_amount(stub: Stub, client: httpx.Client) -> None:
     assert len(stub.ledger(amount_min=5000, amount_max=5999)) == 2
 
 
+def test_slow_failure_holds_then_fails(stub: Stub, client: httpx.Client) -> None:
+    """A status fault with delay_ms answers its status only after the hold."""
+    stub.add_rule({"type": "status", "status": 503, "delay_ms": 300})
+    started = time.monotonic()
+    answer = client.post("/charge", json={"amount_cents": 1010})
+    assert answer.status_code == 503
+    assert time.monotonic() - started == pytest.approx(0.3, abs=0.2)
+    [attempt] = stub.wait_for_attempts(1)
+    assert attempt["outcome"] == "responded" and attempt["fault"]["delay_ms"] == 300
+
+
 def test_decline_is_402(stub: Stub, client: httpx.Client) -> None:
     """A decline answers 402 card_declined and charges nothing."""
     stub.add_rule({"type": "decline"})

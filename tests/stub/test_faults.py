@@ -50,6 +50,7 @@ def test_minimal_rule_matches_everything_always() -> None:
         ({"type": "dribble", "interval_ms": 0}, Dribble(interval_ms=0, body_bytes=100)),
         ({"type": "hang"}, Hang(max_hold_ms=60_000)),
         ({"type": "status", "status": 429}, Status(status=429, retry_after_s=None)),
+        ({"type": "status", "status": 503, "delay_ms": 300}, Status(503, None, 300)),
         ({"type": "status", "status": 503, "retry_after_s": 2}, Status(503, 2)),
         ({"type": "reset"}, Reset()),
         ({"type": "lost_response"}, LostResponse()),
