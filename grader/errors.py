@@ -9,7 +9,9 @@ Every error the grader raises on purpose derives from ``FailfastError``::
     │   ├── BudgetsError        budgets.yaml cannot be used to hold the service to
     │   ├── ApiStartError       the learner's API exited or never answered /healthz
     │   └── EnvironmentProblem  this machine lacks something (a free port, a tool, the stub)
-    └── CheckFailed             raised inside a check: the learner's service did the wrong thing
+    └── CheckVerdict            raised inside a check, with the evidence
+        ├── CheckFailed         the learner's service did the wrong thing
+        └── CheckInconclusive   the machine was too noisy to tell right from wrong
 
 Third-party errors (yaml, jsonschema, httpx, OSError) are translated into these at the boundary
 where they happen, so the CLI catches ``GradingError`` alone and prints its one paragraph.
@@ -55,11 +57,12 @@ class EnvironmentProblem(GradingError):
     """This machine lacks something the grader needs: never the learner's fault."""
 
 
-class CheckFailed(FailfastError):
-    """Raised by a check when the learner's service did the wrong thing.
+class CheckVerdict(FailfastError):
+    """Raised by a check to end it with a verdict other than PASS, and the evidence for it.
 
     ``measured`` and ``expected`` are the evidence; ``hint`` overrides the check's own hint when
-    the failure calls for a more specific one; ``data`` carries numbers for the JSON report.
+    the verdict calls for a more specific one; ``data`` carries numbers for the JSON report;
+    ``figure`` is a small monospace chart (lines of text) the terminal report draws.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class CheckFailed(FailfastError):
         expected: str = "",
         hint: str | None = None,
         data: Mapping[str, Any] | None = None,
+        figure: Sequence[str] = (),
     ) -> None:
         super().__init__(summary)
         self.summary = summary
@@ -77,3 +81,12 @@ class CheckFailed(FailfastError):
         self.expected = expected
         self.hint = hint
         self.data = dict(data or {})
+        self.figure = tuple(figure)
+
+
+class CheckFailed(CheckVerdict):
+    """The learner's service did the wrong thing."""
+
+
+class CheckInconclusive(CheckVerdict):
+    """Noise alone could explain what was measured: neither PASS nor FAIL would be honest."""

@@ -15,6 +15,7 @@ class Status(enum.StrEnum):
     PASS = "PASS"
     FAIL = "FAIL"  # the learner's service did the wrong thing
     SKIP = "SKIP"  # a check it depends on did not pass
+    INCONCLUSIVE = "INCONCLUSIVE"  # the machine was too noisy to tell: grade again
     ERROR = "ERROR"  # the grader or the environment broke: never the learner's fault
 
 
@@ -30,6 +31,7 @@ class Passed:
     measured: str = ""
     expected: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
+    figure: tuple[str, ...] = ()  # a small monospace chart, e.g. a timeline of attempts
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,7 @@ class CheckResult:
     data: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))
     # The last lines the learner's API printed, shown for FAIL and ERROR only.
     api_output: tuple[str, ...] = ()
+    figure: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """Freeze ``data`` so a result cannot change after it is reported."""
@@ -80,9 +83,15 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """0 when every check passed, 1 when one failed; an ERROR means we could not grade: 2."""
+        """0: every check passed; 1: one failed; 2: the grader could not grade (or could not tell).
+
+        An ERROR means the grader could not grade at all. A FAIL outranks an INCONCLUSIVE: the
+        learner has something to fix either way.
+        """
         if self.count(Status.ERROR):
             return 2
         if self.count(Status.FAIL) or self.count(Status.SKIP):
             return 1
+        if self.count(Status.INCONCLUSIVE):
+            return 2
         return 0

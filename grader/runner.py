@@ -20,7 +20,7 @@ import httpx
 
 from grader import budgets as budgets_mod
 from grader.context import AMOUNT_BLOCK, Context
-from grader.errors import CheckFailed, GradingError
+from grader.errors import CheckFailed, CheckVerdict, GradingError
 from grader.model import CheckResult, Passed, Report, Status
 from grader.registry import CheckSpec, checks_for
 from grader.repo import LearnerRepo
@@ -133,6 +133,7 @@ def _skip(spec: CheckSpec, blocked: list[str], results: dict[str, CheckResult]) 
 async def _run_one(spec: CheckSpec, ctx: Context, stack: Stack | None) -> CheckResult:
     started = time.monotonic()
     status, summary, measured, expected, hint, data = Status.PASS, "", "", "", "", {}
+    figure: tuple[str, ...] = ()
     try:
         outcome = spec.func(ctx)
         if inspect.isawaitable(outcome):
@@ -144,14 +145,11 @@ async def _run_one(spec: CheckSpec, ctx: Context, stack: Stack | None) -> CheckR
             outcome.expected,
             dict(outcome.data),
         )
-    except CheckFailed as failed:
-        status, summary, measured, expected = (
-            Status.FAIL,
-            failed.summary,
-            failed.measured,
-            failed.expected,
-        )
-        hint, data = failed.hint or spec.hint, failed.data
+        figure = outcome.figure
+    except CheckVerdict as verdict:
+        status = Status.FAIL if isinstance(verdict, CheckFailed) else Status.INCONCLUSIVE
+        summary, measured, expected = verdict.summary, verdict.measured, verdict.expected
+        hint, data, figure = verdict.hint or spec.hint, verdict.data, verdict.figure
     except TimeoutError:
         status, hint = Status.ERROR, "This is the grader's fault, not yours: please report it."
         summary = f"the check did not finish within its limit of {spec.timeout_s:g} s"
@@ -185,4 +183,5 @@ async def _run_one(spec: CheckSpec, ctx: Context, stack: Stack | None) -> CheckR
         duration_s=round(time.monotonic() - started, 3),
         data=data,
         api_output=api_output,
+        figure=figure,
     )

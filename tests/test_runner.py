@@ -9,8 +9,8 @@ import pytest
 
 from grader import budgets, registry
 from grader.context import Context
-from grader.errors import CheckFailed, EnvironmentProblem
-from grader.model import Passed, Status
+from grader.errors import CheckFailed, CheckInconclusive, EnvironmentProblem
+from grader.model import CheckResult, Passed, Report, Status
 from grader.registry import CheckSpec
 from grader.repo import LearnerRepo
 from grader.runner import Hooks, _run_all
@@ -127,3 +127,33 @@ def test_every_registered_check_is_documented() -> None:
         module = check.func.__module__
         assert module.startswith(f"checks.m{check.id[1]}_"), (check.id, module)
         assert check.func.__name__ == check.id.split(".")[1].replace("-", "_"), check.id
+
+
+def inconclusive(ctx: Context) -> Passed:
+    """Be unable to tell."""
+    raise CheckInconclusive("too noisy", measured="m", expected="e", figure=("|·|",))
+
+
+def test_inconclusive_keeps_evidence_and_figure(tmp_path: Path) -> None:
+    """An inconclusive verdict is its own status, with its evidence and chart."""
+    result = run([spec("m9.a", inconclusive)], tmp_path)["_results"]["m9.a"]  # type: ignore[index]
+    assert result.status is Status.INCONCLUSIVE
+    assert (result.measured, result.figure) == ("m", ("|·|",))
+
+
+@pytest.mark.parametrize(
+    ("statuses", "code"),
+    [
+        ([Status.PASS], 0),
+        ([Status.PASS, Status.FAIL, Status.SKIP], 1),
+        ([Status.PASS, Status.INCONCLUSIVE], 2),
+        ([Status.FAIL, Status.INCONCLUSIVE], 1),
+        ([Status.FAIL, Status.ERROR], 2),
+    ],
+)
+def test_exit_code_ranks_statuses(statuses: list[Status], code: int) -> None:
+    """ERROR outranks FAIL, which outranks INCONCLUSIVE; all PASS is 0."""
+    results = tuple(
+        CheckResult(f"m9.c{n}", "t", "milestone-9", s, "") for n, s in enumerate(statuses)
+    )
+    assert Report("milestone-9", ".", "", 0.0, results).exit_code == code

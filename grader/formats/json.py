@@ -36,6 +36,7 @@ class JsonFormat:
                 "failed": report.count(Status.FAIL),
                 "skipped": report.count(Status.SKIP),
                 "errors": report.count(Status.ERROR),
+                "inconclusive": report.count(Status.INCONCLUSIVE),
             },
             "budgets": None
             if budgets is None
@@ -53,6 +54,7 @@ class JsonFormat:
                     "duration_s": r.duration_s,
                     "data": dict(r.data),
                     "api_output": list(r.api_output),
+                    "figure": list(r.figure),
                 }
                 for r in report.results
             ],

@@ -24,14 +24,24 @@ STYLE = {
     Status.PASS: "bold green",
     Status.FAIL: "bold red",
     Status.SKIP: "bold yellow",
+    Status.INCONCLUSIVE: "bold blue",
     Status.ERROR: "bold magenta",
 }
-MARK = {Status.PASS: "✓", Status.FAIL: "✗", Status.SKIP: "-", Status.ERROR: "!"}
+MARK = {
+    Status.PASS: "✓",
+    Status.FAIL: "✗",
+    Status.SKIP: "-",
+    Status.INCONCLUSIVE: "?",
+    Status.ERROR: "!",
+}
 EXIT_MEANING = {
     0: "every check passed",
     1: "a check failed: the hints above say what to fix",
-    2: "the grader could not grade (an ERROR above is not your fault)",
+    2: "the grader could not grade, or could not tell (an ERROR or INCONCLUSIVE above is not "
+    "your fault: grade again)",
 }
+# Statuses whose evidence and hint the report shows: all but SKIP, whose reason is its summary.
+EVIDENCED = (Status.PASS, Status.FAIL, Status.INCONCLUSIVE, Status.ERROR)
 
 
 def _plain(text: str) -> Text:
@@ -118,12 +128,14 @@ class TerminalFormat:
             f"  {result.title}",
         )
         lines: list[Text] = [_plain(result.summary).append(f"  ({result.duration_s:.1f} s)", "dim")]
-        if result.status in (Status.FAIL, Status.ERROR, Status.PASS):
+        if result.status in EVIDENCED:
             for label, value in (("measured", result.measured), ("expected", result.expected)):
                 if value:
                     lines.append(Text.assemble((f"{label}: ", "dim"), _plain(value)))
-        if result.status in (Status.FAIL, Status.ERROR) and result.hint:
+        if result.status in EVIDENCED and result.status is not Status.PASS and result.hint:
             lines.append(Text.assemble(("hint: ", "bold yellow"), _plain(result.hint)))
+        # Charts are drawn, not wrapped: a wrapped timeline would be unreadable.
+        lines += [Text(line, style="cyan", no_wrap=True, overflow="crop") for line in result.figure]
         if result.api_output:
             lines.append(Text("your API's last output lines:", "dim"))
             lines += [Text.assemble(("  │ ", "dim"), _plain(line)) for line in result.api_output]
@@ -137,6 +149,10 @@ class TerminalFormat:
             (report.count(Status.SKIP), "skipped", STYLE[Status.SKIP]),
             (report.count(Status.ERROR), "errors", STYLE[Status.ERROR]),
         ]
+        if report.count(Status.INCONCLUSIVE):
+            counts.append(
+                (report.count(Status.INCONCLUSIVE), "inconclusive", STYLE[Status.INCONCLUSIVE])
+            )
         text = Text()
         for n, (count, word, style) in enumerate(counts):
             text.append(f"{count} {word}", style if count else "dim")
