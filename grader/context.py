@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -13,6 +14,8 @@ from grader.budgets import Budgets
 from grader.errors import CheckFailed, EnvironmentProblem
 from grader.repo import LearnerRepo
 from grader.stack import ApiInstance, Stack
+
+T = TypeVar("T")
 
 # Each check owns a block of amounts: its checkouts and fault rules never meet another check's.
 AMOUNT_BLOCK = 10_000
@@ -46,6 +49,9 @@ class Context:
     first_amount: int
     stack_: Stack | None = None
     http_: httpx.AsyncClient | None = None
+    # Measurements several checks read (one retry storm serves the jitter and backoff checks),
+    # one dict per grading run.
+    shared_: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     _next_amount: int = field(init=False)
     # Where the main API's output stood when the check began, and the instances the check
     # talked to with their marks: a failure shows what those printed meanwhile, nothing else.
@@ -69,9 +75,19 @@ class Context:
             self._outputs[api.name] = (api, mark)
         return api
 
-    async def start_api(self, name: str, *, payments_url: str) -> ApiInstance:
-        """Start another instance of the learner's API for this check; its output is shown."""
+    async def start_api(self, name: str, *, payments_url: str | None = None) -> ApiInstance:
+        """Start another instance of the learner's API for this check; its output is shown.
+
+        A fresh instance has fresh state: a full retry budget, whatever earlier checks spent.
+        """
         return self._use(await self.stack.start_api(name, payments_url=payments_url))
+
+    async def shared(self, key: str, measure: Callable[[], Awaitable[T]]) -> T:
+        """Run ``measure`` once per grading run; every check asking for ``key`` gets its result."""
+        if key not in self.shared_:
+            self.shared_[key] = asyncio.ensure_future(measure())
+        result: T = await asyncio.shield(self.shared_[key])
+        return result
 
     def api_output(self, n: int = 12) -> tuple[str, ...]:
         """What the API instances printed while this check ran (the last ``n`` lines of each)."""

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -85,11 +86,12 @@ async def _run_all(
 ) -> dict[str, CheckResult]:
     results: dict[str, CheckResult] = {}
     blocks = {spec.id: (index + 1) * AMOUNT_BLOCK for index, spec in enumerate(specs)}
+    shared: dict[str, asyncio.Task[Any]] = {}
     pending = list(specs)
 
     async def run(spec: CheckSpec) -> None:
         hooks.on_start(spec)
-        ctx = Context(repo, budgets, blocks[spec.id], stack, http)
+        ctx = Context(repo, budgets, blocks[spec.id], stack, http, shared)
         result = await _run_one(spec, ctx, stack)
         results[spec.id] = result
         hooks.on_finish(result)
