@@ -12,54 +12,22 @@ import statistics
 import time
 from collections.abc import Sequence
 
+from checks.common import (
+    ABANDON_TOLERANCE_S,
+    ANSWER_TOLERANCE_S,
+    HEALTHZ_LIMIT_S,
+    HEALTHZ_PROBES,
+    HOLD_S,
+    STUCK_CHECKOUTS,
+    answer_wait_s,
+    expected_fail_fast,
+    fail_fast_problems,
+)
 from grader.context import CheckoutResult, Context
 from grader.errors import CheckFailed
 from grader.model import Passed
 from grader.registry import check
 from grader.stubclient import Attempt
-
-# Tolerances for a shared 2-core machine, where the grader, the stub and the learner's API
-# compete for CPU. `benchmarks/verdict_stability.py --runs 20 --load` (both cores kept busy) on
-# the reference solution: 100 of 100 verdicts PASS; the slowest fail-fast answer came at 2.84 s
-# (limit 3 s + 0.5 s tolerance, so 0.66 s of margin), the first held attempt was
-# cut within 0.005 s of the 2 s read timeout, and the slowest /healthz probe took 21 ms.
-# The mutants miss these bounds by far more: a 2.8 s cut where 2 s is declared, answers at 5 s.
-ANSWER_TOLERANCE_S = 0.5  # an answer "within the api budget" may come this much later
-ABANDON_TOLERANCE_S = 0.3  # the stub may see an attempt cut this far from the declared timeout
-# How long a slow provider holds its headers, or trickles its body: far past any sane budget.
-HOLD_S = 10.0
-HEALTHZ_LIMIT_S = 0.25
-HEALTHZ_PROBES = 10
-STUCK_CHECKOUTS = 20
-FAIL_FAST_STATUSES = (502, 503, 504)
-
-
-def _answer_wait_s(ctx: Context) -> float:
-    # How long the grader waits for a checkout: long enough to see what a slow service answers
-    # (httpx's default 5 s timeout, say), short enough that grading stays fast.
-    return ctx.budgets.layers.api_s + ANSWER_TOLERANCE_S + 2.0
-
-
-def _fail_fast_problems(ctx: Context, result: CheckoutResult) -> list[str]:
-    """What is wrong with an answer that should be a quick 502/503/504 with a JSON body."""
-    limit = ctx.budgets.layers.api_s + ANSWER_TOLERANCE_S
-    if result.status is None:
-        return [f"checkout gave {result.describe()}; it must answer within {limit:.1f} s"]
-    problems = []
-    if result.elapsed_s > limit:
-        problems.append(f"checkout answered after {result.elapsed_s:.2f} s, past the api budget")
-    if result.status not in FAIL_FAST_STATUSES:
-        problems.append(f"checkout answered {result.status}, not 502, 503 or 504")
-    if result.body is None:
-        problems.append("the error body is not JSON")
-    return problems
-
-
-def _expected_fail_fast(ctx: Context) -> str:
-    api = ctx.budgets.layers.api_s
-    return (
-        f"502, 503 or 504 with a JSON body within {api:g} s (+{ANSWER_TOLERANCE_S:g} s tolerance)"
-    )
 
 
 def _timeline(result: CheckoutResult, attempts: Sequence[Attempt]) -> str:
@@ -113,7 +81,7 @@ async def _attempts_once_over(ctx: Context, amounts: range, by: float) -> list[A
 async def healthy_checkout(ctx: Context) -> Passed:
     """Send one checkout to a healthy provider; expect 200, the payment, and one charge."""
     amounts = ctx.amounts(1)
-    result = await ctx.checkout(amounts[0], timeout_s=_answer_wait_s(ctx))
+    result = await ctx.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
     charges = await ctx.stack.stub.ledger(amounts)
     body = result.body if isinstance(result.body, dict) else {}
     payment = body.get("payment") if isinstance(body.get("payment"), dict) else None
@@ -161,7 +129,7 @@ async def read_timeout(ctx: Context) -> Passed:
     await ctx.stack.stub.add_fault(
         {"type": "delay", "delay_ms": int(HOLD_S * 1000)}, amounts=amounts
     )
-    result = await ctx.checkout(amounts[0], timeout_s=_answer_wait_s(ctx))
+    result = await ctx.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
     cut_at = min(layers.read_s, layers.api_s)
     # Give the first attempt until just past its expected cut to end (it may still be open if
     # the grader stopped waiting for the answer first).
@@ -169,7 +137,7 @@ async def read_timeout(ctx: Context) -> Passed:
     if attempts:
         by = attempts[0].arrived_at + cut_at + ABANDON_TOLERANCE_S + 0.5
         attempts = await _attempts_once_over(ctx, amounts, by)
-    problems = _fail_fast_problems(ctx, result)
+    problems = fail_fast_problems(ctx, result)
     first = attempts[0] if attempts else None
     if first is None:
         problems.append("the provider saw no attempt")
@@ -182,7 +150,7 @@ async def read_timeout(ctx: Context) -> Passed:
         )
     timeline = _timeline(result, attempts)
     expected = (
-        f"{_expected_fail_fast(ctx)}; the first attempt abandoned after {cut_at:g} s "
+        f"{expected_fail_fast(ctx)}; the first attempt abandoned after {cut_at:g} s "
         f"(±{ABANDON_TOLERANCE_S:g} s)"
     )
     data = {
@@ -226,15 +194,15 @@ async def slow_body(ctx: Context) -> Passed:
         "body_bytes": int(HOLD_S * 1000 / interval_ms),
     }
     await ctx.stack.stub.add_fault(fault, amounts=amounts)
-    result = await ctx.checkout(amounts[0], timeout_s=_answer_wait_s(ctx))
+    result = await ctx.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
     by = result.started_at + ctx.budgets.layers.api_s + ANSWER_TOLERANCE_S + 0.5
     attempts = await _attempts_once_over(ctx, amounts, by)
-    problems = _fail_fast_problems(ctx, result)
+    problems = fail_fast_problems(ctx, result)
     open_ones = [a for a in attempts if not a.ended]
     if open_ones:
         problems.append(f"{len(open_ones)} provider attempt(s) still open past the api budget")
     timeline = _timeline(result, attempts)
-    expected = f"{_expected_fail_fast(ctx)}, with no provider attempt left open"
+    expected = f"{expected_fail_fast(ctx)}, with no provider attempt left open"
     data = {
         "elapsed_s": round(result.elapsed_s, 3),
         "status": result.status,
@@ -269,10 +237,10 @@ async def connect_timeout(ctx: Context) -> Passed:
     """Start a second API instance whose provider never accepts; expect a quick 5xx."""
     api = await ctx.start_api("api-connect-hang", payments_url=ctx.stack.connect_hang_url)
     amount = ctx.amounts(1)[0]
-    result = await ctx.checkout(amount, api=api, timeout_s=_answer_wait_s(ctx))
-    problems = _fail_fast_problems(ctx, result)
+    result = await ctx.checkout(amount, api=api, timeout_s=answer_wait_s(ctx))
+    problems = fail_fast_problems(ctx, result)
     connect = ctx.budgets.layers.connect_s
-    expected = f"{_expected_fail_fast(ctx)} (connect timeout {connect:g} s per attempt)"
+    expected = f"{expected_fail_fast(ctx)} (connect timeout {connect:g} s per attempt)"
     data = {"elapsed_s": round(result.elapsed_s, 3), "status": result.status}
     if problems:
         ctx.raise_if_dead(api)

@@ -69,7 +69,10 @@ class Budgets:
         return self.retries.max_attempts * attempt + waits
 
 
-# The course's stack: nginx 10 s > api 3 s > payments 2 s per attempt (0.5 s to connect).
+# The course's stack: nginx 10 s > api 3 s > payments 2 s per attempt (0.5 s to connect), and
+# the example policy of the design notes, held to while a learner's table declares none.
+COURSE_RETRIES = Retries(max_attempts=3, base_delay_s=0.1, max_delay_s=1.0, jitter="full")
+COURSE_RETRY_BUDGET = RetryBudget(ratio=0.1, burst=10)
 COURSE = Budgets(Layers(nginx_s=10.0, api_s=3.0, connect_s=0.5, read_s=2.0))
 
 

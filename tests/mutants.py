@@ -119,6 +119,65 @@ MUTANTS = (
             ),
         ),
     ),
+    # Milestone 3: retries, backoff and jitter.
+    Mutant(
+        "no-retries",
+        "milestone-3",
+        frozenset({"m3.transient-heals", "m3.attempts-bounded"}),
+        (Edit(APP, 'MAX_ATTEMPTS = RETRIES["max_attempts"]', "MAX_ATTEMPTS = 1"),),
+        skips=frozenset({"m3.jitter-spread", "m3.backoff-grows"}),
+    ),
+    Mutant(
+        "retries-without-jitter",
+        "milestone-3",
+        frozenset({"m3.jitter-spread"}),
+        (Edit(APP, "    return random.uniform(0, cap)", "    return cap"),),
+    ),
+    Mutant(
+        "unbounded-retries",
+        "milestone-3",
+        frozenset({"m3.attempts-bounded"}),
+        (
+            Edit(
+                APP,
+                "for attempt in range(1, MAX_ATTEMPTS + 1):",
+                "for attempt in itertools.count(1):",
+            ),
+            Edit(
+                APP,
+                "if attempt == MAX_ATTEMPTS or not budget.try_spend():",
+                "if not budget.try_spend():",
+            ),
+            Edit(APP, "import asyncio\n", "import asyncio\nimport itertools\n"),
+        ),
+    ),
+    Mutant(
+        "fixed-delay-instead-of-backoff",
+        "milestone-3",
+        frozenset({"m3.backoff-grows"}),
+        (
+            Edit(
+                APP,
+                'cap = min(RETRIES["max_delay_s"], RETRIES["base_delay_s"] * 2 ** (retry - 1))',
+                'cap = RETRIES["base_delay_s"]',
+            ),
+        ),
+    ),
+    Mutant(
+        "retries-a-decline",
+        "milestone-3",
+        frozenset({"m3.no-retry-on-decline"}),
+        (Edit(APP, "RETRYABLE_STATUSES = {429,", "RETRYABLE_STATUSES = {402, 429,"),),
+    ),
+    Mutant(
+        "retries-ignore-the-api-budget",
+        "milestone-3",
+        frozenset({"m3.retries-fit-budget"}),
+        (
+            NO_DEADLINE,
+            Edit(APP, "if time.monotonic() + delay >= deadline:", "if False:"),
+        ),
+    ),
 )
 
 

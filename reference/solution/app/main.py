@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 TABLE = yaml.safe_load((Path(__file__).resolve().parent.parent / "budgets.yaml").read_text())
 PAYMENTS = TABLE["layers"]["payments"]
 RETRIES = TABLE["retries"]
+MAX_ATTEMPTS = RETRIES["max_attempts"]
 BUCKET = TABLE["retry_budget"]
 # Answer a little before the api budget ends: the answer itself needs time to reach the caller.
 DEADLINE_S = TABLE["layers"]["api"]["timeout_s"] - 0.2
@@ -99,7 +100,7 @@ def backoff(retry: int) -> float:
 async def charge(amount_cents: int, key: str, deadline: float) -> httpx.Response:
     """Charge once, retrying what is worth retrying while attempts, budget and time remain."""
     budget.deposit()
-    for attempt in range(1, RETRIES["max_attempts"] + 1):
+    for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             response = await client.post(
                 f"{PAYMENTS_URL}/charge",
@@ -111,7 +112,7 @@ async def charge(amount_cents: int, key: str, deadline: float) -> httpx.Response
             failure: Exception = Unavailable(f"provider answered {response.status_code}")
         except httpx.TransportError as exc:  # timeouts, refused or reset connections
             failure = exc
-        if attempt == RETRIES["max_attempts"] or not budget.try_spend():
+        if attempt == MAX_ATTEMPTS or not budget.try_spend():
             raise failure
         delay = backoff(attempt)
         if time.monotonic() + delay >= deadline:

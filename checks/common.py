@@ -1,0 +1,52 @@
+"""What the live checks of every milestone share: the tolerances and what a fail-fast answer is."""
+
+from __future__ import annotations
+
+from grader.context import CheckoutResult, Context
+
+# Tolerances for a shared 2-core machine, where the grader, the stub and the learner's API
+# compete for CPU. `benchmarks/verdict_stability.py --runs 20 --load` (both cores kept busy) on
+# the reference solution: 100 of 100 verdicts PASS; the slowest fail-fast answer came at 2.84 s
+# (limit 3 s + 0.5 s tolerance, so 0.66 s of margin), the first held attempt was
+# cut within 0.005 s of the 2 s read timeout, and the slowest /healthz probe took 21 ms.
+# The mutants miss these bounds by far more: a 2.8 s cut where 2 s is declared, answers at 5 s.
+ANSWER_TOLERANCE_S = 0.5  # an answer "within the api budget" may come this much later
+ABANDON_TOLERANCE_S = 0.3  # the stub may see an attempt cut this far from the declared timeout
+# How long a slow provider holds its headers, or trickles its body: far past any sane budget.
+HOLD_S = 10.0
+HEALTHZ_LIMIT_S = 0.25
+HEALTHZ_PROBES = 10
+STUCK_CHECKOUTS = 20
+FAIL_FAST_STATUSES = (502, 503, 504)
+
+
+def answer_wait_s(ctx: Context) -> float:
+    """How long the grader waits for one checkout's answer.
+
+    Long enough to see what a slow service answers (httpx's default 5 s timeout, say), short
+    enough that grading stays fast.
+    """
+    return ctx.budgets.layers.api_s + ANSWER_TOLERANCE_S + 2.0
+
+
+def fail_fast_problems(ctx: Context, result: CheckoutResult) -> list[str]:
+    """What is wrong with an answer that should be a quick 502/503/504 with a JSON body."""
+    limit = ctx.budgets.layers.api_s + ANSWER_TOLERANCE_S
+    if result.status is None:
+        return [f"checkout gave {result.describe()}; it must answer within {limit:.1f} s"]
+    problems = []
+    if result.elapsed_s > limit:
+        problems.append(f"checkout answered after {result.elapsed_s:.2f} s, past the api budget")
+    if result.status not in FAIL_FAST_STATUSES:
+        problems.append(f"checkout answered {result.status}, not 502, 503 or 504")
+    if result.body is None:
+        problems.append("the error body is not JSON")
+    return problems
+
+
+def expected_fail_fast(ctx: Context) -> str:
+    """The fail-fast answer a check expects, in words."""
+    api = ctx.budgets.layers.api_s
+    return (
+        f"502, 503 or 504 with a JSON body within {api:g} s (+{ANSWER_TOLERANCE_S:g} s tolerance)"
+    )
