@@ -25,7 +25,7 @@ BASE, CAP = 0.1, 1.0  # the course's example policy: base 0.1 s, cap 1 s, 3 atte
 
 def capped(retry: int) -> float:
     """The exponential cap before retry ``retry``."""
-    return min(CAP, BASE * 2 ** (retry - 1))
+    return min(CAP, BASE * 2.0 ** (retry - 1))
 
 
 # Each policy draws the waits before retries 1 and 2.

@@ -1,5 +1,5 @@
 """The milestone checks: ``m<N>.<name>`` lives in ``checks/m<N>_*.py`` as ``def <name>``."""
 
-from checks import m1_budget_table, m2_timeouts, m3_retries
+from checks import m1_budget_table, m2_timeouts, m3_retries, m4_retry_budget
 
-__all__ = ["m1_budget_table", "m2_timeouts", "m3_retries"]
+__all__ = ["m1_budget_table", "m2_timeouts", "m3_retries", "m4_retry_budget"]

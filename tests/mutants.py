@@ -178,6 +178,46 @@ MUTANTS = (
             Edit(APP, "if time.monotonic() + delay >= deadline:", "if False:"),
         ),
     ),
+    # Milestone 4: the retry budget.
+    Mutant(
+        "no-retry-budget",
+        "milestone-4",
+        frozenset({"m4.outage-capped", "m4.budget-shared"}),
+        (
+            Edit(
+                APP,
+                "if attempt == MAX_ATTEMPTS or not budget.try_spend():",
+                "if attempt == MAX_ATTEMPTS:",
+            ),
+        ),
+        skips=frozenset({"m4.recovers"}),
+    ),
+    Mutant(
+        "budget-kept-per-request",
+        "milestone-4",
+        frozenset({"m4.outage-capped", "m4.budget-shared"}),
+        (
+            Edit(
+                APP,
+                "    budget.deposit()\n",
+                '    budget = RetryBudget(BUCKET["ratio"], BUCKET["burst"])  # one per request\n'
+                "    budget.deposit()\n",
+            ),
+        ),
+        skips=frozenset({"m4.recovers"}),
+    ),
+    Mutant(
+        "budget-never-refills",
+        "milestone-4",
+        frozenset({"m4.recovers"}),
+        (Edit(APP, "self.tokens = min(self.burst, self.tokens + self.ratio)", "pass"),),
+    ),
+    Mutant(
+        "bucket-starts-empty",
+        "milestone-4",
+        frozenset({"m4.blip-heals"}),
+        (Edit(APP, "ratio, burst, float(burst)", "ratio, burst, 0.0"),),
+    ),
 )
 
 

@@ -17,7 +17,7 @@ from tests.mutants import MUTANTS, REFERENCE, TEMPLATE, Mutant, materialize
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("milestone", ["milestone-1", "milestone-2"])
+@pytest.mark.parametrize("milestone", ["milestone-1", "milestone-2", "milestone-3", "milestone-4"])
 def test_reference_passes(milestone: str, tmp_path: Path, grade_json: Any) -> None:
     """The reference solution passes every check of the milestone (exit 0)."""
     run = grade_json(milestone, materialize(REFERENCE, tmp_path / "repo"))
@@ -60,6 +60,34 @@ def test_template_fails_live_timeouts(tmp_path: Path, grade_json: Any) -> None:
     assert read["data"]["attempts"][0]["abandoned_after_s"] == pytest.approx(5.0, abs=0.3)
     assert read["api_output"], "a failing live check shows the API's last output lines"
     assert run.returncode == 1
+
+
+def test_template_does_not_retry(tmp_path: Path, grade_json: Any) -> None:
+    """The template never retries: the retry checks fail, with the course's policy as the bar."""
+    run = grade_json("milestone-3", materialize(TEMPLATE, tmp_path / "repo"))
+    assert run.statuses() == {
+        "m3.transient-heals": "FAIL",
+        "m3.attempts-bounded": "FAIL",
+        # One attempt is also what a decline should get, and one slow attempt fits the budget.
+        "m3.no-retry-on-decline": "PASS",
+        "m3.retries-fit-budget": "PASS",
+        "m3.jitter-spread": "SKIP",
+        "m3.backoff-grows": "SKIP",
+    }
+    assert "course's example policy" in run.check("m3.attempts-bounded")["expected"]
+    assert run.returncode == 1
+
+
+def test_template_has_no_retry_budget_to_recover(tmp_path: Path, grade_json: Any) -> None:
+    """Without retries, a blip is never absorbed; an outage is not amplified either."""
+    run = grade_json("milestone-4", materialize(TEMPLATE, tmp_path / "repo"))
+    assert run.statuses() == {
+        "m4.blip-heals": "FAIL",
+        "m4.outage-capped": "PASS",
+        "m4.budget-shared": "PASS",
+        "m4.recovers": "FAIL",
+    }
+    assert run.check("m4.outage-capped")["data"]["per_checkout"] == 1.0
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)

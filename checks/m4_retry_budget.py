@@ -1,0 +1,252 @@
+"""Milestone 4: a token-bucket retry budget, seen from how many attempts reach the provider.
+
+Ids: m4.blip-heals, m4.outage-capped, m4.budget-shared, m4.recovers. The bucket held to is the
+learner's `retry_budget` section, or the course's (ratio 0.1, burst 10) while the table
+declares none. Each first attempt deposits `ratio` tokens and a retry spends one, so once the
+burst is spent a sustained outage lets through at most 1 + ratio attempts per checkout.
+
+A bucket's state outlives a check, so each check that spends one starts its own instance, except
+m4.blip-heals, which needs the full bucket of an instance nothing has used yet: the main one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from checks.common import answer_wait_s
+from checks.m3_retries import attempt_rows, per_checkout
+from grader.budgets import COURSE_RETRY_BUDGET, RetryBudget
+from grader.context import CheckoutResult, Context
+from grader.errors import CheckFailed
+from grader.figures import timeline
+from grader.model import Passed
+from grader.registry import check
+from grader.stack import ApiInstance
+
+OUTAGE_CHECKOUTS = 200
+# Attempts per checkout may exceed 1 + ratio by this much: tokens left over from the warm-up
+# (under one, so 1 / 200 = 0.005) and the deposits of checkouts still in flight when it ends.
+# The token arithmetic is exact, so there is no false FAIL to speak of: a correct bucket gives
+# 1 + ratio or less; buckets that are missing or per request give max_attempts (3.0 here).
+CAP_SLACK = 0.05
+SHARED_CLIENTS = 20
+OUTAGE_CONCURRENCY = 4
+BLIP_CHECKOUTS = 5
+# Successful checkouts that refill even a bucket that allows retries only when more than half
+# full (gRFC A6's throttling): burst / ratio, plus a margin.
+REFILL_MARGIN = 10
+MAX_REFILL = 400
+
+
+def bucket(ctx: Context) -> tuple[RetryBudget, str]:
+    """The retry budget held to, and where it comes from."""
+    if ctx.budgets.retry_budget is not None:
+        return ctx.budgets.retry_budget, "your budgets.yaml"
+    note = "the course's example budget (budgets.yaml declares no retry_budget yet)"
+    return COURSE_RETRY_BUDGET, note
+
+
+def cap_of(declared: RetryBudget) -> float:
+    """The most attempts per checkout a spent bucket may let through, slack included."""
+    return 1 + declared.ratio + CAP_SLACK
+
+
+async def _run(
+    ctx: Context, api: ApiInstance, amounts: Sequence[int], workers: int, *, separate: bool = False
+) -> list[CheckoutResult]:
+    """Send checkouts from ``workers`` clients, each one after another.
+
+    With ``separate``, every worker has its own connection pool: a budget kept per connection
+    or per client cannot pass for a shared one.
+    """
+    queue = list(amounts)
+    results: list[CheckoutResult] = []
+
+    async def worker(own: httpx.AsyncClient | None) -> None:
+        while queue:
+            amount = queue.pop()
+            results.append(
+                await ctx.checkout(amount, api=api, timeout_s=answer_wait_s(ctx), http=own)
+            )
+
+    if not separate:
+        await asyncio.gather(*(worker(None) for _ in range(workers)))
+        return results
+    clients = [httpx.AsyncClient() for _ in range(workers)]
+    try:
+        await asyncio.gather(*(worker(client) for client in clients))
+    finally:
+        await asyncio.gather(*(client.aclose() for client in clients))
+    return results
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """What a sustained outage did to one fresh instance, after a warm-up spent its burst."""
+
+    api: ApiInstance
+    checkouts: int
+    attempts: int
+    warmup: int
+
+    @property
+    def per_checkout(self) -> float:
+        """Provider attempts per checkout once the burst was spent."""
+        return self.attempts / self.checkouts
+
+
+async def _outage(ctx: Context, name: str, workers: int, separate: bool) -> Outage:
+    declared, _ = bucket(ctx)
+    api = await ctx.start_api(name)
+    # Each failing checkout spends at least 1 - ratio tokens net while any are left.
+    warmup = math.ceil(declared.burst / max(1 - declared.ratio, 0.5)) + 2
+    amounts = ctx.amounts(warmup + OUTAGE_CHECKOUTS)
+    await ctx.stack.stub.add_fault({"type": "status", "status": 503}, amounts=amounts)
+    await _run(ctx, api, amounts[:warmup], 1)
+    measured = amounts[warmup:]
+    await _run(ctx, api, measured, workers, separate=separate)
+    journal = await ctx.stack.stub.wait_for_journal(
+        measured, arrived=len(measured), ended=True, timeout_s=answer_wait_s(ctx)
+    )
+    return Outage(api, len(measured), len(journal), warmup)
+
+
+def _judge(ctx: Context, outage: Outage, clients: str) -> Passed:
+    declared, source = bucket(ctx)
+    limit = cap_of(declared)
+    measured = (
+        f"{outage.checkouts} checkouts from {clients} made {outage.attempts} provider attempts: "
+        f"{outage.per_checkout:.3f} per checkout, after {outage.warmup} checkouts spent the burst"
+    )
+    expected = (
+        f"at most 1 + ratio {declared.ratio:g} + {CAP_SLACK:g} slack = {limit:.3f} attempts per "
+        f"checkout (burst {declared.burst}, {source})"
+    )
+    data = {"per_checkout": round(outage.per_checkout, 4), "limit": round(limit, 4)}
+    if outage.per_checkout > limit:
+        raise CheckFailed(
+            f"retries multiplied the outage: {outage.per_checkout:.2f} attempts per checkout",
+            measured=measured,
+            expected=expected,
+            data=data,
+        )
+    return Passed(
+        f"the outage got {outage.per_checkout:.3f} attempts per checkout",
+        measured=measured,
+        expected=expected,
+        data=data,
+    )
+
+
+@check(
+    "m4.blip-heals",
+    "On a fresh instance, a brief burst of failures is retried",
+    why="A retry budget must throttle retries during an outage, not forbid them: a fresh "
+    "service with a full bucket should still absorb a blip.",
+    hint="Start the bucket full (burst tokens) and allow a retry whenever a whole token is left.",
+    timeout_s=30,
+)
+async def blip_heals(ctx: Context) -> Passed:
+    """Fail the first attempt of a few checkouts at once; expect every one to succeed."""
+    declared, source = bucket(ctx)
+    count = max(1, min(BLIP_CHECKOUTS, declared.burst))
+    amounts = ctx.amounts(count)
+    await ctx.stack.stub.add_fault({"type": "status", "status": 503}, amounts=amounts, first_n=1)
+    results = await asyncio.gather(
+        *(ctx.checkout(a, timeout_s=answer_wait_s(ctx)) for a in amounts)
+    )
+    journal = await ctx.stack.stub.wait_for_journal(
+        amounts, arrived=2 * count, ended=True, timeout_s=answer_wait_s(ctx)
+    )
+    grouped = per_checkout(journal)
+    healed = [r for r in results if r.status == 200]
+    measured = (
+        f"{len(healed)} of {count} checkouts answered 200; attempts per checkout: "
+        f"{[len(grouped.get(a, [])) for a in amounts]}"
+    )
+    expected = f"all {count} answer 200 after one retry each (burst {declared.burst}, {source})"
+    figure = timeline(attempt_rows(grouped))
+    if len(healed) < count:
+        raise CheckFailed(
+            f"{count - len(healed)} of {count} checkouts were not retried on a fresh instance",
+            measured=measured,
+            expected=expected,
+            figure=figure,
+        )
+    return Passed("a fresh bucket absorbed the blip", measured=measured, expected=expected)
+
+
+@check(
+    "m4.outage-capped",
+    "A sustained outage gets at most 1 + ratio attempts per checkout",
+    why="During an outage every retry is load on a provider that is already down: without a "
+    "budget, max_attempts multiplies the traffic that keeps it down.",
+    hint="Keep one token bucket for the whole process: each first attempt deposits `ratio` "
+    "tokens (up to `burst`), each retry spends one, and no token means no retry.",
+    timeout_s=60,
+)
+async def outage_capped(ctx: Context) -> Passed:
+    """Fail every attempt; after a warm-up, count attempts of 200 checkouts from a few clients."""
+    outage = await ctx.shared(
+        "m4.outage", lambda: _outage(ctx, "api-outage", OUTAGE_CONCURRENCY, separate=False)
+    )
+    return _judge(ctx, outage, f"{OUTAGE_CONCURRENCY} clients")
+
+
+@check(
+    "m4.budget-shared",
+    "The budget holds across 20 concurrent clients",
+    why="A counter per request, per connection or per client is not a budget: twenty clients "
+    "would each get a full bucket, and the outage twenty times the retries.",
+    hint="Keep the bucket at process level (a module-level object, or app.state), shared by "
+    "every request, never created per request or per connection.",
+    timeout_s=60,
+)
+async def budget_shared(ctx: Context) -> Passed:
+    """Like m4.outage-capped, with 200 checkouts from 20 clients on their own connections."""
+    outage = await _outage(ctx, "api-shared", SHARED_CLIENTS, separate=True)
+    return _judge(ctx, outage, f"{SHARED_CLIENTS} separate clients")
+
+
+@check(
+    "m4.recovers",
+    "After the outage, successes refill the budget and retries resume",
+    depends=("m4.outage-capped",),
+    why="A budget that never refills turns one outage into a service that never retries again: "
+    "the next blip reaches customers although the provider is healthy.",
+    hint="Deposit `ratio` tokens for every first attempt (up to `burst`), successes included.",
+    timeout_s=60,
+)
+async def recovers(ctx: Context) -> Passed:
+    """Reuse the spent instance of m4.outage-capped: send successes, then one transient failure."""
+    declared, source = bucket(ctx)
+    outage = await ctx.shared(
+        "m4.outage", lambda: _outage(ctx, "api-outage", OUTAGE_CONCURRENCY, separate=False)
+    )
+    refill = min(MAX_REFILL, math.ceil(declared.burst / max(declared.ratio, 0.01)) + REFILL_MARGIN)
+    successes = ctx.amounts(refill)
+    results = await _run(ctx, outage.api, successes, 10)
+    ok = sum(r.status == 200 for r in results)
+    probe = ctx.amounts(1)
+    await ctx.stack.stub.add_fault({"type": "status", "status": 503}, amounts=probe, first_n=1)
+    result = await ctx.checkout(probe[0], api=outage.api, timeout_s=answer_wait_s(ctx))
+    journal = await ctx.stack.stub.wait_for_journal(
+        probe, arrived=1, ended=True, timeout_s=answer_wait_s(ctx)
+    )
+    measured = (
+        f"after {ok} of {refill} successful checkouts, a checkout whose first attempt failed "
+        f"{result.describe()} after {len(journal)} attempt(s)"
+    )
+    expected = f"200 after a retry, once successes refilled the bucket ({source})"
+    if result.status != 200 or len(journal) < 2:
+        raise CheckFailed(
+            "the budget did not refill: no retry after the outage ended",
+            measured=measured,
+            expected=expected,
+        )
+    return Passed("retries resumed after the outage", measured=measured, expected=expected)
