@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from grader.context import CheckoutResult, Context
+from grader.stubclient import Attempt
 
 # Tolerances for a shared 2-core machine, where the grader, the stub and the learner's API
 # compete for CPU. `benchmarks/verdict_stability.py --runs 20 --load` (both cores kept busy) on
@@ -50,3 +53,17 @@ def expected_fail_fast(ctx: Context) -> str:
     return (
         f"502, 503 or 504 with a JSON body within {api:g} s (+{ANSWER_TOLERANCE_S:g} s tolerance)"
     )
+
+
+def per_checkout(attempts: Sequence[Attempt]) -> dict[int, list[Attempt]]:
+    """Attempts grouped by amount (one amount per checkout), in arrival order."""
+    grouped: dict[int, list[Attempt]] = {}
+    for attempt in sorted(attempts, key=lambda a: a.arrived_at):
+        if attempt.amount_cents is not None:
+            grouped.setdefault(attempt.amount_cents, []).append(attempt)
+    return grouped
+
+
+def attempt_rows(grouped: dict[int, list[Attempt]]) -> list[list[float]]:
+    """Arrival times per checkout, for a timeline figure."""
+    return [[a.arrived_at for a in attempts] for attempts in grouped.values()]

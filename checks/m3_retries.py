@@ -19,7 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from checks.common import ANSWER_TOLERANCE_S, answer_wait_s, expected_fail_fast, fail_fast_problems
+from checks.common import (
+    ANSWER_TOLERANCE_S,
+    answer_wait_s,
+    attempt_rows,
+    expected_fail_fast,
+    fail_fast_problems,
+    per_checkout,
+)
 from grader.budgets import COURSE_RETRIES, Retries
 from grader.context import Context
 from grader.errors import CheckFailed, CheckInconclusive
@@ -95,26 +102,12 @@ def waits(attempts: Sequence[Attempt]) -> list[float]:
     return gaps
 
 
-def per_checkout(attempts: Sequence[Attempt]) -> dict[int, list[Attempt]]:
-    """Attempts grouped by amount (one amount per checkout), in arrival order."""
-    grouped: dict[int, list[Attempt]] = {}
-    for attempt in sorted(attempts, key=lambda a: a.arrived_at):
-        if attempt.amount_cents is not None:
-            grouped.setdefault(attempt.amount_cents, []).append(attempt)
-    return grouped
-
-
 def spread(values: Sequence[float]) -> tuple[float, float]:
     """(IQR / median, IQR) of ``values``; the ratio is infinite for a zero median."""
     quartiles = statistics.quantiles(values, n=4)
     iqr = quartiles[2] - quartiles[0]
     median = statistics.median(values)
     return (iqr / median if median > 0 else math.inf), iqr
-
-
-def attempt_rows(grouped: dict[int, list[Attempt]]) -> list[list[float]]:
-    """Arrival times per checkout, for a timeline figure."""
-    return [[a.arrived_at for a in attempts] for attempts in grouped.values()]
 
 
 async def _attempts_of(ctx: Context, amounts: range, at_least: int) -> dict[int, list[Attempt]]:

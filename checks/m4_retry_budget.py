@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from checks.common import answer_wait_s
-from checks.m3_retries import attempt_rows, per_checkout
+from checks.common import answer_wait_s, attempt_rows, per_checkout
 from grader.budgets import COURSE_RETRY_BUDGET, RetryBudget
 from grader.context import CheckoutResult, Context
 from grader.errors import CheckFailed
