@@ -2,7 +2,7 @@
 
 Prints figures; asserts nothing (speed targets live here, not in timed tests).
 Targets on a 2-core machine: milestone 1 under 1 s, milestone 2 under 6 s, milestones 3 and 4
-under 10 s each.
+under 10 s each, milestone 5 under 6 s.
 
     python benchmarks/grade_wall_time.py [--runs 5] [--milestone milestone-2 ...]
 """
@@ -17,7 +17,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGETS_S = {"milestone-1": 1.0, "milestone-2": 6.0, "milestone-3": 10.0, "milestone-4": 10.0}
+TARGETS_S = {
+    "milestone-1": 1.0,
+    "milestone-2": 6.0,
+    "milestone-3": 10.0,
+    "milestone-4": 10.0,
+    "milestone-5": 6.0,
+}
 
 
 def grade_once(milestone: str, repo: Path) -> tuple[float, int]:

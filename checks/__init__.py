@@ -1,5 +1,11 @@
 """The milestone checks: ``m<N>.<name>`` lives in ``checks/m<N>_*.py`` as ``def <name>``."""
 
-from checks import m1_budget_table, m2_timeouts, m3_retries, m4_retry_budget
+from checks import m1_budget_table, m2_timeouts, m3_retries, m4_retry_budget, m5_idempotency
 
-__all__ = ["m1_budget_table", "m2_timeouts", "m3_retries", "m4_retry_budget"]
+__all__ = [
+    "m1_budget_table",
+    "m2_timeouts",
+    "m3_retries",
+    "m4_retry_budget",
+    "m5_idempotency",
+]

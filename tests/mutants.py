@@ -95,9 +95,9 @@ MUTANTS = (
         (
             Edit(
                 APP,
-                "    key = idempotency_key or str(uuid.uuid4())",
+                "    if idempotency_key is None:\n",
                 "    time.sleep(0.2)  # a blocking call: the whole event loop waits\n"
-                "    key = idempotency_key or str(uuid.uuid4())",
+                "    if idempotency_key is None:\n",
             ),
         ),
     ),
@@ -217,6 +217,61 @@ MUTANTS = (
         "milestone-4",
         frozenset({"m4.blip-heals"}),
         (Edit(APP, "ratio, burst, float(burst)", "ratio, burst, 0.0"),),
+    ),
+    # Milestone 5: idempotency.
+    Mutant(
+        "no-idempotency",
+        "milestone-5",
+        frozenset({"m5.double-submit", "m5.replayed-from-store", "m5.key-reuse-other-body"}),
+        (Edit(APP, "    if idempotency_key is None:\n", "    if True:  # the key is ignored\n"),),
+        skips=frozenset({"m5.shared-across-instances", "m5.concurrent-double-submit"}),
+    ),
+    Mutant(
+        "in-process-dict-store",
+        "milestone-5",
+        frozenset({"m5.shared-across-instances"}),
+        (
+            Edit(
+                APP,
+                "store: Store = RedisStore(REDIS_URL) if REDIS_URL else MemoryStore()",
+                "store: Store = MemoryStore()",
+            ),
+        ),
+    ),
+    Mutant(
+        "fresh-provider-key-per-attempt",
+        "milestone-5",
+        frozenset({"m5.lost-response"}),
+        (
+            Edit(
+                APP,
+                'headers={"Idempotency-Key": key},',
+                'headers={"Idempotency-Key": str(uuid.uuid4())},',
+            ),
+        ),
+    ),
+    Mutant(
+        "store-written-after-charge",
+        "milestone-5",
+        frozenset({"m5.concurrent-double-submit"}),
+        (
+            Edit(
+                APP,
+                "existing = await store.claim(idempotency_key, print_)",
+                "existing = await store.peek(idempotency_key)",
+            ),
+            Edit(
+                APP,
+                'provider_key = f"checkout:{idempotency_key}"',
+                "provider_key = str(uuid.uuid4())",
+            ),
+        ),
+    ),
+    Mutant(
+        "store-ignores-the-body",
+        "milestone-5",
+        frozenset({"m5.key-reuse-other-body"}),
+        (Edit(APP, 'if existing["fingerprint"] != print_:', "if False:"),),
     ),
 )
 

@@ -68,6 +68,18 @@ def test_malformed_manifest(tmp_path: Path) -> None:
     assert "failfast.yaml:2: services.0 must be one of redis" in run.report["error"]["message"]
 
 
+def test_redis_missing_is_an_environment_problem(tmp_path: Path) -> None:
+    """A manifest that lists redis on a machine without redis-server: exit 2 and how to get it."""
+    repo = reference(tmp_path)
+    # Only the interpreter's directory on PATH: no redis-server to be found.
+    run = run_failfast(
+        "check", "milestone-5", repo=repo, env={"PATH": str(Path(sys.executable).parent)}
+    )
+    assert run.returncode == 2
+    assert "no redis-server on PATH" in run.stdout
+    assert "apt-get install redis-server" in run.stdout
+
+
 def test_api_that_exits_at_once(tmp_path: Path) -> None:
     """An API command that exits is exit 2 with its exit code and its last output."""
     repo = reference(tmp_path)
@@ -99,9 +111,9 @@ def test_api_that_dies_while_graded(tmp_path: Path) -> None:
     """An API that crashes mid-grading fails the checks it broke, with its exit, and exit 1."""
     crash = Edit(
         APP,
-        "    key = idempotency_key or str(uuid.uuid4())",
+        "    if idempotency_key is None:\n",
         "    if body.amount_cents >= 20000:\n        os._exit(7)\n"
-        "    key = idempotency_key or str(uuid.uuid4())",
+        "    if idempotency_key is None:\n",
     )
     run = run_failfast("check", "milestone-2", "--format", "json", repo=reference(tmp_path, crash))
     assert run.returncode == 1

@@ -17,7 +17,7 @@ from tests.mutants import MUTANTS, REFERENCE, TEMPLATE, Mutant, materialize
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("milestone", ["milestone-1", "milestone-2", "milestone-3", "milestone-4"])
+@pytest.mark.parametrize("milestone", sorted(registry.MILESTONES))
 def test_reference_passes(milestone: str, tmp_path: Path, grade_json: Any) -> None:
     """The reference solution passes every check of the milestone (exit 0)."""
     run = grade_json(milestone, materialize(REFERENCE, tmp_path / "repo"))
@@ -88,6 +88,23 @@ def test_template_has_no_retry_budget_to_recover(tmp_path: Path, grade_json: Any
         "m4.recovers": "FAIL",
     }
     assert run.check("m4.outage-capped")["data"]["per_checkout"] == 1.0
+
+
+def test_template_charges_twice(tmp_path: Path, grade_json: Any) -> None:
+    """The template ignores Idempotency-Key: a double submit is a double charge."""
+    run = grade_json("milestone-5", materialize(TEMPLATE, tmp_path / "repo"))
+    assert run.statuses() == {
+        "m5.double-submit": "FAIL",
+        "m5.replayed-from-store": "FAIL",
+        "m5.shared-across-instances": "SKIP",
+        "m5.concurrent-double-submit": "SKIP",
+        "m5.lost-response": "FAIL",
+        "m5.key-reuse-other-body": "FAIL",
+        "m5.distinct-keys": "PASS",
+    }
+    story = run.check("m5.double-submit")["figure"]
+    assert "charged 2 time(s) in 2 provider attempt(s)" in story[0]
+    assert sum("CHARGED" in line for line in story) == 2
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
