@@ -2,7 +2,8 @@
 
 Prints figures; asserts nothing (speed targets live here, not in timed tests).
 Targets on a 2-core machine: milestone 1 under 1 s, milestone 2 under 6 s, milestones 3 and 4
-under 10 s each, milestone 5 under 6 s.
+under 10 s each, milestone 5 under 6 s; the load test's overhead on top of the k6 run itself
+(stack up and down, parsing, reporting) under 5 s.
 
     python benchmarks/grade_wall_time.py [--runs 5] [--milestone milestone-2 ...]
 """
@@ -10,11 +11,13 @@ under 10 s each, milestone 5 under 6 s.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS_S = {
@@ -23,52 +26,56 @@ TARGETS_S = {
     "milestone-3": 10.0,
     "milestone-4": 10.0,
     "milestone-5": 6.0,
+    "loadtest": 5.0,  # overhead over the k6 run, not the wall time
 }
 
 
-def grade_once(milestone: str, repo: Path) -> tuple[float, int]:
-    """Run `failfast check` once; its wall time and exit code."""
+def grade_once(milestone: str, repo: Path) -> tuple[float, int, dict[str, Any]]:
+    """Run `failfast check` once; its wall time, exit code and JSON report."""
+    argv = [sys.executable, "-m", "grader", "check", milestone, "--repo", str(repo)]
     started = time.perf_counter()
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grader",
-            "check",
-            milestone,
-            "--repo",
-            str(repo),
-            "--format",
-            "json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        check=False,
+        [*argv, "--format", "json"], cwd=ROOT, capture_output=True, text=True, check=False
     )
-    return time.perf_counter() - started, done.returncode
+    elapsed = time.perf_counter() - started
+    try:
+        report: dict[str, Any] = json.loads(done.stdout)
+    except ValueError:
+        report = {}
+    return elapsed, done.returncode, report
+
+
+def k6_seconds(report: dict[str, Any]) -> float:
+    """How long k6 itself ran, from the load test's report."""
+    for entry in report.get("checks", []):
+        if entry["id"] == "lt.k6-run":
+            return float(entry["data"].get("k6_duration_s", 0.0))
+    return 0.0
 
 
 def main() -> int:
-    """Print the median, min and max wall time per milestone."""
+    """Print the median, min and max per milestone against its target."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--milestone", action="append", choices=sorted(TARGETS_S))
+    parser.add_argument("--milestone", action="append", choices=list(TARGETS_S))
     parser.add_argument("--repo", type=Path, default=ROOT / "reference" / "solution")
     args = parser.parse_args()
     print(f"{'milestone':<12} {'median':>8} {'min':>8} {'max':>8} {'target':>8}  exit codes")
-    for milestone in args.milestone or sorted(TARGETS_S):
+    for milestone in args.milestone or list(TARGETS_S):
         times, codes = [], set()
         for _ in range(args.runs):
-            elapsed, code = grade_once(milestone, args.repo)
-            times.append(elapsed)
+            elapsed, code, report = grade_once(milestone, args.repo)
+            # The load test is mostly k6's own fixed duration: what the grader adds is the figure.
+            times.append(elapsed - k6_seconds(report) if milestone == "loadtest" else elapsed)
             codes.add(code)
         target = TARGETS_S[milestone]
         median = statistics.median(times)
         # A run that did not pass measures nothing worth comparing with the target.
         verdict = "NOT GRADED" if codes != {0} else "ok" if median < target else "OVER"
+        note = "  (overhead over the k6 run)" if milestone == "loadtest" else ""
         print(
             f"{milestone:<12} {median:>7.2f}s {min(times):>7.2f}s {max(times):>7.2f}s "
-            f"{target:>7.1f}s  {sorted(codes)} {verdict}"
+            f"{target:>7.1f}s  {sorted(codes)} {verdict}{note}"
         )
     return 0
 

@@ -1,20 +1,24 @@
 """Milestone 1: the timeout budget table, checked statically (nothing is started).
 
-Ids: m1.budgets-valid, m1.layers-ordered, m1.retry-policy, m1.nginx-agrees.
+Ids: m1.budgets-valid, m1.layers-ordered, m1.retry-policy, m1.nginx-agrees, m1.k6-thresholds.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import crossplane
 
 from grader import budgets as budgets_mod
+from grader import k6
 from grader.budgets import MAX_ATTEMPTS_BOUND, RETRY_RATIO_BOUND, Budgets
 from grader.context import Context
-from grader.errors import CheckFailed
+from grader.errors import CheckFailed, EnvironmentProblem
 from grader.model import Passed
 from grader.registry import check
 from grader.yamlfile import Loaded
@@ -292,4 +296,100 @@ def nginx_agrees(ctx: Context) -> Passed:
         f"nginx gives up after {want:g} s, as the table says",
         measured=", ".join(f"{label}: proxy_read_timeout {s:g} s" for label, _, s, _ in locations),
         expected=f"{want:g} s",
+    )
+
+
+# What a learner's own load test must hold checkout latency to: a high percentile (or the max).
+LATENCY_AGGREGATES = re.compile(r"^(p\((9\d|100)(\.\d+)?\)|max)$")
+
+
+def learner_thresholds(script: Path) -> dict[str, list[str]]:
+    """The thresholds of a k6 script, as k6 itself reads them (`k6 inspect`)."""
+    binary = k6.require()
+    try:
+        done = subprocess.run(
+            [binary, "inspect", str(script)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={"PATH": os.environ.get("PATH", os.defpath), "K6_NO_USAGE_REPORT": "true"},
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise EnvironmentProblem("`k6 inspect` did not finish within 30 s") from exc
+    if done.returncode != 0:
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise CheckFailed(
+            "k6 cannot read loadtest/checkout.js",
+            measured=f"`k6 inspect` exited {done.returncode}: {last[0]}",
+            expected="a script k6 runs",
+        )
+    options = json.loads(done.stdout)
+    thresholds: dict[str, list[str]] = {}
+    for metric, entries in (options.get("thresholds") or {}).items():
+        # An entry is an expression, or an object with one (abortOnFail and friends).
+        thresholds[metric] = [e if isinstance(e, str) else str(e.get("threshold")) for e in entries]
+    return thresholds
+
+
+@check(
+    "m1.k6-thresholds",
+    "Your load test's thresholds hold checkout to the budget table",
+    depends=("m1.budgets-valid",),
+    why="A load test without thresholds always passes: it is the thresholds that turn a run "
+    "into evidence that checkout fails fast, and they are only as strong as their numbers.",
+    hint="In loadtest/checkout.js set thresholds such as "
+    "`'http_req_duration{name:checkout}': ['p(95)<3000']` (the api budget, in ms) and "
+    "`'http_req_failed{name:checkout}': ['rate<0.01']`.",
+)
+def k6_thresholds(ctx: Context) -> Passed:
+    """Read loadtest/checkout.js's thresholds with k6 and compare them with the api budget."""
+    budgets, loaded = _table(ctx)
+    script = ctx.repo.path / "loadtest" / "checkout.js"
+    if not script.is_file():
+        raise CheckFailed(
+            "loadtest/checkout.js was not found",
+            measured=f"no file at {script}",
+            expected="your k6 script at loadtest/checkout.js",
+        )
+    budget_ms = budgets.layers.api_s * 1000
+    latency: list[str] = []
+    weak: list[str] = []
+    errors: list[str] = []
+    for metric, expressions in learner_thresholds(script).items():
+        name = k6.MetricName.parse(metric)
+        for text in expressions:
+            try:
+                expression = k6.Expression.parse(text)
+            except ValueError:
+                continue  # k6 itself accepted it; a form this check does not judge
+            shown = f"'{metric}': '{text}'"
+            if name.name == "http_req_duration" and LATENCY_AGGREGATES.match(expression.aggregate):
+                if expression.operator in ("<", "<=") and expression.limit <= budget_ms:
+                    latency.append(shown)
+                else:
+                    weak.append(shown)
+            elif name.name in ("http_req_failed", "checks") and expression.aggregate == "rate":
+                errors.append(shown)
+    api_line = loaded.line("layers", "api", "timeout_s")
+    expected = (
+        f"a p(9x) or max threshold on http_req_duration under {budget_ms:.0f} ms "
+        f"(budgets.yaml:{api_line}), and a rate threshold on http_req_failed or checks"
+    )
+    problems = []
+    if not latency:
+        problems.append(
+            f"the latency thresholds {', '.join(weak)} are weaker than the api budget "
+            f"of {budget_ms:.0f} ms"
+            if weak
+            else "no threshold holds checkout latency"
+        )
+    if not errors:
+        problems.append("no threshold holds the error rate (http_req_failed or checks)")
+    if problems:
+        raise CheckFailed(problems[0], measured="; ".join(problems), expected=expected)
+    return Passed(
+        f"thresholds hold checkout to {budget_ms:.0f} ms and bound its errors",
+        measured=", ".join(latency + errors),
+        expected=expected,
     )

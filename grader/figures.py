@@ -27,3 +27,26 @@ def timeline(rows: Sequence[Sequence[float]], *, label: str = "checkout") -> tup
             cells[round(t * scale)] = str(attempt) if attempt < 10 else "+"
         lines.append(f"{'#' + str(number):>9} {''.join(cells).rstrip()}")
     return tuple(lines)
+
+
+def bars(
+    rows: Sequence[tuple[str, float]], *, limit: float | None = None, unit: str = "ms"
+) -> tuple[str, ...]:
+    """Horizontal bars, one per (label, value); a ``|`` marks ``limit`` on the same scale."""
+    width = WIDTH - 24
+    top = max([v for _, v in rows] + ([limit] if limit else [])) or 1.0
+    scale = width / top
+    lines = []
+    for label, value in rows:
+        cells = ["█"] * max(1, round(value * scale)) + [" "] * (
+            width - max(1, round(value * scale))
+        )
+        if limit is not None:
+            mark = min(width - 1, round(limit * scale))
+            cells[mark] = "│" if cells[mark] == " " else "┃"
+        lines.append(f"{label:>16} {''.join(cells)} {value:,.0f} {unit}")
+    if limit is not None:
+        lines.append(
+            f"{'':>16} {'│ = limit':>{min(width, round(limit * scale)) + 9}} {limit:,.0f} {unit}"
+        )
+    return tuple(lines)

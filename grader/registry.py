@@ -1,8 +1,9 @@
 """Checks are small decorated functions, registered by milestone (after check50's ``@check``).
 
 A check takes a :class:`grader.context.Context` and returns :class:`grader.model.Passed`, or raises
-:class:`grader.errors.CheckFailed` with the evidence. Its id is ``m<N>.<name>``; the function
-lives in ``checks/m<N>_*.py`` under the same name with dashes as underscores.
+:class:`grader.errors.CheckFailed` with the evidence. Its id is ``<prefix>.<name>`` (``m2`` for
+milestone 2, ``lt`` for the load test); the function lives in ``checks/<prefix>_*.py`` under the
+same name with dashes as underscores.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ MILESTONES: dict[str, str] = {
     "milestone-3": "Bounded retries with exponential backoff and jitter",
     "milestone-4": "A token-bucket retry budget",
     "milestone-5": "Idempotency keys on a shared store",
+    "loadtest": "Load-test evidence with k6: fails fast under a slow provider, then recovers",
 }
+# Id prefix -> milestone; a check's module is checks/<prefix>_*.py.
+PREFIXES = {**{f"m{n}": f"milestone-{n}" for n in range(1, 6)}, "lt": "loadtest"}
 
-_ID = re.compile(r"^m(?P<n>[1-9])\.[a-z0-9]+(-[a-z0-9]+)*$")
+_ID = re.compile(r"^(?P<prefix>[a-z]+[0-9]?)\.[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +51,14 @@ class CheckSpec:
     exclusive: bool = False
 
     @property
+    def prefix(self) -> str:
+        """The id's prefix: ``m2``, ``lt``."""
+        return self.id.split(".", 1)[0]
+
+    @property
     def milestone(self) -> str:
         """The milestone this check belongs to, from its id."""
-        return f"milestone-{self.id[1]}"
+        return PREFIXES[self.prefix]
 
     @property
     def is_async(self) -> bool:
@@ -72,8 +81,8 @@ def check(
 ) -> Callable[[CheckFunc], CheckFunc]:
     """Register a check under ``id``; its docstring says what it does."""
     match = _ID.match(id)
-    if match is None:
-        raise ValueError(f"check id {id!r} is not of the form m<N>.<kebab-name>")
+    if match is None or match["prefix"] not in PREFIXES:
+        raise ValueError(f"check id {id!r} is not of the form <m1..m5|lt>.<kebab-name>")
 
     def register(func: CheckFunc) -> CheckFunc:
         if id in _REGISTRY:

@@ -65,7 +65,15 @@ MUTANTS = (
         "milestone-1",
         frozenset({"m1.budgets-valid"}),
         (Edit("budgets.yaml", "read_timeout_s: 2}", "read_timout_s: 2}"),),
-        skips=frozenset({"m1.layers-ordered", "m1.retry-policy", "m1.nginx-agrees"}),
+        skips=frozenset(
+            {"m1.layers-ordered", "m1.retry-policy", "m1.nginx-agrees", "m1.k6-thresholds"}
+        ),
+    ),
+    Mutant(
+        "weak-load-test-threshold",
+        "milestone-1",
+        frozenset({"m1.k6-thresholds"}),
+        (Edit("loadtest/checkout.js", "['p(95)<3000']", "['p(95)<10000']"),),
     ),
     # Milestone 2: the budgeted client.
     Mutant(

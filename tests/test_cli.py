@@ -81,10 +81,10 @@ def test_output_file_gets_json_and_terminal_gets_report(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     jsonschema.validate(report, schema("report"))
     assert report["summary"] == {
-        "passed": 4,
+        "passed": 5,
         "failed": 0,
         "skipped": 0,
         "errors": 0,
         "inconclusive": 0,
     }
-    assert "4 passed, 0 failed, 0 skipped, 0 errors" in run.stdout
+    assert "5 passed, 0 failed, 0 skipped, 0 errors" in run.stdout

@@ -71,20 +71,20 @@ def run(specs: list[CheckSpec], tmp_path: Path) -> dict[str, object]:
 
 def test_dependency_failure_skips_dependants(tmp_path: Path) -> None:
     """A check whose dependency failed is SKIP and names the dependency."""
-    out = run([spec("m9.a", fails), spec("m9.b", ok, depends=("m9.a",))], tmp_path)
-    assert out["m9.a"] is Status.FAIL and out["m9.b"] is Status.SKIP
-    assert "m9.a is FAIL" in out["_results"]["m9.b"].summary  # type: ignore[index]
+    out = run([spec("m5.a", fails), spec("m5.b", ok, depends=("m5.a",))], tmp_path)
+    assert out["m5.a"] is Status.FAIL and out["m5.b"] is Status.SKIP
+    assert "m5.a is FAIL" in out["_results"]["m5.b"].summary  # type: ignore[index]
 
 
 def test_failure_carries_evidence_and_hint(tmp_path: Path) -> None:
     """A FAIL keeps measured, expected and falls back to the check's hint."""
-    result = run([spec("m9.a", fails)], tmp_path)["_results"]["m9.a"]  # type: ignore[index]
+    result = run([spec("m5.a", fails)], tmp_path)["_results"]["m5.a"]  # type: ignore[index]
     assert (result.measured, result.expected, result.hint) == ("m", "e", "h")
 
 
 def test_exclusive_runs_alone(tmp_path: Path) -> None:
     """An exclusive check starts only after the concurrent ones have ended."""
-    run([spec("m9.a", ok), spec("m9.x", exclusive, exclusive=True), spec("m9.b", ok)], tmp_path)
+    run([spec("m5.a", ok), spec("m5.x", exclusive, exclusive=True), spec("m5.b", ok)], tmp_path)
     assert EVENTS == [
         "ok-start",
         "ok-start",
@@ -97,21 +97,21 @@ def test_exclusive_runs_alone(tmp_path: Path) -> None:
 
 def test_crash_is_error_not_fail(tmp_path: Path) -> None:
     """A bug in a check is ERROR, blamed on the grader, and the other checks still run."""
-    out = run([spec("m9.a", crashes), spec("m9.b", ok)], tmp_path)
-    assert out["m9.a"] is Status.ERROR and out["m9.b"] is Status.PASS
-    assert "not your fault" in out["_results"]["m9.a"].hint  # type: ignore[index]
+    out = run([spec("m5.a", crashes), spec("m5.b", ok)], tmp_path)
+    assert out["m5.a"] is Status.ERROR and out["m5.b"] is Status.PASS
+    assert "not your fault" in out["_results"]["m5.a"].hint  # type: ignore[index]
 
 
 def test_environment_problem_is_error(tmp_path: Path) -> None:
     """An environment problem inside a check is ERROR."""
-    assert run([spec("m9.a", environment)], tmp_path)["m9.a"] is Status.ERROR
+    assert run([spec("m5.a", environment)], tmp_path)["m5.a"] is Status.ERROR
 
 
 def test_time_limit_is_error(tmp_path: Path) -> None:
     """A check past its time limit is ERROR, within the limit."""
-    out = run([spec("m9.a", slow, timeout_s=0.1)], tmp_path)
-    assert out["m9.a"] is Status.ERROR
-    assert "within its limit of 0.1 s" in out["_results"]["m9.a"].summary  # type: ignore[index]
+    out = run([spec("m5.a", slow, timeout_s=0.1)], tmp_path)
+    assert out["m5.a"] is Status.ERROR
+    assert "within its limit of 0.1 s" in out["_results"]["m5.a"].summary  # type: ignore[index]
 
 
 def test_ids_must_name_their_milestone() -> None:
@@ -125,7 +125,7 @@ def test_every_registered_check_is_documented() -> None:
     for check in registry.all_checks():
         assert check.what and check.why and check.hint, check.id
         module = check.func.__module__
-        assert module.startswith(f"checks.m{check.id[1]}_"), (check.id, module)
+        assert module.startswith(f"checks.{check.prefix}_"), (check.id, module)
         assert check.func.__name__ == check.id.split(".")[1].replace("-", "_"), check.id
 
 
@@ -136,7 +136,7 @@ def inconclusive(ctx: Context) -> Passed:
 
 def test_inconclusive_keeps_evidence_and_figure(tmp_path: Path) -> None:
     """An inconclusive verdict is its own status, with its evidence and chart."""
-    result = run([spec("m9.a", inconclusive)], tmp_path)["_results"]["m9.a"]  # type: ignore[index]
+    result = run([spec("m5.a", inconclusive)], tmp_path)["_results"]["m5.a"]  # type: ignore[index]
     assert result.status is Status.INCONCLUSIVE
     assert (result.measured, result.figure) == ("m", ("|·|",))
 
@@ -154,6 +154,6 @@ def test_inconclusive_keeps_evidence_and_figure(tmp_path: Path) -> None:
 def test_exit_code_ranks_statuses(statuses: list[Status], code: int) -> None:
     """ERROR outranks FAIL, which outranks INCONCLUSIVE; all PASS is 0."""
     results = tuple(
-        CheckResult(f"m9.c{n}", "t", "milestone-9", s, "") for n, s in enumerate(statuses)
+        CheckResult(f"m5.c{n}", "t", "milestone-9", s, "") for n, s in enumerate(statuses)
     )
     assert Report("milestone-9", ".", "", 0.0, results).exit_code == code

