@@ -61,6 +61,34 @@ def _attempt_data(result: CheckoutResult, attempts: Sequence[Attempt]) -> list[d
     ]
 
 
+def _verdict(
+    result: CheckoutResult,
+    attempts: Sequence[Attempt],
+    problems: Sequence[str],
+    expected: str,
+    *,
+    failed: str,
+    passed: str,
+) -> Passed:
+    """FAIL on the first of ``problems``, else PASS; either way with the attempts' timeline."""
+    timeline = _timeline(result, attempts)
+    data = {
+        "elapsed_s": round(result.elapsed_s, 3),
+        "status": result.status,
+        "attempts": _attempt_data(result, attempts),
+    }
+    if problems:
+        raise CheckFailed(
+            f"{failed}: {problems[0]}",
+            measured=f"{result.describe()}; {timeline}",
+            expected=expected,
+            data=data,
+        )
+    return Passed(
+        f"checkout {result.describe()}; {passed}", measured=timeline, expected=expected, data=data
+    )
+
+
 async def _attempts_once_over(ctx: Context, amounts: range, by: float) -> list[Attempt]:
     """The journal for ``amounts`` once every attempt has ended, or at monotonic time ``by``."""
     remaining = max(by - time.monotonic(), 0.0)
@@ -148,28 +176,17 @@ async def read_timeout(ctx: Context) -> Passed:
             f"the API gave up on the first attempt after {first.abandoned_after_s:.2f} s, "
             f"not at the read timeout of {cut_at:g} s"
         )
-    timeline = _timeline(result, attempts)
     expected = (
         f"{expected_fail_fast(ctx)}; the first attempt abandoned after {cut_at:g} s "
         f"(±{ABANDON_TOLERANCE_S:g} s)"
     )
-    data = {
-        "elapsed_s": round(result.elapsed_s, 3),
-        "status": result.status,
-        "attempts": _attempt_data(result, attempts),
-    }
-    if problems:
-        raise CheckFailed(
-            "the read timeout is not enforced: " + problems[0],
-            measured=f"{result.describe()}; {timeline}",
-            expected=expected,
-            data=data,
-        )
-    return Passed(
-        f"checkout {result.describe()}; the held attempt was cut at the read timeout",
-        measured=timeline,
-        expected=expected,
-        data=data,
+    return _verdict(
+        result,
+        attempts,
+        problems,
+        expected,
+        failed="the read timeout is not enforced",
+        passed="the held attempt was cut at the read timeout",
     )
 
 
@@ -201,25 +218,14 @@ async def slow_body(ctx: Context) -> Passed:
     open_ones = [a for a in attempts if not a.ended]
     if open_ones:
         problems.append(f"{len(open_ones)} provider attempt(s) still open past the api budget")
-    timeline = _timeline(result, attempts)
     expected = f"{expected_fail_fast(ctx)}, with no provider attempt left open"
-    data = {
-        "elapsed_s": round(result.elapsed_s, 3),
-        "status": result.status,
-        "attempts": _attempt_data(result, attempts),
-    }
-    if problems:
-        raise CheckFailed(
-            "a trickling response stretches the checkout: " + problems[0],
-            measured=f"{result.describe()}; {timeline}",
-            expected=expected,
-            data=data,
-        )
-    return Passed(
-        f"checkout {result.describe()} although the body was still trickling in",
-        measured=timeline,
-        expected=expected,
-        data=data,
+    return _verdict(
+        result,
+        attempts,
+        problems,
+        expected,
+        failed="a trickling response stretches the checkout",
+        passed="the body was still trickling in",
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from checks.common import answer_wait_s
 from grader.context import CheckoutResult, Context
@@ -76,6 +77,34 @@ async def evidence(ctx: Context, key: str, amounts: range) -> tuple[list[Charge]
     return charges, ledger_story(key, charges, attempts)
 
 
+@dataclass(frozen=True, slots=True)
+class Resubmit:
+    """A key submitted, completed, then submitted again, and what the provider saw of it."""
+
+    first: CheckoutResult
+    second: CheckoutResult
+    attempts_for_second: int
+    charges: list[Charge]
+    story: tuple[str, ...]
+
+    @property
+    def replayed(self) -> bool:
+        """Whether the second submit got the first one's payment."""
+        first = payment_id(self.first)
+        return first is not None and payment_id(self.second) == first
+
+
+async def resubmit(ctx: Context, again_on: ApiInstance | None = None) -> Resubmit:
+    """Submit a fresh key, then the same key and body again (on ``again_on``, if given)."""
+    amounts, key = ctx.amounts(1), new_key()
+    first = await submit(ctx, amounts[0], key)
+    before = len(await ctx.stack.stub.journal(amounts))
+    second = await submit(ctx, amounts[0], key, api=again_on)
+    charges, story = await evidence(ctx, key, amounts)
+    after = len(await ctx.stack.stub.journal(amounts))
+    return Resubmit(first, second, after - before, charges, story)
+
+
 async def second_instance(ctx: Context) -> ApiInstance:
     """One more instance of the learner's API on the same REDIS_URL, shared by the checks."""
     return await ctx.shared("m5.second-instance", lambda: ctx.start_api("api-b"))
@@ -127,26 +156,20 @@ async def double_submit(ctx: Context) -> Passed:
 )
 async def replayed_from_store(ctx: Context) -> Passed:
     """Submit a key twice; expect no new provider attempt for the second submit."""
-    amounts, key = ctx.amounts(1), new_key()
-    first = await submit(ctx, amounts[0], key)
-    before = len(await ctx.stack.stub.journal(amounts))
-    second = await submit(ctx, amounts[0], key)
-    charges, story = await evidence(ctx, key, amounts)
-    after = len(await ctx.stack.stub.journal(amounts))
+    run = await resubmit(ctx)
     measured = (
-        f"the provider saw {before} attempt(s) for the first submit and {after - before} "
-        f"for the second; second {second.describe()}; {len(charges)} charge(s)"
+        f"the provider saw {run.attempts_for_second} attempt(s) for the second submit; second "
+        f"{run.second.describe()}; {len(run.charges)} charge(s)"
     )
     expected = "no provider attempt for the second submit, and the first answer again"
-    replayed = payment_id(first) is not None and payment_id(second) == payment_id(first)
-    if after != before or not replayed or len(charges) != 1:
+    if run.attempts_for_second or not run.replayed or len(run.charges) != 1:
         raise CheckFailed(
             "the second submit reached the provider"
-            if after != before
+            if run.attempts_for_second
             else "the second submit did not get the first answer",
             measured=measured,
             expected=expected,
-            figure=story,
+            figure=run.story,
         )
     return Passed("the repeat was answered from the store", measured=measured, expected=expected)
 
@@ -163,26 +186,20 @@ async def replayed_from_store(ctx: Context) -> Passed:
 )
 async def shared_across_instances(ctx: Context) -> Passed:
     """Submit to one instance, resubmit the key to a second; expect one charge, no new attempt."""
-    other = await second_instance(ctx)
-    amounts, key = ctx.amounts(1), new_key()
-    first = await submit(ctx, amounts[0], key)
-    before = len(await ctx.stack.stub.journal(amounts))
-    second = await submit(ctx, amounts[0], key, api=other)
-    charges, story = await evidence(ctx, key, amounts)
-    after = len(await ctx.stack.stub.journal(amounts))
+    run = await resubmit(ctx, again_on=await second_instance(ctx))
     measured = (
-        f"instance A {first.describe()}, instance B {second.describe()}; "
-        f"{after - before} provider attempt(s) for B; {len(charges)} charge(s)"
+        f"instance A {run.first.describe()}, instance B {run.second.describe()}; "
+        f"{run.attempts_for_second} provider attempt(s) for B; {len(run.charges)} charge(s)"
     )
     expected = "one charge, B answers A's payment with no provider attempt"
-    if len(charges) != 1 or after != before or payment_id(second) != payment_id(first):
+    if len(run.charges) != 1 or run.attempts_for_second or not run.replayed:
         raise CheckFailed(
-            f"the customer was charged {len(charges)} times"
-            if len(charges) != 1
+            f"the customer was charged {len(run.charges)} times"
+            if len(run.charges) != 1
             else "instance B did not know the key instance A completed",
             measured=measured,
             expected=expected,
-            figure=story,
+            figure=run.story,
         )
     return Passed("both instances share the store", measured=measured, expected=expected)
 
