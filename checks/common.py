@@ -67,3 +67,19 @@ def per_checkout(attempts: Sequence[Attempt]) -> dict[int, list[Attempt]]:
 def attempt_rows(grouped: dict[int, list[Attempt]]) -> list[list[float]]:
     """Arrival times per checkout, for a timeline figure."""
     return [[a.arrived_at for a in attempts] for attempts in grouped.values()]
+
+
+async def attempts_by_checkout(
+    ctx: Context, amounts: range, at_least: int, timeout_s: float | None = None
+) -> dict[int, list[Attempt]]:
+    """The journal for ``amounts`` once ``at_least`` attempts arrived and all ended, by checkout.
+
+    Waits at most ``timeout_s``, by default the api budget plus the answer tolerance.
+    """
+    journal = await ctx.stack.stub.wait_for_journal(
+        amounts,
+        arrived=at_least,
+        ended=True,
+        timeout_s=ctx.budgets.layers.api_s + ANSWER_TOLERANCE_S if timeout_s is None else timeout_s,
+    )
+    return per_checkout(journal)

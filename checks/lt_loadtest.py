@@ -81,7 +81,6 @@ def judge(ctx: Context, run: k6.Run, metric: str, what: str) -> Passed:
         raise EnvironmentProblem(f"k6's summary has no threshold on {metric}: a grader bug")
     threshold = found.thresholds[0]
     expression = k6.Expression.parse(threshold.expression)
-    figure = latency_figure(ctx, run)
     if not found.samples:
         # k6 passes a threshold on a sub-metric that got no samples: that proves nothing.
         raise EnvironmentProblem(
@@ -115,7 +114,7 @@ def judge(ctx: Context, run: k6.Run, metric: str, what: str) -> Passed:
             measured=measured,
             expected=expected,
             data=data,
-            figure=figure,
+            figure=latency_figure(ctx, run),
         )
     return Passed(
         f"{what} within its threshold",

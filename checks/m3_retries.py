@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from checks.common import (
-    ANSWER_TOLERANCE_S,
     answer_wait_s,
     attempt_rows,
+    attempts_by_checkout,
     expected_fail_fast,
     fail_fast_problems,
-    per_checkout,
 )
 from grader.budgets import COURSE_RETRIES, Retries
 from grader.context import Context
@@ -110,14 +109,6 @@ def spread(values: Sequence[float]) -> tuple[float, float]:
     return (iqr / median if median > 0 else math.inf), iqr
 
 
-async def _attempts_of(ctx: Context, amounts: range, at_least: int) -> dict[int, list[Attempt]]:
-    timeout = ctx.budgets.layers.api_s + ANSWER_TOLERANCE_S
-    journal = await ctx.stack.stub.wait_for_journal(
-        amounts, arrived=at_least, ended=True, timeout_s=timeout
-    )
-    return per_checkout(journal)
-
-
 @check(
     "m3.transient-heals",
     "A transient 503 is retried and the checkout succeeds",
@@ -132,7 +123,7 @@ async def transient_heals(ctx: Context) -> Passed:
     amounts = ctx.amounts(1)
     await ctx.stack.stub.add_fault({"type": "status", "status": 503}, amounts=amounts, first_n=1)
     result = await ctx.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
-    attempts = (await _attempts_of(ctx, amounts, 2)).get(amounts[0], [])
+    attempts = (await attempts_by_checkout(ctx, amounts, 2)).get(amounts[0], [])
     charges = await ctx.stack.stub.ledger(amounts)
     measured = (
         f"checkout {result.describe()}; the provider saw {len(attempts)} attempt(s) and "
@@ -168,7 +159,7 @@ async def attempts_bounded(ctx: Context) -> Passed:
     results = await asyncio.gather(
         *(ctx.checkout(a, api=api, timeout_s=answer_wait_s(ctx)) for a in amounts)
     )
-    grouped = await _attempts_of(ctx, amounts, count)
+    grouped = await attempts_by_checkout(ctx, amounts, count)
     problems = []
     for result in results:
         seen = len(grouped.get(result.amount_cents, []))
@@ -207,7 +198,7 @@ async def no_retry_on_decline(ctx: Context) -> Passed:
         *(ctx.checkout(a, timeout_s=answer_wait_s(ctx)) for a in amounts)
     )
     await asyncio.sleep(0.3)  # a retry, if any, would arrive within its backoff: let it land
-    grouped = await _attempts_of(ctx, amounts, len(amounts))
+    grouped = await attempts_by_checkout(ctx, amounts, len(amounts))
     counts = [len(grouped.get(a, [])) for a in amounts]
     measured = f"attempts per checkout: {counts}; " + "; ".join(r.describe() for r in results)
     expected = "exactly 1 attempt each, and 402 to the client"
@@ -246,7 +237,7 @@ async def retries_fit_budget(ctx: Context) -> Passed:
     result = await ctx.checkout(
         amounts[0], api=api, timeout_s=answer_wait_s(ctx) + retries.max_attempts
     )
-    attempts = (await _attempts_of(ctx, amounts, 1)).get(amounts[0], [])
+    attempts = (await attempts_by_checkout(ctx, amounts, 1)).get(amounts[0], [])
     problems = fail_fast_problems(ctx, result)
     row = timeline([[a.arrived_at for a in attempts]]) if attempts else ()
     worst = retries.max_attempts * delay_s
@@ -280,6 +271,11 @@ class Storm:
     noise_spread: float  # IQR / median of the grader's own lockstep retries
     noise_iqr_s: float
 
+    @property
+    def figure(self) -> tuple[str, ...]:
+        """The storm's attempts per checkout, as a timeline."""
+        return timeline(attempt_rows(self.grouped)[:FIGURE_ROWS])
+
 
 async def _lockstep_noise(ctx: Context, count: int, delay_s: float) -> tuple[float, float]:
     """Spread of retries the grader itself sends in lockstep: all fail at once, all wait delay_s.
@@ -296,7 +292,7 @@ async def _lockstep_noise(ctx: Context, count: int, delay_s: float) -> tuple[flo
         await ctx.http.post(url, json={"amount_cents": amount}, timeout=5.0)
 
     await asyncio.gather(*(retry_once(a) for a in amounts))
-    grouped = await _attempts_of(ctx, amounts, 2 * count)
+    grouped = await attempts_by_checkout(ctx, amounts, 2 * count)
     gaps = [waits(attempts)[0] for attempts in grouped.values() if len(attempts) >= 2]
     return spread(gaps)
 
@@ -317,7 +313,7 @@ async def _storm(ctx: Context) -> Storm:
             for n, a in enumerate(amounts)
         )
     )
-    grouped = await _attempts_of(ctx, amounts, len(amounts))
+    grouped = await attempts_by_checkout(ctx, amounts, len(amounts))
     return Storm(len(amounts), instances, grouped, noise_spread, noise_iqr)
 
 
@@ -347,7 +343,7 @@ async def jitter_spread(ctx: Context) -> Passed:
     retries, source = policy(ctx)
     storm = await ctx.shared("m3.retry-storm", lambda: _storm(ctx))
     firsts = [waits(a)[0] for a in storm.grouped.values() if len(a) >= 2]
-    figure = timeline(attempt_rows(storm.grouped)[:FIGURE_ROWS])
+    figure = storm.figure
     lo, hi = _bounds(retries, 1)
     expected = (
         f"IQR/median of first-retry waits >= {SPREAD_MIN} and >= {NOISE_FACTOR:g} x the "
@@ -414,7 +410,7 @@ async def backoff_grows(ctx: Context) -> Passed:
     """Fail all but the last attempt of 20 checkouts; expect later waits past earlier caps."""
     retries, source = policy(ctx)
     storm = await ctx.shared("m3.retry-storm", lambda: _storm(ctx))
-    figure = timeline(attempt_rows(storm.grouped)[:FIGURE_ROWS])
+    figure = storm.figure
     all_waits = [waits(a) for a in storm.grouped.values()]
     tolerance = BOUND_TOLERANCE_S + storm.noise_iqr_s
     caps = [retries.max_delay_before(n) for n in range(1, retries.max_attempts)]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from checks.common import answer_wait_s, attempt_rows, per_checkout
+from checks.common import answer_wait_s, attempt_rows, attempts_by_checkout
 from grader.budgets import COURSE_RETRY_BUDGET, RetryBudget
 from grader.context import CheckoutResult, Context
 from grader.errors import CheckFailed
@@ -159,10 +159,7 @@ async def blip_heals(ctx: Context) -> Passed:
     results = await asyncio.gather(
         *(ctx.checkout(a, timeout_s=answer_wait_s(ctx)) for a in amounts)
     )
-    journal = await ctx.stack.stub.wait_for_journal(
-        amounts, arrived=2 * count, ended=True, timeout_s=answer_wait_s(ctx)
-    )
-    grouped = per_checkout(journal)
+    grouped = await attempts_by_checkout(ctx, amounts, 2 * count, timeout_s=answer_wait_s(ctx))
     healed = [r for r in results if r.status == 200]
     measured = (
         f"{len(healed)} of {count} checkouts answered 200; attempts per checkout: "
