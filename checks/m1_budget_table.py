@@ -16,12 +16,16 @@ import crossplane
 
 from grader import budgets as budgets_mod
 from grader import k6
-from grader.budgets import MAX_ATTEMPTS_BOUND, RETRY_RATIO_BOUND, Budgets
+from grader.budgets import BUDGETS_FILE, MAX_ATTEMPTS_BOUND, RETRY_RATIO_BOUND, Budgets
 from grader.context import Context
 from grader.errors import CheckFailed, EnvironmentProblem
-from grader.model import Passed
+from grader.model import Location, Passed
 from grader.registry import check
 from grader.yamlfile import Loaded
+
+# The learner's files these checks read, relative to the repo root (CI annotates them).
+NGINX_FILE = "nginx/nginx.conf"
+K6_SCRIPT = "loadtest/checkout.js"
 
 
 def _table(ctx: Context) -> tuple[Budgets, Loaded]:
@@ -56,6 +60,7 @@ def budgets_valid(ctx: Context) -> Passed:
                     for p in loaded.problems
                 ]
             },
+            location=Location(BUDGETS_FILE, loaded.problems[0].line),
         )
     budgets = budgets_mod.from_data(loaded.data)
     layers = budgets.layers
@@ -89,30 +94,40 @@ def layers_ordered(ctx: Context) -> Passed:
     order = (
         f"nginx {layers.nginx_s:g} s > api {layers.api_s:g} s > payments read {layers.read_s:g} s"
     )
-    wrong = []
+    wrong: list[tuple[int | None, str]] = []
     if not layers.nginx_s > layers.api_s:
         wrong.append(
-            f"budgets.yaml:{where['api']}: the api budget ({layers.api_s:g} s) is not shorter "
-            f"than nginx's ({layers.nginx_s:g} s): nginx would give up first and answer 504"
+            (
+                where["api"],
+                f"budgets.yaml:{where['api']}: the api budget ({layers.api_s:g} s) is not shorter "
+                f"than nginx's ({layers.nginx_s:g} s): nginx would give up first and answer 504",
+            )
         )
     if not layers.api_s > layers.read_s:
         wrong.append(
-            f"budgets.yaml:{where['read']}: the payments read timeout ({layers.read_s:g} s) is "
-            f"not shorter than the api budget ({layers.api_s:g} s): the api cannot answer "
-            f"within its budget while it waits on the provider"
+            (
+                where["read"],
+                f"budgets.yaml:{where['read']}: the payments read timeout ({layers.read_s:g} s) "
+                f"is not shorter than the api budget ({layers.api_s:g} s): the api cannot answer "
+                f"within its budget while it waits on the provider",
+            )
         )
     if not layers.connect_s <= layers.read_s:
         wrong.append(
-            f"budgets.yaml:{where['connect']}: the connect timeout ({layers.connect_s:g} s) is "
-            f"longer than the read timeout ({layers.read_s:g} s)"
+            (
+                where["connect"],
+                f"budgets.yaml:{where['connect']}: the connect timeout ({layers.connect_s:g} s) "
+                f"is longer than the read timeout ({layers.read_s:g} s)",
+            )
         )
     if wrong:
         raise CheckFailed(
             "the budget table is inverted"
             if len(wrong) == 1
             else f"the budget table is inverted in {len(wrong)} places",
-            measured="; ".join(wrong),
+            measured="; ".join(text for _, text in wrong),
             expected="nginx > api > payments read timeout >= connect timeout",
+            location=Location(BUDGETS_FILE, wrong[0][0]),
         )
     return Passed("each layer gives up before its caller", measured=order)
 
@@ -131,30 +146,41 @@ def retry_policy(ctx: Context) -> Passed:
     budgets, loaded = _table(ctx)
     retries, bucket = budgets.retries, budgets.retry_budget
     worst, api = budgets.worst_case_s(), budgets.layers.api_s
-    wrong = []
+    wrong: list[tuple[int | None, str]] = []
     if retries is not None:
         if retries.max_attempts > MAX_ATTEMPTS_BOUND:
+            line = loaded.line("retries", "max_attempts")
             wrong.append(
-                f"budgets.yaml:{loaded.line('retries', 'max_attempts')}: max_attempts is "
-                f"{retries.max_attempts}; the course allows at most {MAX_ATTEMPTS_BOUND}"
+                (
+                    line,
+                    f"budgets.yaml:{line}: max_attempts is {retries.max_attempts}; the course "
+                    f"allows at most {MAX_ATTEMPTS_BOUND}",
+                )
             )
         if retries.base_delay_s > retries.max_delay_s:
+            line = loaded.line("retries", "base_delay_s")
             wrong.append(
-                f"budgets.yaml:{loaded.line('retries', 'base_delay_s')}: base_delay_s "
-                f"({retries.base_delay_s:g} s) is longer than max_delay_s "
-                f"({retries.max_delay_s:g} s)"
+                (
+                    line,
+                    f"budgets.yaml:{line}: base_delay_s ({retries.base_delay_s:g} s) is longer "
+                    f"than max_delay_s ({retries.max_delay_s:g} s)",
+                )
             )
     if bucket is not None and bucket.ratio > RETRY_RATIO_BOUND:
+        line = loaded.line("retry_budget", "ratio")
         wrong.append(
-            f"budgets.yaml:{loaded.line('retry_budget', 'ratio')}: the retry budget's ratio is "
-            f"{bucket.ratio:g}; the course allows at most {RETRY_RATIO_BOUND:g} (more would let "
-            f"retries amplify an outage)"
+            (
+                line,
+                f"budgets.yaml:{line}: the retry budget's ratio is {bucket.ratio:g}; the course "
+                f"allows at most {RETRY_RATIO_BOUND:g} (more would let retries amplify an outage)",
+            )
         )
     data = {"worst_case_s": round(worst, 3), "api_budget_s": api}
     if wrong:
         raise CheckFailed(
             "the retry policy is out of bounds",
-            measured="; ".join(wrong),
+            location=Location(BUDGETS_FILE, wrong[0][0]),
+            measured="; ".join(text for _, text in wrong),
             expected=f"max_attempts <= {MAX_ATTEMPTS_BOUND}, base_delay_s <= "
             f"max_delay_s, ratio <= {RETRY_RATIO_BOUND:g}",
             data=data,
@@ -219,6 +245,7 @@ def proxy_read_timeouts(conf: Path) -> list[tuple[str, int, float, int | None]]:
             "nginx/nginx.conf cannot be parsed",
             measured=f"nginx/nginx.conf:{error.get('line')}: {error.get('error')}",
             expected="a config nginx accepts",
+            location=Location(NGINX_FILE, error.get("line")),
         )
     found: list[tuple[str, int, float, int | None]] = []
 
@@ -233,6 +260,7 @@ def proxy_read_timeouts(conf: Path) -> list[tuple[str, int, float, int | None]]:
                         measured=f"nginx/nginx.conf:{directive['line']}: "
                         f"proxy_read_timeout {directive['args'][0]}",
                         expected="a time such as 10s",
+                        location=Location(NGINX_FILE, directive["line"]),
                     )
                 own = (seconds, directive["line"])
         for directive in block:
@@ -271,12 +299,15 @@ def nginx_agrees(ctx: Context) -> Passed:
             "nginx/nginx.conf proxies nothing to the api",
             measured="no location with proxy_pass",
             expected="a location that proxy_passes to the api",
+            location=Location(NGINX_FILE),
         )
     want = budgets.layers.nginx_s
     table_line = loaded.line("layers", "nginx", "timeout_s")
     wrong = []
-    for label, _, seconds, line in locations:
+    first: int | None = None
+    for label, location_line, seconds, line in locations:
         if abs(seconds - want) > 1e-9:
+            first = first or line or location_line
             where = (
                 f"nginx/nginx.conf:{line}: proxy_read_timeout is {seconds:g} s"
                 if line
@@ -291,6 +322,7 @@ def nginx_agrees(ctx: Context) -> Passed:
             measured="; ".join(wrong),
             expected=f"proxy_read_timeout {want:g}s (budgets.yaml:{table_line}: "
             f"layers.nginx.timeout_s is {want:g})",
+            location=Location(NGINX_FILE, first),
         )
     return Passed(
         f"nginx gives up after {want:g} s, as the table says",
@@ -323,6 +355,7 @@ def learner_thresholds(script: Path) -> dict[str, list[str]]:
             "k6 cannot read loadtest/checkout.js",
             measured=f"`k6 inspect` exited {done.returncode}: {last[0]}",
             expected="a script k6 runs",
+            location=Location(K6_SCRIPT),
         )
     options = json.loads(done.stdout)
     thresholds: dict[str, list[str]] = {}
@@ -387,7 +420,12 @@ def k6_thresholds(ctx: Context) -> Passed:
     if not errors:
         problems.append("no threshold holds the error rate (http_req_failed or checks)")
     if problems:
-        raise CheckFailed(problems[0], measured="; ".join(problems), expected=expected)
+        raise CheckFailed(
+            problems[0],
+            measured="; ".join(problems),
+            expected=expected,
+            location=Location(K6_SCRIPT),
+        )
     return Passed(
         f"thresholds hold checkout to {budget_ms:.0f} ms and bound its errors",
         measured=", ".join(latency + errors),

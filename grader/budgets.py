@@ -8,7 +8,9 @@ from typing import Any, Literal
 
 from grader import yamlfile
 from grader.errors import BudgetsError
-from grader.model import BudgetSource
+from grader.model import BudgetSource, Location
+
+BUDGETS_FILE = "budgets.yaml"  # at the learner's repo root
 
 Jitter = Literal["full", "equal", "decorrelated"]
 
@@ -104,7 +106,7 @@ def from_data(data: dict[str, Any]) -> Budgets:
 
 def load(repo: Path) -> yamlfile.Loaded:
     """Read and validate ``budgets.yaml`` of a learner repo; problems are data, not exceptions."""
-    return yamlfile.load(repo / "budgets.yaml", "budgets")
+    return yamlfile.load(repo / BUDGETS_FILE, "budgets")
 
 
 def for_live_checks(repo: Path) -> tuple[Budgets, BudgetSource]:
@@ -127,6 +129,7 @@ def for_live_checks(repo: Path) -> tuple[Budgets, BudgetSource]:
         f"used: {first}{more}. Run `failfast check milestone-1` to see every problem with its "
         f"line, fix them, and grade again.",
         details=[str(p) for p in loaded.problems],
+        location=Location(BUDGETS_FILE, first.line),
     )
 
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from grader.model import Location
+
 
 class FailfastError(Exception):
     """Base of every error the grader raises on purpose."""
@@ -30,11 +32,15 @@ class FailfastError(Exception):
 class GradingError(FailfastError):
     """The grader could not grade; the message is one paragraph a learner can act on."""
 
-    def __init__(self, message: str, *, details: Sequence[str] = ()) -> None:
+    def __init__(
+        self, message: str, *, details: Sequence[str] = (), location: Location | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         # Supporting lines shown under the paragraph, e.g. the API's last output lines.
         self.details = tuple(details)
+        # The learner's file at fault, when there is one (CI annotates it).
+        self.location = location
 
 
 class RepoError(GradingError):
@@ -62,7 +68,8 @@ class CheckVerdict(FailfastError):
 
     ``measured`` and ``expected`` are the evidence; ``hint`` overrides the check's own hint when
     the verdict calls for a more specific one; ``data`` carries numbers for the JSON report;
-    ``figure`` is a small monospace chart (lines of text) the terminal report draws.
+    ``figure`` is a small monospace chart (lines of text) the terminal report draws;
+    ``location`` is the learner's file and line at fault, which CI annotates.
     """
 
     def __init__(
@@ -74,6 +81,7 @@ class CheckVerdict(FailfastError):
         hint: str | None = None,
         data: Mapping[str, Any] | None = None,
         figure: Sequence[str] = (),
+        location: Location | None = None,
     ) -> None:
         super().__init__(summary)
         self.summary = summary
@@ -82,6 +90,7 @@ class CheckVerdict(FailfastError):
         self.hint = hint
         self.data = dict(data or {})
         self.figure = tuple(figure)
+        self.location = location
 
 
 class CheckFailed(CheckVerdict):

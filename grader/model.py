@@ -24,6 +24,17 @@ def _frozen(data: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class Location:
+    """A place in the learner's repo a verdict points at: CI annotates that file and line."""
+
+    path: str  # relative to the repo root, with forward slashes
+    line: int | None = None  # 1-based; None for the whole file
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else self.path
+
+
+@dataclass(frozen=True, slots=True)
 class Passed:
     """What a check returns when the service did the right thing: the evidence of it."""
 
@@ -51,6 +62,7 @@ class CheckResult:
     # The last lines the learner's API printed, shown for FAIL and ERROR only.
     api_output: tuple[str, ...] = ()
     figure: tuple[str, ...] = ()
+    location: Location | None = None  # the learner's file a FAIL points at, where there is one
 
     def __post_init__(self) -> None:
         """Freeze ``data`` so a result cannot change after it is reported."""
@@ -70,12 +82,24 @@ class BudgetSource:
 class Report:
     """Everything one `failfast check` run found."""
 
-    milestone: str
+    milestone: str  # what was asked for: "milestone-3", "all"
     repo: str
     started_at: str  # ISO 8601, UTC
     duration_s: float
     results: tuple[CheckResult, ...]
     budgets: BudgetSource | None = None
+    # The milestones graded, in order: one, or several for `all` and `--through`.
+    milestones: tuple[str, ...] = ()
+    through: bool = False
+
+    def __post_init__(self) -> None:
+        """A report of one milestone lists just that one."""
+        if not self.milestones:
+            object.__setattr__(self, "milestones", (self.milestone,))
+
+    def results_of(self, milestone: str) -> tuple[CheckResult, ...]:
+        """The results of one of the milestones graded."""
+        return tuple(r for r in self.results if r.milestone == milestone)
 
     def count(self, status: Status) -> int:
         """How many results have this status."""

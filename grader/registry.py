@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
+from grader.errors import GradingError
 from grader.model import Passed
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ MILESTONES: dict[str, str] = {
 }
 # Id prefix -> milestone; a check's module is checks/<prefix>_*.py.
 PREFIXES = {**{f"m{n}": f"milestone-{n}" for n in range(1, 6)}, "lt": "loadtest"}
+
+ALL = "all"
 
 _ID = re.compile(r"^(?P<prefix>[a-z]+[0-9]?)\.[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -127,3 +130,36 @@ def get(check_id: str) -> CheckSpec | None:
     """The check with this id, if there is one."""
     _load()
     return _REGISTRY.get(check_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What one `failfast check` run grades: one milestone, milestones 1 to N, or all of them."""
+
+    name: str  # as asked for: "milestone-3", "all"
+    milestones: tuple[str, ...]
+    through: bool = False
+
+    @property
+    def label(self) -> str:
+        """In words, for report headings."""
+        if self.name == ALL:
+            return "every milestone"
+        if len(self.milestones) == 1:
+            return MILESTONES[self.name]
+        return f"{self.milestones[0]} through {self.milestones[-1]}"
+
+
+def select(name: str, *, through: bool = False) -> Selection:
+    """The milestones ``name`` stands for; ``through`` adds every milestone before it."""
+    order = tuple(MILESTONES)
+    if name == ALL:
+        return Selection(ALL, order)
+    if name not in MILESTONES:
+        raise GradingError(
+            f"There is no milestone {name!r}; choose one of {', '.join(order)}, or {ALL} "
+            f"(`failfast list` shows their checks)."
+        )
+    if through:
+        return Selection(name, order[: order.index(name) + 1], through=True)
+    return Selection(name, (name,))

@@ -21,9 +21,9 @@ import httpx
 
 from grader import budgets as budgets_mod
 from grader.context import AMOUNT_BLOCK, Context
-from grader.errors import CheckFailed, CheckVerdict, GradingError
+from grader.errors import BudgetsError, CheckFailed, CheckVerdict, GradingError
 from grader.model import CheckResult, Passed, Report, Status
-from grader.registry import CheckSpec, checks_for
+from grader.registry import CheckSpec, Selection, checks_for, select
 from grader.repo import LearnerRepo
 from grader.stack import LocalStack, Stack
 
@@ -36,25 +36,52 @@ class Hooks:
     on_finish: Callable[[CheckResult], None] = lambda result: None
 
 
-async def grade(milestone: str, repo_path: Path, hooks: Hooks = Hooks()) -> Report:
-    """Grade one milestone; raises :class:`GradingError` when it cannot grade at all."""
+async def grade(selection: Selection | str, repo_path: Path, hooks: Hooks = Hooks()) -> Report:
+    """Grade one milestone or several; raises :class:`GradingError` when it cannot grade at all.
+
+    Several milestones share one stack (the stub, Redis, the grader's client) and run one after
+    another. Each live milestone gets a fresh instance of the learner's API, so that it sees what
+    it would see graded alone: a full retry budget whatever the milestone before it spent.
+    """
+    if isinstance(selection, str):
+        selection = select(selection)
     started_wall = dt.datetime.now(dt.UTC)
     started = time.monotonic()
     repo = LearnerRepo.open(repo_path)
-    specs = checks_for(milestone)
-    budgets, source = budgets_mod.COURSE, None
+    groups = [(milestone, checks_for(milestone)) for milestone in selection.milestones]
+    specs = tuple(spec for _, group in groups for spec in group)
+    budgets, source, unusable = budgets_mod.COURSE, None, None
     live = any(spec.is_async for spec in specs)
     if live:
-        budgets, source = budgets_mod.for_live_checks(repo.path)
-    async with _stack(repo, live) as (stack, http):
-        results = await _run_all(specs, repo, budgets, stack, http, hooks)
+        try:
+            budgets, source = budgets_mod.for_live_checks(repo.path)
+        except BudgetsError as error:
+            # Graded with milestone 1, an unusable table is milestone 1's FAIL, with every line
+            # at fault; the live checks it would have held to are skipped, not the whole run.
+            if len(groups) == 1 or "milestone-1" not in selection.milestones:
+                raise
+            unusable = error
+    run = _Run(repo, budgets, specs, hooks)
+    async with _stack(repo, live and unusable is None) as (stack, http):
+        fresh = True
+        for _, group in groups:
+            if unusable is not None and any(spec.is_async for spec in group):
+                run.skip_unusable(group, unusable)
+                continue
+            if stack is not None and any(spec.is_async for spec in group):
+                if not fresh:
+                    await stack.restart_api()
+                fresh = False
+            await run.run_all(group, stack, http)
     return Report(
-        milestone=milestone,
+        milestone=selection.name,
         repo=str(repo.path),
         started_at=started_wall.isoformat(timespec="seconds"),
         duration_s=round(time.monotonic() - started, 3),
-        results=tuple(results[spec.id] for spec in specs),
+        results=tuple(run.results[spec.id] for spec in specs),
         budgets=source,
+        milestones=selection.milestones,
+        through=selection.through,
     )
 
 
@@ -76,48 +103,78 @@ async def _stack(
         await stack.aclose()
 
 
-async def _run_all(
-    specs: tuple[CheckSpec, ...],
-    repo: LearnerRepo,
-    budgets: budgets_mod.Budgets,
-    stack: Stack | None,
-    http: httpx.AsyncClient | None,
-    hooks: Hooks,
-) -> dict[str, CheckResult]:
-    results: dict[str, CheckResult] = {}
-    blocks = {spec.id: (index + 1) * AMOUNT_BLOCK for index, spec in enumerate(specs)}
-    shared: dict[str, asyncio.Task[Any]] = {}
-    pending = list(specs)
+class _Run:
+    """The state of one grading run: results so far, amount blocks, measurements checks share."""
 
-    async def run(spec: CheckSpec) -> None:
-        hooks.on_start(spec)
-        ctx = Context(repo, budgets, blocks[spec.id], stack, http, shared)
-        result = await _run_one(spec, ctx, stack)
-        results[spec.id] = result
-        hooks.on_finish(result)
+    def __init__(
+        self,
+        repo: LearnerRepo,
+        budgets: budgets_mod.Budgets,
+        specs: tuple[CheckSpec, ...],
+        hooks: Hooks,
+    ) -> None:
+        self.repo, self.budgets, self.hooks = repo, budgets, hooks
+        self.results: dict[str, CheckResult] = {}
+        # Blocks are unique across the whole run: milestones share the stub, and its journal.
+        self.blocks = {spec.id: (index + 1) * AMOUNT_BLOCK for index, spec in enumerate(specs)}
+        self.shared: dict[str, asyncio.Task[Any]] = {}
 
-    while pending:
-        ready = [s for s in pending if all(d in results or d not in blocks for d in s.depends)]
-        if not ready:  # cannot happen: dependencies are registered before their dependants
-            raise GradingError("the checks' dependencies form a cycle: a bug in the grader")
-        for spec in ready:
-            pending.remove(spec)
-        runnable = []
-        for spec in ready:
-            blocked = [
-                d for d in spec.depends if d in results and results[d].status is not Status.PASS
+    def finish(self, result: CheckResult) -> None:
+        """Record a result and report it."""
+        self.results[result.id] = result
+        self.hooks.on_finish(result)
+
+    def skip_unusable(self, group: tuple[CheckSpec, ...], error: BudgetsError) -> None:
+        """Skip live checks that have no budget table to hold the service to."""
+        for spec in group:
+            self.finish(
+                CheckResult(
+                    id=spec.id,
+                    title=spec.title,
+                    milestone=spec.milestone,
+                    status=Status.SKIP,
+                    summary="not run: budgets.yaml cannot be used (m1.budgets-valid says why)",
+                    hint="Fix budgets.yaml first: every live check holds your service to it.",
+                    data={"reason": error.message},
+                )
+            )
+
+    async def run_all(
+        self,
+        specs: tuple[CheckSpec, ...],
+        stack: Stack | None,
+        http: httpx.AsyncClient | None,
+    ) -> None:
+        """Run checks as their dependencies allow: concurrently, exclusive ones alone."""
+        results = self.results
+        pending = list(specs)
+
+        async def run(spec: CheckSpec) -> None:
+            self.hooks.on_start(spec)
+            ctx = Context(self.repo, self.budgets, self.blocks[spec.id], stack, http, self.shared)
+            self.finish(await _run_one(spec, ctx, stack))
+
+        while pending:
+            ready = [
+                s for s in pending if all(d in results or d not in self.blocks for d in s.depends)
             ]
-            if blocked:
-                skipped = _skip(spec, blocked, results)
-                results[spec.id] = skipped
-                hooks.on_finish(skipped)
-            else:
-                runnable.append(spec)
-        await asyncio.gather(*(run(s) for s in runnable if not s.exclusive))
-        for spec in runnable:
-            if spec.exclusive:
-                await run(spec)
-    return results
+            if not ready:  # cannot happen: dependencies are registered before their dependants
+                raise GradingError("the checks' dependencies form a cycle: a bug in the grader")
+            for spec in ready:
+                pending.remove(spec)
+            runnable = []
+            for spec in ready:
+                blocked = [
+                    d for d in spec.depends if d in results and results[d].status is not Status.PASS
+                ]
+                if blocked:
+                    self.finish(_skip(spec, blocked, results))
+                else:
+                    runnable.append(spec)
+            await asyncio.gather(*(run(s) for s in runnable if not s.exclusive))
+            for spec in runnable:
+                if spec.exclusive:
+                    await run(spec)
 
 
 def _skip(spec: CheckSpec, blocked: list[str], results: dict[str, CheckResult]) -> CheckResult:
@@ -136,6 +193,7 @@ async def _run_one(spec: CheckSpec, ctx: Context, stack: Stack | None) -> CheckR
     started = time.monotonic()
     status, summary, measured, expected, hint, data = Status.PASS, "", "", "", "", {}
     figure: tuple[str, ...] = ()
+    location = None
     try:
         outcome = spec.func(ctx)
         if inspect.isawaitable(outcome):
@@ -152,6 +210,7 @@ async def _run_one(spec: CheckSpec, ctx: Context, stack: Stack | None) -> CheckR
         status = Status.FAIL if isinstance(verdict, CheckFailed) else Status.INCONCLUSIVE
         summary, measured, expected = verdict.summary, verdict.measured, verdict.expected
         hint, data, figure = verdict.hint or spec.hint, verdict.data, verdict.figure
+        location = verdict.location
     except TimeoutError:
         status, hint = Status.ERROR, "This is the grader's fault, not yours: please report it."
         summary = f"the check did not finish within its limit of {spec.timeout_s:g} s"
@@ -186,4 +245,5 @@ async def _run_one(spec: CheckSpec, ctx: Context, stack: Stack | None) -> CheckR
         data=data,
         api_output=api_output,
         figure=figure,
+        location=location,
     )

@@ -30,6 +30,7 @@ STUB_READY_TIMEOUT_S = 10.0
 REDIS_READY_TIMEOUT_S = 10.0
 # A learner's API is ready when GET /healthz answers 200; each probe is bounded by this.
 HEALTHZ_PROBE_TIMEOUT_S = 1.0
+RESTART_GRACE_S = 0.5
 
 
 class ApiInstance(Protocol):
@@ -64,6 +65,9 @@ class Stack(Protocol):
 
     async def start_api(self, name: str, *, payments_url: str | None = None) -> ApiInstance:
         """Start another instance of the learner's API, e.g. against another provider URL."""
+
+    async def restart_api(self) -> None:
+        """Stop every instance of the learner's API, then start a fresh main one as ``api``."""
 
     async def aclose(self) -> None:
         """Stop everything the stack started."""
@@ -121,6 +125,7 @@ class LocalStack:
         self.repo = repo
         self.manifest = manifest
         self._processes: list[ManagedProcess] = []
+        self._apis: list[ManagedProcess] = []
         self._env_extra: dict[str, str] = {}
         self.stub: StubAdmin
         self.payments_url: str
@@ -220,9 +225,21 @@ class LocalStack:
         # `exec` so that the shell becomes the learner's server and signals reach it directly.
         argv = ["/bin/sh", "-c", f"exec {self.manifest.command}"]
         process = self._spawn(name, argv, self.repo.path, env)
+        self._apis.append(process)
         api = LocalApi(name, f"http://127.0.0.1:{port}", process)
         await _wait_healthy(api, self.manifest)
         return api
+
+    async def restart_api(self) -> None:
+        """Stop every instance of the learner's API, then start a fresh main one as ``api``."""
+        old, self._apis = self._apis, []
+        # The old instances may hold requests the stub delays: nothing needs their graceful
+        # shutdown, so they get a short grace, spent while the fresh one starts. They are
+        # forgotten only once stopped: interrupted here, aclose still stops them.
+        stopped = asyncio.to_thread(stop_all, old, RESTART_GRACE_S)
+        _, api = await asyncio.gather(stopped, self.start_api("api"))
+        self._processes = [p for p in self._processes if p not in old]
+        self.api = api
 
     async def aclose(self) -> None:
         """Stop every process the stack started, whatever state it is in."""
@@ -231,6 +248,7 @@ class LocalStack:
             await stub.aclose()
         stop_all(self._processes)
         self._processes.clear()
+        self._apis.clear()
 
 
 async def _wait_healthy(api: LocalApi, manifest: Manifest) -> None:

@@ -13,7 +13,7 @@ from grader.errors import CheckFailed, CheckInconclusive, EnvironmentProblem
 from grader.model import CheckResult, Passed, Report, Status
 from grader.registry import CheckSpec
 from grader.repo import LearnerRepo
-from grader.runner import Hooks, _run_all
+from grader.runner import Hooks, _Run
 
 EVENTS: list[str] = []
 
@@ -63,9 +63,9 @@ async def slow(ctx: Context) -> Passed:
 def run(specs: list[CheckSpec], tmp_path: Path) -> dict[str, object]:
     """Run specs through the scheduler; statuses by id, and the results under _results."""
     EVENTS.clear()
-    results = asyncio.run(
-        _run_all(tuple(specs), LearnerRepo(tmp_path), budgets.COURSE, None, None, Hooks())
-    )
+    graded = _Run(LearnerRepo(tmp_path), budgets.COURSE, tuple(specs), Hooks())
+    asyncio.run(graded.run_all(tuple(specs), None, None))
+    results = graded.results
     return {k: v.status for k, v in results.items()} | {"_results": results}
 
 
