@@ -7,10 +7,12 @@ Exit codes: 0 every check passed; 1 a check failed (or was skipped because one i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +21,11 @@ from rich.console import Console
 
 from grader import __version__, registry
 from grader.errors import GradingError
+from grader.formats import Format
+from grader.formats.github import AnnotationsFormat, GitHubActions
 from grader.formats.json import JsonFormat
+from grader.formats.junit import JUnitFormat
+from grader.formats.markdown import MarkdownFormat
 from grader.formats.terminal import TerminalFormat
 from grader.model import Report
 from grader.runner import grade
@@ -38,10 +44,19 @@ app = typer.Typer(
 
 
 class FormatName(enum.StrEnum):
-    """The report formats."""
+    """The formats --format prints (or writes to --output)."""
 
     rich = "rich"
     json = "json"
+
+
+# Formats a report file can be written in: --report FORMAT=FILE.
+REPORT_FORMATS: dict[str, Callable[[], Format]] = {
+    "text": lambda: TerminalFormat(Console()),
+    "json": JsonFormat,
+    "junit": JUnitFormat,
+    "markdown": MarkdownFormat,
+}
 
 
 def _version(value: bool) -> None:
@@ -59,14 +74,37 @@ def _root(
     """Grade the course project 'Make every dependency call fail fast'."""
 
 
+def _report_file(spec: str) -> tuple[Format, Path]:
+    name, _, file = spec.partition("=")
+    if name not in REPORT_FORMATS or not file:
+        raise typer.BadParameter(
+            f"{spec!r} is not FORMAT=FILE with FORMAT one of {', '.join(REPORT_FORMATS)}, "
+            f"e.g. junit=reports/failfast.xml",
+            param_hint="--report",
+        )
+    return REPORT_FORMATS[name](), Path(file)
+
+
 @app.command()
 def check(
-    milestone: Annotated[str, typer.Argument(help="milestone-1 … milestone-5", show_default=False)],
+    milestone: Annotated[
+        str,
+        typer.Argument(
+            help="milestone-1 … milestone-5, loadtest, or all (every one, in one run)",
+            show_default=False,
+        ),
+    ],
+    through: Annotated[
+        bool,
+        typer.Option(
+            "--through", help="Grade every milestone up to this one (milestone-1 to N) in one run."
+        ),
+    ] = False,
     repo: Annotated[Path, typer.Option("--repo", help="Root of the learner's checkout.")] = Path(
         "."
     ),
     output_format: Annotated[
-        FormatName, typer.Option("--format", help="Report format.")
+        FormatName, typer.Option("--format", help="Report format on stdout (or in --output).")
     ] = FormatName.rich,
     output: Annotated[
         Path | None,
@@ -75,73 +113,112 @@ def check(
             help="Write the report in --format to FILE; the terminal report still prints.",
         ),
     ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write the JSON report to FILE.")
+    ] = None,
+    junit_file: Annotated[
+        Path | None, typer.Option("--junit", help="Also write a JUnit XML report to FILE.")
+    ] = None,
+    report_files: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--report",
+            help="Also write a report: FORMAT=FILE, FORMAT one of text, json, junit, markdown. "
+            "Repeatable.",
+        ),
+    ] = None,
 ) -> None:
-    """Grade one milestone of a learner repo and report every check with its evidence."""
+    """Grade a milestone of a learner repo and report every check with its evidence.
+
+    Under GitHub Actions (GITHUB_ACTIONS set) it also writes the job summary and annotates each
+    failed check, on the learner's file where there is one.
+    """
     console = Console(highlight=False)
     terminal = TerminalFormat(console)
-    fmt = JsonFormat() if output_format is FormatName.json else terminal
-    to_stdout = output is None
-    if milestone not in registry.MILESTONES:
-        error = GradingError(
-            f"There is no milestone {milestone!r}; choose one of "
-            f"{', '.join(registry.MILESTONES)} (`failfast list` shows their checks)."
-        )
-        _emit_error(error, milestone, repo, fmt, terminal, output)
-    # A plain terminal report prints live progress; JSON on stdout must stay one document.
-    live = output_format is FormatName.rich or not to_stdout
-    try:
-        report = _run(milestone, repo, terminal if live else None)
-    except GradingError as error:
-        _emit_error(error, milestone, repo, fmt, terminal, output)
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        console.print("grading interrupted: everything the grader started has been stopped")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+    files = [_report_file(spec) for spec in report_files or ()]
+    files += [(JsonFormat(), f) for f in (json_file,) if f is not None]
+    files += [(JUnitFormat(), f) for f in (junit_file,) if f is not None]
+    json_out = output_format is FormatName.json
     if output is not None:
-        _write(output, fmt.render(report))
-    if live:
-        terminal.print(report)
-    else:
-        sys.stdout.write(fmt.render(report))
-    raise typer.Exit(report.exit_code)
+        files.append((JsonFormat() if json_out else terminal, output))
+    json_on_stdout = json_out and output is None
+    github = GitHubActions.detect()
+    outcome: Report | GradingError
+    # Everything printed while grading may carry the learner's words: under GitHub Actions none
+    # of it may be taken for a workflow command. JSON on stdout escapes line starts by itself.
+    fence = github.fenced(sys.stdout) if github and not json_on_stdout else contextlib.nullcontext()
+    with fence:
+        try:
+            outcome = _run(
+                registry.select(milestone, through=through),
+                repo,
+                None if json_on_stdout else terminal,
+            )
+        except GradingError as error:
+            outcome = error
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            console.print("grading interrupted: everything the grader started has been stopped")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        for fmt, path in files:
+            _write(path, _render(fmt, outcome, milestone, repo))
+        if json_on_stdout:
+            sys.stdout.write(_render(JsonFormat(), outcome, milestone, repo))
+        elif isinstance(outcome, Report):
+            terminal.print(outcome)
+        else:
+            terminal.print_error(outcome, milestone, str(repo))
+    if github is not None:
+        annotations = AnnotationsFormat(repo, github.workspace)
+        stream = sys.stderr if json_on_stdout else sys.stdout
+        stream.write(_render(annotations, outcome, milestone, repo))
+        stream.flush()
+        github.add_summary(_render(MarkdownFormat(), outcome, milestone, repo))
+    raise typer.Exit(outcome.exit_code if isinstance(outcome, Report) else 2)
 
 
-def _run(milestone: str, repo: Path, terminal: TerminalFormat | None) -> Report:
+def _render(fmt: Format, outcome: Report | GradingError, milestone: str, repo: Path) -> str:
+    if isinstance(outcome, Report):
+        return fmt.render(outcome)
+    return fmt.render_error(outcome, milestone, str(repo))
+
+
+def _run(selection: registry.Selection, repo: Path, terminal: TerminalFormat | None) -> Report:
     async def main() -> Report:
         # SIGTERM (CI cancelling a job, `kill`) stops grading like Ctrl-C: the stack is torn down.
         task = asyncio.current_task()
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         if terminal is None:
-            return await grade(milestone, repo)
+            return await grade(selection, repo)
         with terminal.progress() as hooks:
-            return await grade(milestone, repo, hooks)
+            return await grade(selection, repo, hooks)
 
     return asyncio.run(main())
 
 
-def _emit_error(
-    error: GradingError,
-    milestone: str,
-    repo: Path,
-    fmt: JsonFormat | TerminalFormat,
-    terminal: TerminalFormat,
-    output: Path | None,
-) -> None:
-    if output is not None:
-        _write(output, fmt.render_error(error, milestone, str(repo)))
-    if isinstance(fmt, JsonFormat) and output is None:
-        sys.stdout.write(fmt.render_error(error, milestone, str(repo)))
-    else:
-        terminal.print_error(error, milestone, str(repo))
-    raise typer.Exit(2)
-
-
 def _write(path: Path, text: str) -> None:
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, "utf-8")
     except OSError as exc:
-        Console(stderr=True).print(f"failfast could not write the report to {path}: {exc}")
+        Console(stderr=True).print(
+            f"failfast could not write the report to {path}: {exc}", markup=False
+        )
         raise typer.Exit(2) from None
+
+
+@app.command()
+def doctor(
+    repo: Annotated[Path, typer.Option("--repo", help="Root of the learner's checkout.")] = Path(
+        "."
+    ),
+) -> None:
+    """Say what the grader needs, whether this machine has it, and the exact fix for each."""
+    from grader import doctor as doctor_mod
+
+    findings = doctor_mod.diagnose(repo)
+    doctor_mod.render(findings, Console(highlight=False))
+    raise typer.Exit(doctor_mod.exit_code(findings))
 
 
 @app.command("list")

@@ -27,6 +27,7 @@ class JsonFormat:
             "failfast_version": __version__,
             "kind": "report",
             "milestone": report.milestone,
+            "milestones": list(report.milestones),
             "repo": report.repo,
             "started_at": report.started_at,
             "duration_s": report.duration_s,
@@ -55,6 +56,9 @@ class JsonFormat:
                     "data": dict(r.data),
                     "api_output": list(r.api_output),
                     "figure": list(r.figure),
+                    "location": None
+                    if r.location is None
+                    else {"path": r.location.path, "line": r.location.line},
                 }
                 for r in report.results
             ],

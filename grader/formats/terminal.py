@@ -11,13 +11,13 @@ import io
 from collections.abc import Iterator
 
 from rich.console import Console, Group
-from rich.padding import Padding
+from rich.table import Table
 from rich.text import Text
 
 from grader.errors import GradingError
 from grader.model import CheckResult, Report, Status
 from grader.procs import sanitize
-from grader.registry import MILESTONES, CheckSpec
+from grader.registry import MILESTONES, CheckSpec, select
 from grader.runner import Hooks
 
 STYLE = {
@@ -54,7 +54,11 @@ def _plain_text(renderable: Group) -> str:
     console = Console(width=100, no_color=True, file=io.StringIO())
     with console.capture() as captured:
         console.print(renderable)
-    return captured.get()
+    return _rstrip(captured.get())
+
+
+def _rstrip(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.split("\n"))
 
 
 class TerminalFormat:
@@ -95,7 +99,17 @@ class TerminalFormat:
 
     def print(self, report: Report) -> None:
         """Print the whole report to the console."""
-        self.console.print(self._renderable(report))
+        self._print(self._renderable(report))
+
+    def _print(self, renderable: Group) -> None:
+        if self.console.is_terminal:
+            self.console.print(renderable)
+            return
+        # Piped (CI logs, files): no padding to the console width at the end of lines.
+        with self.console.capture() as captured:
+            self.console.print(renderable)
+        self.console.file.write(_rstrip(captured.get()))
+        self.console.file.flush()
 
     def render(self, report: Report) -> str:
         """The report as plain text (for --output)."""
@@ -103,7 +117,7 @@ class TerminalFormat:
 
     def _renderable(self, report: Report) -> Group:
         parts: list[Text | Group] = [Text()]
-        title = MILESTONES.get(report.milestone, "")
+        title = select(report.milestone, through=report.through).label
         parts.append(
             Text.assemble(("failfast ", "bold"), (report.milestone, "bold cyan"), f"  {title}")
         )
@@ -116,18 +130,33 @@ class TerminalFormat:
             )
             parts.append(Text.assemble(("budget  ", "dim"), f"{held} ({report.budgets.note})"))
         parts.append(Text())
-        for result in report.results:
-            parts.append(self._block(result))
+        several = len(report.milestones) > 1
+        for milestone in report.milestones:
+            results = report.results_of(milestone)
+            if several:
+                parts += [self._heading(milestone, results), Text()]
+            parts += [self._block(result) for result in results]
         parts.append(self._summary(report))
         return Group(*parts)
 
-    def _block(self, result: CheckResult) -> Group:
-        head = Text.assemble(
-            (f"{result.status.value:>5}  ", STYLE[result.status]),
-            (result.id, "bold"),
-            f"  {result.title}",
+    def _heading(self, milestone: str, results: tuple[CheckResult, ...]) -> Text:
+        passed = sum(r.status is Status.PASS for r in results)
+        style = STYLE[Status.PASS] if passed == len(results) else STYLE[Status.FAIL]
+        heading = Text.assemble(
+            ("── ", "dim"),
+            (milestone, "bold cyan"),
+            "  ",
+            (f"{passed}/{len(results)} passed", style),
+            f"  {MILESTONES.get(milestone, '')}",
         )
-        lines: list[Text] = [_plain(result.summary).append(f"  ({result.duration_s:.1f} s)", "dim")]
+        heading.no_wrap, heading.overflow = True, "ellipsis"
+        return heading
+
+    def _block(self, result: CheckResult) -> Group:
+        lines: list[Text] = [
+            Text.assemble((result.id, "bold"), f"  {result.title}"),
+            _plain(result.summary).append(f"  ({result.duration_s:.1f} s)", "dim"),
+        ]
         if result.status in EVIDENCED:
             for label, value in (("measured", result.measured), ("expected", result.expected)):
                 if value:
@@ -139,8 +168,12 @@ class TerminalFormat:
         if result.api_output:
             lines.append(Text("your API's last output lines:", "dim"))
             lines += [Text.assemble(("  │ ", "dim"), _plain(line)) for line in result.api_output]
-        # Indented under the status column; rich wraps each line with the same indent.
-        return Group(head, *(Padding(line, (0, 0, 0, 7)) for line in lines), Text())
+        # Two columns: the status, and everything else wrapped under the check's id.
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(width=5, justify="right", no_wrap=True)
+        grid.add_column()
+        grid.add_row(Text(result.status.value, STYLE[result.status]), Group(*lines))
+        return Group(grid, Text())
 
     def _summary(self, report: Report) -> Text:
         counts = [
@@ -166,7 +199,7 @@ class TerminalFormat:
 
     def print_error(self, error: GradingError, milestone: str, repo: str) -> None:
         """Print why grading was impossible: one paragraph, then its supporting lines."""
-        self.console.print(self._error(error, milestone, repo))
+        self._print(self._error(error, milestone, repo))
 
     def render_error(self, error: GradingError, milestone: str, repo: str) -> str:
         """Why grading was impossible, as plain text (for --output)."""
