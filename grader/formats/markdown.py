@@ -22,8 +22,9 @@ ICON = {
     Status.INCONCLUSIVE: "❔",
     Status.ERROR: "⚠️",
 }
-# Markdown acts on these; a backslash makes each one literal (CommonMark: any ASCII punctuation).
-_ACTIVE = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>])")
+# Inline, Markdown acts on these (and on <, >, &, which become entities); a backslash makes each
+# one literal. The text never starts a line, so block markers (#, -, 1.) need no escape.
+_ACTIVE = re.compile(r"([\\`*_\[\]|~!])")
 EVIDENCE_CHARS = 300  # per table cell; the details below the table carry the rest
 
 
@@ -69,7 +70,7 @@ class MarkdownFormat:
         ]
         verdict = "✅ passed" if report.exit_code == 0 else "❌ not passed"
         out = [
-            f"## failfast {report.milestone}: {verdict}",
+            f"## failfast {report.milestone}{' --through' if report.through else ''}: {verdict}",
             "",
             f"{', '.join(counts)} in {report.duration_s:.1f} s · repo {inline(report.repo)}"
             + (f" · budget: {inline(report.budgets.note)}" if report.budgets else ""),

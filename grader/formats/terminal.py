@@ -10,7 +10,7 @@ import contextlib
 import io
 from collections.abc import Iterator
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -55,6 +55,17 @@ def _plain_text(renderable: Group) -> str:
     with console.capture() as captured:
         console.print(renderable)
     return _rstrip(captured.get())
+
+
+def print_to(console: Console, renderable: RenderableType) -> None:
+    """Print to the console; piped (CI logs), without padding to its width at line ends."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    console.file.write(_rstrip(captured.get()))
+    console.file.flush()
 
 
 def _rstrip(text: str) -> str:
@@ -102,14 +113,7 @@ class TerminalFormat:
         self._print(self._renderable(report))
 
     def _print(self, renderable: Group) -> None:
-        if self.console.is_terminal:
-            self.console.print(renderable)
-            return
-        # Piped (CI logs, files): no padding to the console width at the end of lines.
-        with self.console.capture() as captured:
-            self.console.print(renderable)
-        self.console.file.write(_rstrip(captured.get()))
-        self.console.file.flush()
+        print_to(self.console, renderable)
 
     def render(self, report: Report) -> str:
         """The report as plain text (for --output)."""
