@@ -59,6 +59,17 @@ def leftovers(owner_pid: int, repo: Path | None) -> list[str]:
     return found
 
 
+def _inherited() -> dict[str, str]:
+    # The suite may itself run under GitHub Actions (or with colours forced): a test asks for
+    # GitHub mode or colour explicitly, never by accident.
+    unwanted = ("GITHUB_", "RUNNER_", "ACTIONS_")
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(unwanted) and name not in ("FORCE_COLOR", "NO_COLOR", "CI")
+    }
+
+
 def run_failfast(
     *args: str,
     repo: Path | None = None,
@@ -75,7 +86,7 @@ def run_failfast(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "COLUMNS": "100", **(env or {})},
+        env={**_inherited(), "COLUMNS": "100", **(env or {})},
     )
     stdout, stderr = proc.communicate(timeout=timeout_s)
     run = Run(argv, proc.returncode, stdout, stderr, proc.pid)

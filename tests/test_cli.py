@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,3 +89,89 @@ def test_output_file_gets_json_and_terminal_gets_report(tmp_path: Path) -> None:
         "inconclusive": 0,
     }
     assert "5 passed, 0 failed, 0 skipped, 0 errors" in run.stdout
+
+
+def test_one_run_writes_every_report_asked_for(tmp_path: Path) -> None:
+    """--json, --junit and repeated --report write each file, creating its directory."""
+    out = tmp_path / "nested" / "dir"
+    run = run_failfast(
+        "check",
+        "milestone-1",
+        "--json",
+        str(out / "a.json"),
+        "--junit",
+        str(out / "a.xml"),
+        "--report",
+        f"markdown={out / 'a.md'}",
+        "--report",
+        f"text={out / 'a.txt'}",
+        repo=REFERENCE,
+    )
+    assert run.returncode == 0
+    assert json.loads((out / "a.json").read_text())["milestones"] == ["milestone-1"]
+    assert (out / "a.xml").read_text().startswith('<?xml version="1.0" encoding="UTF-8"?>')
+    assert "| ✅ | `m1.budgets-valid`" in (out / "a.md").read_text()
+    assert "PASS  m1.budgets-valid" in (out / "a.txt").read_text()
+    assert "5 passed" in run.stdout
+
+
+def test_report_spec_must_name_a_format_and_a_file(tmp_path: Path) -> None:
+    """A --report that is not FORMAT=FILE is a usage error (exit 2) that lists the formats."""
+    run = run_failfast("check", "milestone-1", "--report", "yaml=x.yaml", repo=REFERENCE)
+    assert run.returncode == 2
+    # typer draws the message in a box; its words are what matters.
+    assert "text, json, junit, markdown" in " ".join(run.stderr.replace("│", " ").split())
+
+
+def test_a_grading_error_still_writes_the_reports(tmp_path: Path) -> None:
+    """Exit 2 still leaves a JUnit file (one errored case) and a JSON error document behind."""
+    run = run_failfast(
+        "check",
+        "milestone-2",
+        "--junit",
+        str(tmp_path / "j.xml"),
+        "--json",
+        str(tmp_path / "r.json"),
+        repo=tmp_path / "missing",
+    )
+    assert run.returncode == 2
+    assert "There is no directory" in run.stdout
+    assert json.loads((tmp_path / "r.json").read_text())["kind"] == "error"
+    assert 'errors="1"' in (tmp_path / "j.xml").read_text()
+
+
+def test_unknown_milestone_names_all_and_loadtest() -> None:
+    """An unknown milestone is exit 2, with every valid name."""
+    run = run_failfast("check", "milestone-9", repo=REFERENCE)
+    assert run.returncode == 2
+    assert "milestone-5, loadtest, or all" in " ".join(run.stdout.split())
+
+
+def test_through_on_milestone_1_is_milestone_1() -> None:
+    """--through grades milestone 1 to N: for N = 1 that is milestone 1 alone."""
+    run = run_failfast("check", "milestone-1", "--through", "--format", "json", repo=REFERENCE)
+    assert run.report is not None
+    assert run.report["milestones"] == ["milestone-1"] and run.report["milestone"] == "milestone-1"
+
+
+def test_no_color_is_respected() -> None:
+    """Forced colour puts colour codes in the report; NO_COLOR takes them out again."""
+    color = re.compile(r"\x1b\[[0-9;]*(3[0-9]|9[0-7])[0-9;]*m")
+    forced = run_failfast("check", "milestone-1", repo=REFERENCE, env={"FORCE_COLOR": "1"})
+    assert color.search(forced.stdout)
+    plain = run_failfast(
+        "check", "milestone-1", repo=REFERENCE, env={"FORCE_COLOR": "1", "NO_COLOR": "1"}
+    )
+    assert plain.returncode == 0 and "PASS" in plain.stdout
+    assert not color.search(plain.stdout)
+
+
+def test_doctor_command_exit_codes(tmp_path: Path) -> None:
+    """`failfast doctor` is exit 0 on the reference here; 1 when the manifest is broken."""
+    ok = run_failfast("doctor", repo=REFERENCE)
+    assert ok.returncode == 0, ok.stdout
+    assert "Everything needed to grade this repo is here." in ok.stdout
+    (tmp_path / "failfast.yaml").write_text("command: [unclosed\n")
+    broken = run_failfast("doctor", repo=tmp_path)
+    assert broken.returncode == 1
+    assert "failfast.yaml" in broken.stdout

@@ -1,0 +1,154 @@
+"""Grading in CI: the job summary, the annotations and the JUnit file, read with real parsers.
+
+The runs are the real CLI under GITHUB_ACTIONS=true (see conftest.py): `check all` on the
+reference solution, `check milestone-3 --through` on the learner template, and a template whose
+API prints workflow commands of its own.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from junitparser import Failure, JUnitXml
+from markdown_it import MarkdownIt
+
+from grader import registry
+from tests.e2e.conftest import CiRun
+
+pytestmark = pytest.mark.slow
+
+
+def table_rows(summary: str) -> dict[str, str]:
+    """Check id -> status, from the tables of a Markdown job summary."""
+    tokens = MarkdownIt("commonmark").enable("table").parse(summary)
+    rows: dict[str, str] = {}
+    cells: list[str] = []
+    for token in tokens:
+        if token.type == "tr_open":
+            cells = []
+        elif token.type == "inline" and token.level >= 3:  # inside a th or td
+            cells.append(token.content)
+        elif token.type == "tr_close" and len(cells) == 4:
+            found = re.match(r"`([^`]+)`", cells[1])
+            if found:
+                rows[found[1]] = cells[2]
+    return rows
+
+
+def junit_statuses(run: CiRun) -> dict[str, dict[str, str]]:
+    """Suite -> case -> FAIL/ERROR/SKIP/PASS, as junitparser reads the JUnit file."""
+    kinds = {"Failure": "FAIL", "Error": "ERROR", "Skipped": "SKIP"}
+    return {
+        suite.name: {
+            case.name: kinds[type(case.result[0]).__name__] if case.result else "PASS"
+            for case in suite
+        }
+        for suite in JUnitXml.fromfile(str(run.junit))
+    }
+
+
+def test_reference_passes_every_milestone_in_one_run(reference_all: CiRun) -> None:
+    """`check all` grades every milestone on one stack, and the reference passes each check."""
+    assert reference_all.report["milestones"] == list(registry.MILESTONES)
+    expected = {spec.id: "PASS" for spec in registry.all_checks()}
+    assert reference_all.statuses() == expected, reference_all.run.stdout
+    assert reference_all.run.returncode == 0
+
+
+def test_reference_reports_agree(reference_all: CiRun) -> None:
+    """JUnit has a passing suite per milestone, the summary a row per check, and no annotation."""
+    junit = junit_statuses(reference_all)
+    assert list(junit) == list(registry.MILESTONES)
+    for milestone, cases in junit.items():
+        assert cases == {spec.id: "PASS" for spec in registry.checks_for(milestone)}
+    assert table_rows(reference_all.summary) == reference_all.statuses()
+    for milestone in registry.MILESTONES:
+        assert f"### {milestone}: " in reference_all.summary
+    assert [c.name for c in reference_all.commands] == []
+
+
+def test_template_annotates_each_failed_check(template_through_3: CiRun) -> None:
+    """One ::error per FAIL; the budget table's points at budgets.yaml's first bad line."""
+    run = template_through_3
+    failed = [check for check in run.report["checks"] if check["status"] == "FAIL"]
+    errors = [c for c in run.commands if c.name == "error"]
+    assert [c.properties["title"].split()[0] for c in errors] == [f["id"] for f in failed]
+    assert [c.name for c in run.commands] == ["error"] * len(failed)
+    budgets = errors[0]
+    problems = run.report["checks"][0]["data"]["problems"]
+    assert budgets.properties["file"] == "repo/budgets.yaml"  # relative to GITHUB_WORKSPACE
+    assert budgets.properties["line"] == str(problems[0]["line"]) == "14"
+    assert "budgets.yaml is not filled in yet" in budgets.data
+    for live in errors[1:]:
+        assert "file" not in live.properties
+        assert "hint: " in live.data
+
+
+def test_template_summary_and_junit_match_the_report(template_through_3: CiRun) -> None:
+    """The summary's rows and the JUnit cases say what the JSON report says, check by check."""
+    run = template_through_3
+    assert table_rows(run.summary) == run.statuses()
+    junit = junit_statuses(run)
+    assert list(junit) == ["milestone-1", "milestone-2", "milestone-3"]
+    for milestone, cases in junit.items():
+        assert cases == run.statuses(milestone)
+    read = next(
+        case
+        for suite in JUnitXml.fromfile(str(run.junit))
+        for case in suite
+        if case.name == "m2.read-timeout"
+    )
+    failure = read.result[0]
+    assert isinstance(failure, Failure)
+    assert "measured: " in failure.text and "hint: " in failure.text
+    for check in run.report["checks"]:
+        if check["status"] == "FAIL":
+            assert f"<code>{check['id']}</code>" in run.summary  # a details section each
+
+
+def test_terminal_report_is_plain_and_fits_80_columns(template_through_3: CiRun) -> None:
+    """Piped, the report has no escape codes, no padded line ends, and no line over 80."""
+    out = template_through_3.run.stdout
+    # The report proper: what is not a workflow command (annotations are one line each).
+    report = [line for line in out.splitlines() if not line.startswith("::")]
+    assert "\x1b" not in out
+    assert max(len(line) for line in report) <= 80
+    assert all(line == line.rstrip() for line in report)
+    assert "── milestone-2" in out  # a heading per milestone
+
+
+def test_learner_output_cannot_issue_workflow_commands(forging: CiRun) -> None:
+    """An API printing ::error:: and ::set-output lines produces no annotation and no output."""
+    run = forging
+    failed = [check["id"] for check in run.report["checks"] if check["status"] == "FAIL"]
+    assert failed, "the forging template must fail checks, so that its output is shown"
+    shown = [line for check in run.report["checks"] for line in check["api_output"]]
+    assert "::error::forged by the learner" in shown
+    # What it printed is in the log, one wrapped line starting with `::error::` included...
+    assert any(
+        line.lstrip().startswith("::error::forged-by") for line in run.run.stdout.split("\n")
+    )
+    # ...and yet the runner acts on the grader's annotations alone.
+    assert [(c.name, c.properties["title"].split()[0]) for c in run.commands] == [
+        ("error", check_id) for check_id in failed
+    ]
+    assert all("forged" not in c.data for c in run.commands)
+
+
+def test_ci_secrets_never_reach_the_api(forging: CiRun) -> None:
+    """The API's environment has none of the job's tokens, nor the runner's command files."""
+    env_line = next(
+        line
+        for check in forging.report["checks"]
+        for line in check["api_output"]
+        if line.startswith("ENV ")
+    )
+    names = set(env_line[4:].split(","))
+    assert {"PORT", "PAYMENTS_URL"} <= names
+    assert not names & {
+        "GITHUB_TOKEN",
+        "ACTIONS_RUNTIME_TOKEN",
+        "GITHUB_ENV",
+        "GITHUB_STEP_SUMMARY",
+    }
