@@ -139,18 +139,21 @@ def test_api_that_dies_while_graded(tmp_path: Path) -> None:
     assert read["status"] == "FAIL" and "exited with code 7" in read["summary"]
 
 
-def interrupt_while_grading(tmp_path: Path, sig: signal.Signals) -> tuple[int, str]:
-    """Send ``sig`` to a grader in the middle of milestone 2; its exit code and output."""
+def interrupt_while_grading(
+    tmp_path: Path, sig: signal.Signals, *target: str, after_s: float = 3.0
+) -> tuple[int, str]:
+    """Send ``sig`` to a grader in the middle of ``target`` (milestone 2); its exit, its output."""
     repo = reference(tmp_path)
+    argv = [sys.executable, "-m", "grader", "check", *(target or ["milestone-2"])]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "grader", "check", "milestone-2", "--repo", str(repo)],
+        [*argv, "--repo", str(repo)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     # Let the stack come up and checks start, then interrupt.
-    time.sleep(3.0)
+    time.sleep(after_s)
     proc.send_signal(sig)
     output, _ = proc.communicate(timeout=20)
     deadline = time.monotonic() + 5
@@ -167,6 +170,14 @@ def test_interrupt_stops_everything(sig: signal.Signals, tmp_path: Path) -> None
     code, output = interrupt_while_grading(tmp_path, sig)
     assert code == 130, output
     assert "grading interrupted" in output
+
+
+def test_interrupt_between_milestones_stops_everything(tmp_path: Path) -> None:
+    """Interrupted in milestone 3 of a --through run, after milestone 2's API was replaced."""
+    code, output = interrupt_while_grading(
+        tmp_path, signal.SIGINT, "milestone-3", "--through", after_s=6.0
+    )
+    assert code == 130, output
 
 
 def test_killed_grader_leaves_nothing(tmp_path: Path) -> None:

@@ -8,13 +8,17 @@ API prints workflow commands of its own.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from junitparser import Failure, JUnitXml
 from markdown_it import MarkdownIt
 
 from grader import registry
-from tests.e2e.conftest import CiRun
+from tests.conftest import run_failfast
+from tests.e2e.conftest import CiRun, grade_in_ci
+from tests.gha import commands
+from tests.mutants import REFERENCE, TEMPLATE, materialize
 
 pytestmark = pytest.mark.slow
 
@@ -152,3 +156,45 @@ def test_ci_secrets_never_reach_the_api(forging: CiRun) -> None:
         "GITHUB_ENV",
         "GITHUB_STEP_SUMMARY",
     }
+
+
+def test_a_grading_error_is_annotated_and_summarised(tmp_path: Path) -> None:
+    """A table the live checks cannot use: exit 2, an annotation on its line, a summary says so."""
+    repo = materialize(REFERENCE, tmp_path / "repo")
+    (repo / "budgets.yaml").write_text("layers:\n  nginx: {timeout_s: fast}\n", "utf-8")
+    run = grade_in_ci("milestone-2", repo, tmp_path)
+    assert run.run.returncode == 2
+    assert run.report["kind"] == "error" and run.report["error"]["type"] == "BudgetsError"
+    (error,) = run.commands
+    assert error.name == "error" and error.properties["file"] == "repo/budgets.yaml"
+    first = run.report["error"]["details"][0]  # e.g. "budgets.yaml:1: layers: 'api' is missing"
+    assert first.startswith(f"budgets.yaml:{error.properties['line']}: ")
+    assert "failfast milestone-2: ⚠️ could not grade" in run.summary
+    assert 'errors="1"' in run.junit.read_text("utf-8")
+
+
+def test_json_on_stdout_keeps_annotations_on_stderr(tmp_path: Path) -> None:
+    """With the JSON report on stdout, stdout stays one JSON document; annotations go to stderr."""
+    run = run_failfast(
+        "check",
+        "milestone-1",
+        "--format",
+        "json",
+        repo=materialize(TEMPLATE, tmp_path / "repo"),
+        env={"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(tmp_path)},
+    )
+    assert run.report is not None and run.returncode == 1
+    (error,) = commands(run.stderr)
+    assert (error.properties["file"], error.properties["line"]) == ("repo/budgets.yaml", "14")
+
+
+def test_all_with_an_unusable_table_grades_milestone_1_and_skips_the_rest(tmp_path: Path) -> None:
+    """`check all` on a broken table reports its problems line by line; live checks are SKIP."""
+    repo = materialize(REFERENCE, tmp_path / "repo")
+    (repo / "budgets.yaml").write_text("layers:\n  nginx: {timeout_s: fast}\n", "utf-8")
+    run = run_failfast("check", "all", "--format", "json", repo=repo)
+    assert run.report is not None and run.returncode == 1
+    statuses = run.statuses()
+    assert statuses["m1.budgets-valid"] == "FAIL"
+    assert {s for c, s in statuses.items() if not c.startswith("m1.")} == {"SKIP"}
+    assert "budgets.yaml cannot be used" in run.check("m2.read-timeout")["summary"]
