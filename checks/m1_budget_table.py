@@ -28,6 +28,18 @@ NGINX_FILE = "nginx/nginx.conf"
 K6_SCRIPT = "loadtest/checkout.js"
 
 
+def _learner_file(ctx: Context, relative: str, what: str) -> Path:
+    """A file the learner's repo must have, or the FAIL saying it is missing."""
+    path = ctx.repo.path / relative
+    if not path.is_file():
+        raise CheckFailed(
+            f"{relative} was not found",
+            measured=f"no file at {path}",
+            expected=f"{what} at {relative}",
+        )
+    return path
+
+
 def _table(ctx: Context) -> tuple[Budgets, Loaded]:
     loaded = budgets_mod.load(ctx.repo.path)
     if loaded.problems:  # unreachable after m1.budgets-valid passed, unless the file changed
@@ -286,13 +298,7 @@ def proxy_read_timeouts(conf: Path) -> list[tuple[str, int, float, int | None]]:
 def nginx_agrees(ctx: Context) -> Passed:
     """Parse nginx/nginx.conf with crossplane and compare proxy_read_timeout with the table."""
     budgets, loaded = _table(ctx)
-    conf = ctx.repo.path / "nginx" / "nginx.conf"
-    if not conf.is_file():
-        raise CheckFailed(
-            "nginx/nginx.conf was not found",
-            measured=f"no file at {conf}",
-            expected="the edge proxy's config at nginx/nginx.conf",
-        )
+    conf = _learner_file(ctx, NGINX_FILE, "the edge proxy's config")
     locations = proxy_read_timeouts(conf)
     if not locations:
         raise CheckFailed(
@@ -378,13 +384,7 @@ def learner_thresholds(script: Path) -> dict[str, list[str]]:
 def k6_thresholds(ctx: Context) -> Passed:
     """Read loadtest/checkout.js's thresholds with k6 and compare them with the api budget."""
     budgets, loaded = _table(ctx)
-    script = ctx.repo.path / "loadtest" / "checkout.js"
-    if not script.is_file():
-        raise CheckFailed(
-            "loadtest/checkout.js was not found",
-            measured=f"no file at {script}",
-            expected="your k6 script at loadtest/checkout.js",
-        )
+    script = _learner_file(ctx, K6_SCRIPT, "your k6 script")
     budget_ms = budgets.layers.api_s * 1000
     latency: list[str] = []
     weak: list[str] = []

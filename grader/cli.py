@@ -136,8 +136,10 @@ def check(
     console = Console(highlight=False)
     terminal = TerminalFormat(console)
     files = [_report_file(spec) for spec in report_files or ()]
-    files += [(JsonFormat(), f) for f in (json_file,) if f is not None]
-    files += [(JUnitFormat(), f) for f in (junit_file,) if f is not None]
+    if json_file is not None:
+        files.append((JsonFormat(), json_file))
+    if junit_file is not None:
+        files.append((JUnitFormat(), junit_file))
     json_out = output_format is FormatName.json
     if output is not None:
         files.append((JsonFormat() if json_out else terminal, output))

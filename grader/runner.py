@@ -48,8 +48,8 @@ async def grade(selection: Selection | str, repo_path: Path, hooks: Hooks = Hook
     started_wall = dt.datetime.now(dt.UTC)
     started = time.monotonic()
     repo = LearnerRepo.open(repo_path)
-    groups = [(milestone, checks_for(milestone)) for milestone in selection.milestones]
-    specs = tuple(spec for _, group in groups for spec in group)
+    groups = [checks_for(milestone) for milestone in selection.milestones]
+    specs = tuple(spec for group in groups for spec in group)
     budgets, source, unusable = budgets_mod.COURSE, None, None
     live = any(spec.is_async for spec in specs)
     if live:
@@ -64,12 +64,12 @@ async def grade(selection: Selection | str, repo_path: Path, hooks: Hooks = Hook
     run = _Run(repo, budgets, specs, hooks)
     async with _stack(repo, live and unusable is None) as (stack, http):
         fresh = True
-        for _, group in groups:
-            if unusable is not None and any(spec.is_async for spec in group):
-                run.skip_unusable(group, unusable)
-                continue
-            if stack is not None and any(spec.is_async for spec in group):
-                if not fresh:
+        for group in groups:
+            if any(spec.is_async for spec in group):
+                if unusable is not None:
+                    run.skip_unusable(group, unusable)
+                    continue
+                if stack is not None and not fresh:
                     await stack.restart_api()
                 fresh = False
             await run.run_all(group, stack, http)

@@ -12,6 +12,15 @@ from typing import Protocol
 from grader.errors import GradingError
 from grader.model import CheckResult, Report, Status
 
+# How each format counts results, in this order (the JSON report's summary keys).
+COUNTED: tuple[tuple[Status, str], ...] = (
+    (Status.PASS, "passed"),
+    (Status.FAIL, "failed"),
+    (Status.SKIP, "skipped"),
+    (Status.ERROR, "errors"),
+    (Status.INCONCLUSIVE, "inconclusive"),
+)
+
 
 class Format(Protocol):
     """Turns a report, or the reason there is none, into text."""

@@ -56,13 +56,14 @@ class AnnotationsFormat:
         self.repo = repo.resolve()
         self.workspace = workspace.resolve()
 
-    def _file(self, location: Location | None) -> str | None:
+    def _place(self, location: Location | None) -> dict[str, str | int | None]:
+        """The file and line properties of an annotation: none outside the workspace."""
         if location is None:
-            return None
+            return {}
         path = self.repo / location.path
         if not path.is_relative_to(self.workspace):
-            return None
-        return path.relative_to(self.workspace).as_posix()
+            return {}
+        return {"file": path.relative_to(self.workspace).as_posix(), "line": location.line}
 
     def annotation(self, result: CheckResult) -> str | None:
         """The annotation for one result, if it gets one."""
@@ -75,16 +76,14 @@ class AnnotationsFormat:
             Status.INCONCLUSIVE: "was inconclusive: grade again",
         }[result.status]
         parts = [result.summary]
-        parts += [f"{label}: {text}" for label, text in (("measured", result.measured),)]
+        if result.measured:
+            parts.append(f"measured: {result.measured}")
         if result.hint:
             parts.append(f"hint: {result.hint}")
-        file = self._file(result.location)
-        line = result.location.line if file is not None and result.location else None
         return command(
             name,
-            "\n".join(p for p in parts if not p.endswith(": ")),
-            file=file,
-            line=line,
+            "\n".join(parts),
+            **self._place(result.location),
             title=f"{result.id} {verdict}: {result.title}",
         )
 
@@ -95,10 +94,8 @@ class AnnotationsFormat:
 
     def render_error(self, error: GradingError, milestone: str, repo: str) -> str:
         """One error annotation saying why grading was impossible."""
-        file = self._file(error.location)
-        line = error.location.line if file is not None and error.location else None
         title = f"failfast could not grade {milestone}"
-        return command("error", error.message, file=file, line=line, title=title) + "\n"
+        return command("error", error.message, **self._place(error.location), title=title) + "\n"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ from typing import Any
 
 from grader import __version__
 from grader.errors import GradingError
-from grader.model import Report, Status
+from grader.formats import COUNTED
+from grader.model import Report
 
 SCHEMA_VERSION = 1
 
@@ -32,13 +33,7 @@ class JsonFormat:
             "started_at": report.started_at,
             "duration_s": report.duration_s,
             "exit_code": report.exit_code,
-            "summary": {
-                "passed": report.count(Status.PASS),
-                "failed": report.count(Status.FAIL),
-                "skipped": report.count(Status.SKIP),
-                "errors": report.count(Status.ERROR),
-                "inconclusive": report.count(Status.INCONCLUSIVE),
-            },
+            "summary": {word: report.count(status) for status, word in COUNTED},
             "budgets": None
             if budgets is None
             else {"origin": budgets.origin, "note": budgets.note, "values": dict(budgets.values)},

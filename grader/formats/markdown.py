@@ -10,7 +10,7 @@ import html
 import re
 
 from grader.errors import GradingError
-from grader.formats import evidence
+from grader.formats import COUNTED, evidence
 from grader.model import CheckResult, Report, Status
 from grader.procs import sanitize
 from grader.registry import MILESTONES
@@ -59,13 +59,7 @@ class MarkdownFormat:
         """The report as GitHub-flavoured Markdown."""
         counts = [
             f"{report.count(status)} {word}"
-            for status, word in (
-                (Status.PASS, "passed"),
-                (Status.FAIL, "failed"),
-                (Status.SKIP, "skipped"),
-                (Status.ERROR, "errors"),
-                (Status.INCONCLUSIVE, "inconclusive"),
-            )
+            for status, word in COUNTED
             if report.count(status) or status in (Status.PASS, Status.FAIL)
         ]
         verdict = "✅ passed" if report.exit_code == 0 else "❌ not passed"

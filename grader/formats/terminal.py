@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from grader.errors import GradingError
+from grader.formats import COUNTED
 from grader.model import CheckResult, Report, Status
 from grader.procs import sanitize
 from grader.registry import MILESTONES, CheckSpec, select
@@ -180,16 +181,12 @@ class TerminalFormat:
         return Group(grid, Text())
 
     def _summary(self, report: Report) -> Text:
+        # INCONCLUSIVE is rare: named only when there is one.
         counts = [
-            (report.count(Status.PASS), "passed", STYLE[Status.PASS]),
-            (report.count(Status.FAIL), "failed", STYLE[Status.FAIL]),
-            (report.count(Status.SKIP), "skipped", STYLE[Status.SKIP]),
-            (report.count(Status.ERROR), "errors", STYLE[Status.ERROR]),
+            (report.count(status), word, STYLE[status])
+            for status, word in COUNTED
+            if status is not Status.INCONCLUSIVE or report.count(status)
         ]
-        if report.count(Status.INCONCLUSIVE):
-            counts.append(
-                (report.count(Status.INCONCLUSIVE), "inconclusive", STYLE[Status.INCONCLUSIVE])
-            )
         text = Text()
         for n, (count, word, style) in enumerate(counts):
             text.append(f"{count} {word}", style if count else "dim")

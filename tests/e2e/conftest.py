@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from grader.yamlfile import schema
-from tests.conftest import ROOT, Run, run_failfast
+from tests.conftest import Run, run_failfast
 from tests.gha import Command, commands
 from tests.mutants import REFERENCE, TEMPLATE, Edit, materialize
 
@@ -117,6 +117,3 @@ def forging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CiRun]:
     """Milestone 2 of a template whose API prints workflow commands, graded in CI."""
     tmp = tmp_path_factory.mktemp("forging")
     yield grade_in_ci("milestone-2", materialize(TEMPLATE, tmp / "repo", FORGING), tmp)
-
-
-__all__ = ["ROOT", "CiRun", "grade_in_ci"]
