@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
-from grader.context import CheckoutResult, Context
+from grader.context import Context
+from grader.driver import CheckoutResult
 from grader.stubclient import Attempt
+
+T = TypeVar("T")
 
 # Tolerances for a shared 2-core machine, where the grader, the stub and the learner's API
 # compete for CPU. `benchmarks/verdict_stability.py --runs 20 --load` (both cores kept busy) on
@@ -21,6 +25,16 @@ HEALTHZ_LIMIT_S = 0.25
 HEALTHZ_PROBES = 10
 STUCK_CHECKOUTS = 20
 FAIL_FAST_STATUSES = (502, 503, 504)
+
+
+def held_to(declared: T | None, course: T, what: str, section: str) -> tuple[T, str]:
+    """The learner's section of budgets.yaml, or the course's example while it declares none.
+
+    Returns the value and where it comes from, in words for the evidence.
+    """
+    if declared is not None:
+        return declared, "your budgets.yaml"
+    return course, f"the course's example {what} (budgets.yaml declares no {section} yet)"
 
 
 def answer_wait_s(ctx: Context) -> float:

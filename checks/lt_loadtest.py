@@ -18,6 +18,7 @@ from grader.errors import CheckFailed, EnvironmentProblem
 from grader.figures import bars
 from grader.model import Passed
 from grader.registry import check
+from grader.stubclient import Delay
 
 SLOW_S = 6  # the first phase: the provider holds checkouts 10 s
 RECOVERY_S = 5  # the second phase: the provider is healthy
@@ -39,9 +40,9 @@ def checkout_limit_ms(ctx: Context) -> float:
 
 async def _load(ctx: Context) -> k6.Run:
     slow, recovery = ctx.amounts(1000), ctx.amounts(1000)
-    await ctx.stack.stub.add_fault({"type": "delay", "delay_ms": int(HOLD_S * 1000)}, amounts=slow)
+    await ctx.stack.stub.add_fault(Delay(delay_ms=int(HOLD_S * 1000)), amounts=slow)
     env = {
-        "BASE_URL": ctx.api.base_url,
+        "BASE_URL": ctx.driver.api.base_url,
         "CHECKOUT_P95_LIMIT_MS": f"{checkout_limit_ms(ctx):.0f}",
         "HEALTHZ_P99_LIMIT_MS": str(HEALTHZ_P99_LIMIT_MS),
         "SLOW_S": str(SLOW_S),
@@ -54,7 +55,7 @@ async def _load(ctx: Context) -> k6.Run:
 
 async def load_run(ctx: Context) -> k6.Run:
     """The one k6 run of this grading, started by whichever check asks first."""
-    return await ctx.shared("lt.k6-run", lambda: _load(ctx))
+    return await ctx.once(_load)
 
 
 def latency_figure(ctx: Context, run: k6.Run) -> tuple[str, ...]:

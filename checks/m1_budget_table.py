@@ -5,10 +5,7 @@ Ids: m1.budgets-valid, m1.layers-ordered, m1.retry-policy, m1.nginx-agrees, m1.k
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +13,9 @@ import crossplane
 
 from grader import budgets as budgets_mod
 from grader import k6
-from grader.budgets import BUDGETS_FILE, MAX_ATTEMPTS_BOUND, RETRY_RATIO_BOUND, Budgets
+from grader.budgets import MAX_ATTEMPTS_BOUND, RETRY_RATIO_BOUND, Budgets
 from grader.context import Context
-from grader.errors import CheckFailed, EnvironmentProblem
+from grader.errors import CheckFailed, ToolTimeout
 from grader.model import Location, Passed
 from grader.registry import check
 from grader.yamlfile import Loaded
@@ -54,6 +51,7 @@ def _table(ctx: Context) -> tuple[Budgets, Loaded]:
     "grader cannot read means nothing can be held to it.",
     hint="Fill in every value of budgets.yaml as a number of seconds (see the comments in the "
     "file and the format in the README); the line numbers above point at each problem.",
+    live=False,
 )
 def budgets_valid(ctx: Context) -> Passed:
     """Parse budgets.yaml and validate it against the JSON Schema the grader ships."""
@@ -72,7 +70,7 @@ def budgets_valid(ctx: Context) -> Passed:
                     for p in loaded.problems
                 ]
             },
-            location=Location(BUDGETS_FILE, loaded.problems[0].line),
+            location=loaded.problems[0].location,
         )
     budgets = budgets_mod.from_data(loaded.data)
     layers = budgets.layers
@@ -92,26 +90,26 @@ def budgets_valid(ctx: Context) -> Passed:
     "generic error; inverted budgets are the most common bug of this course.",
     hint="Order the table nginx > api > payments read timeout, and keep the connect timeout at "
     "most the read timeout: each layer must give up before the layer above it does.",
+    live=False,
 )
 def layers_ordered(ctx: Context) -> Passed:
     """Check nginx > api > payments read timeout, and connect timeout <= read timeout."""
     budgets, loaded = _table(ctx)
     layers = budgets.layers
     where = {
-        "nginx": loaded.line("layers", "nginx", "timeout_s"),
-        "api": loaded.line("layers", "api", "timeout_s"),
-        "read": loaded.line("layers", "payments", "read_timeout_s"),
-        "connect": loaded.line("layers", "payments", "connect_timeout_s"),
+        "api": loaded.location("layers", "api", "timeout_s"),
+        "read": loaded.location("layers", "payments", "read_timeout_s"),
+        "connect": loaded.location("layers", "payments", "connect_timeout_s"),
     }
     order = (
         f"nginx {layers.nginx_s:g} s > api {layers.api_s:g} s > payments read {layers.read_s:g} s"
     )
-    wrong: list[tuple[int | None, str]] = []
+    wrong: list[tuple[Location, str]] = []
     if not layers.nginx_s > layers.api_s:
         wrong.append(
             (
                 where["api"],
-                f"budgets.yaml:{where['api']}: the api budget ({layers.api_s:g} s) is not shorter "
+                f"{where['api']}: the api budget ({layers.api_s:g} s) is not shorter "
                 f"than nginx's ({layers.nginx_s:g} s): nginx would give up first and answer 504",
             )
         )
@@ -119,7 +117,7 @@ def layers_ordered(ctx: Context) -> Passed:
         wrong.append(
             (
                 where["read"],
-                f"budgets.yaml:{where['read']}: the payments read timeout ({layers.read_s:g} s) "
+                f"{where['read']}: the payments read timeout ({layers.read_s:g} s) "
                 f"is not shorter than the api budget ({layers.api_s:g} s): the api cannot answer "
                 f"within its budget while it waits on the provider",
             )
@@ -128,7 +126,7 @@ def layers_ordered(ctx: Context) -> Passed:
         wrong.append(
             (
                 where["connect"],
-                f"budgets.yaml:{where['connect']}: the connect timeout ({layers.connect_s:g} s) "
+                f"{where['connect']}: the connect timeout ({layers.connect_s:g} s) "
                 f"is longer than the read timeout ({layers.read_s:g} s)",
             )
         )
@@ -139,7 +137,7 @@ def layers_ordered(ctx: Context) -> Passed:
             else f"the budget table is inverted in {len(wrong)} places",
             measured="; ".join(text for _, text in wrong),
             expected="nginx > api > payments read timeout >= connect timeout",
-            location=Location(BUDGETS_FILE, wrong[0][0]),
+            location=wrong[0][0],
         )
     return Passed("each layer gives up before its caller", measured=order)
 
@@ -152,38 +150,39 @@ def layers_ordered(ctx: Context) -> Passed:
     "plus the waits between them, must still fit in the api budget, or be cut off by a deadline.",
     hint="Keep max_attempts at most 5, base_delay_s at most max_delay_s, and the retry budget's "
     "ratio at most 0.2.",
+    live=False,
 )
 def retry_policy(ctx: Context) -> Passed:
     """Check the declared retries against course bounds and compute their worst case."""
     budgets, loaded = _table(ctx)
     retries, bucket = budgets.retries, budgets.retry_budget
     worst, api = budgets.worst_case_s(), budgets.layers.api_s
-    wrong: list[tuple[int | None, str]] = []
+    wrong: list[tuple[Location, str]] = []
     if retries is not None:
         if retries.max_attempts > MAX_ATTEMPTS_BOUND:
-            line = loaded.line("retries", "max_attempts")
+            where = loaded.location("retries", "max_attempts")
             wrong.append(
                 (
-                    line,
-                    f"budgets.yaml:{line}: max_attempts is {retries.max_attempts}; the course "
+                    where,
+                    f"{where}: max_attempts is {retries.max_attempts}; the course "
                     f"allows at most {MAX_ATTEMPTS_BOUND}",
                 )
             )
         if retries.base_delay_s > retries.max_delay_s:
-            line = loaded.line("retries", "base_delay_s")
+            where = loaded.location("retries", "base_delay_s")
             wrong.append(
                 (
-                    line,
-                    f"budgets.yaml:{line}: base_delay_s ({retries.base_delay_s:g} s) is longer "
+                    where,
+                    f"{where}: base_delay_s ({retries.base_delay_s:g} s) is longer "
                     f"than max_delay_s ({retries.max_delay_s:g} s)",
                 )
             )
     if bucket is not None and bucket.ratio > RETRY_RATIO_BOUND:
-        line = loaded.line("retry_budget", "ratio")
+        where = loaded.location("retry_budget", "ratio")
         wrong.append(
             (
-                line,
-                f"budgets.yaml:{line}: the retry budget's ratio is {bucket.ratio:g}; the course "
+                where,
+                f"{where}: the retry budget's ratio is {bucket.ratio:g}; the course "
                 f"allows at most {RETRY_RATIO_BOUND:g} (more would let retries amplify an outage)",
             )
         )
@@ -191,7 +190,7 @@ def retry_policy(ctx: Context) -> Passed:
     if wrong:
         raise CheckFailed(
             "the retry policy is out of bounds",
-            location=Location(BUDGETS_FILE, wrong[0][0]),
+            location=wrong[0][0],
             measured="; ".join(text for _, text in wrong),
             expected=f"max_attempts <= {MAX_ATTEMPTS_BOUND}, base_delay_s <= "
             f"max_delay_s, ratio <= {RETRY_RATIO_BOUND:g}",
@@ -294,6 +293,7 @@ def proxy_read_timeouts(conf: Path) -> list[tuple[str, int, float, int | None]]:
     "a hung checkout would hold a connection six times longer than the table says.",
     hint="In nginx/nginx.conf set `proxy_read_timeout` (in the location that proxies to the api, "
     "or its server block) to the table's layers.nginx.timeout_s, e.g. `proxy_read_timeout 10s;`.",
+    live=False,
 )
 def nginx_agrees(ctx: Context) -> Passed:
     """Parse nginx/nginx.conf with crossplane and compare proxy_read_timeout with the table."""
@@ -308,7 +308,7 @@ def nginx_agrees(ctx: Context) -> Passed:
             location=Location(NGINX_FILE),
         )
     want = budgets.layers.nginx_s
-    table_line = loaded.line("layers", "nginx", "timeout_s")
+    table_line = loaded.location("layers", "nginx", "timeout_s")
     wrong = []
     first: int | None = None
     for label, location_line, seconds, line in locations:
@@ -326,7 +326,7 @@ def nginx_agrees(ctx: Context) -> Passed:
         raise CheckFailed(
             "nginx does not enforce the table's nginx budget",
             measured="; ".join(wrong),
-            expected=f"proxy_read_timeout {want:g}s (budgets.yaml:{table_line}: "
+            expected=f"proxy_read_timeout {want:g}s ({table_line}: "
             f"layers.nginx.timeout_s is {want:g})",
             location=Location(NGINX_FILE, first),
         )
@@ -341,34 +341,31 @@ def nginx_agrees(ctx: Context) -> Passed:
 LATENCY_AGGREGATES = re.compile(r"^(p\((9\d|100)(\.\d+)?\)|max)$")
 
 
-def learner_thresholds(script: Path) -> dict[str, list[str]]:
+# `k6 inspect` runs the script's init code, which the learner wrote: bounded, and blamed on it.
+INSPECT_LIMIT_S = 30.0
+
+
+async def learner_thresholds(script: Path) -> dict[str, list[str]]:
     """The thresholds of a k6 script, as k6 itself reads them (`k6 inspect`)."""
-    binary = k6.require()
     try:
-        done = subprocess.run(
-            [binary, "inspect", str(script)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env={"PATH": os.environ.get("PATH", os.defpath), "K6_NO_USAGE_REPORT": "true"},
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise EnvironmentProblem("`k6 inspect` did not finish within 30 s") from exc
-    if done.returncode != 0:
-        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        inspected = await k6.inspect(script, INSPECT_LIMIT_S)
+    except ToolTimeout as overrun:
         raise CheckFailed(
-            "k6 cannot read loadtest/checkout.js",
-            measured=f"`k6 inspect` exited {done.returncode}: {last[0]}",
+            f"k6 could not read {K6_SCRIPT} within {overrun.limit_s:g} s",
+            measured=f"`k6 inspect` was still running after {overrun.limit_s:g} s",
+            expected="a script whose init code (outside the default function) finishes",
+            hint="Look for a loop or a long wait at the top level of loadtest/checkout.js: k6 "
+            "runs that code before any test starts.",
+            location=Location(K6_SCRIPT),
+        ) from None
+    if inspected.exit_code != 0:
+        raise CheckFailed(
+            f"k6 cannot read {K6_SCRIPT}",
+            measured=f"`k6 inspect` exited {inspected.exit_code}: {inspected.last_line}",
             expected="a script k6 runs",
             location=Location(K6_SCRIPT),
         )
-    options = json.loads(done.stdout)
-    thresholds: dict[str, list[str]] = {}
-    for metric, entries in (options.get("thresholds") or {}).items():
-        # An entry is an expression, or an object with one (abortOnFail and friends).
-        thresholds[metric] = [e if isinstance(e, str) else str(e.get("threshold")) for e in entries]
-    return thresholds
+    return inspected.thresholds()
 
 
 @check(
@@ -380,8 +377,9 @@ def learner_thresholds(script: Path) -> dict[str, list[str]]:
     hint="In loadtest/checkout.js set thresholds such as "
     "`'http_req_duration{name:checkout}': ['p(95)<3000']` (the api budget, in ms) and "
     "`'http_req_failed{name:checkout}': ['rate<0.01']`.",
+    live=False,
 )
-def k6_thresholds(ctx: Context) -> Passed:
+async def k6_thresholds(ctx: Context) -> Passed:
     """Read loadtest/checkout.js's thresholds with k6 and compare them with the api budget."""
     budgets, loaded = _table(ctx)
     script = _learner_file(ctx, K6_SCRIPT, "your k6 script")
@@ -389,7 +387,7 @@ def k6_thresholds(ctx: Context) -> Passed:
     latency: list[str] = []
     weak: list[str] = []
     errors: list[str] = []
-    for metric, expressions in learner_thresholds(script).items():
+    for metric, expressions in (await learner_thresholds(script)).items():
         name = k6.MetricName.parse(metric)
         for text in expressions:
             try:
@@ -404,10 +402,10 @@ def k6_thresholds(ctx: Context) -> Passed:
                     weak.append(shown)
             elif name.name in ("http_req_failed", "checks") and expression.aggregate == "rate":
                 errors.append(shown)
-    api_line = loaded.line("layers", "api", "timeout_s")
+    api_line = loaded.location("layers", "api", "timeout_s")
     expected = (
         f"a p(9x) or max threshold on http_req_duration under {budget_ms:.0f} ms "
-        f"(budgets.yaml:{api_line}), and a rate threshold on http_req_failed or checks"
+        f"({api_line}), and a rate threshold on http_req_failed or checks"
     )
     problems = []
     if not latency:

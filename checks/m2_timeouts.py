@@ -23,11 +23,12 @@ from checks.common import (
     expected_fail_fast,
     fail_fast_problems,
 )
-from grader.context import CheckoutResult, Context
+from grader.context import Context
+from grader.driver import CheckoutResult
 from grader.errors import CheckFailed
 from grader.model import Passed
 from grader.registry import check
-from grader.stubclient import Attempt
+from grader.stubclient import Attempt, Delay, Dribble
 
 
 def _timeline(result: CheckoutResult, attempts: Sequence[Attempt]) -> str:
@@ -109,7 +110,7 @@ async def _attempts_once_over(ctx: Context, amounts: range, by: float) -> list[A
 async def healthy_checkout(ctx: Context) -> Passed:
     """Send one checkout to a healthy provider; expect 200, the payment, and one charge."""
     amounts = ctx.amounts(1)
-    result = await ctx.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
+    result = await ctx.driver.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
     charges = await ctx.stack.stub.ledger(amounts)
     body = result.body if isinstance(result.body, dict) else {}
     payment = body.get("payment") if isinstance(body.get("payment"), dict) else None
@@ -154,10 +155,8 @@ async def read_timeout(ctx: Context) -> Passed:
     """Hold the provider's headers 10 s; expect a quick 5xx and the attempt cut at the timeout."""
     layers = ctx.budgets.layers
     amounts = ctx.amounts(1)
-    await ctx.stack.stub.add_fault(
-        {"type": "delay", "delay_ms": int(HOLD_S * 1000)}, amounts=amounts
-    )
-    result = await ctx.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
+    await ctx.stack.stub.add_fault(Delay(delay_ms=int(HOLD_S * 1000)), amounts=amounts)
+    result = await ctx.driver.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
     cut_at = min(layers.read_s, layers.api_s)
     # Give the first attempt until just past its expected cut to end (it may still be open if
     # the grader stopped waiting for the answer first).
@@ -205,13 +204,9 @@ async def slow_body(ctx: Context) -> Passed:
     """Send headers at once, then the body a byte every 100 ms; expect a 5xx within the budget."""
     amounts = ctx.amounts(1)
     interval_ms = 100
-    fault = {
-        "type": "dribble",
-        "interval_ms": interval_ms,
-        "body_bytes": int(HOLD_S * 1000 / interval_ms),
-    }
+    fault = Dribble(interval_ms=interval_ms, body_bytes=int(HOLD_S * 1000 / interval_ms))
     await ctx.stack.stub.add_fault(fault, amounts=amounts)
-    result = await ctx.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
+    result = await ctx.driver.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
     by = result.started_at + ctx.budgets.layers.api_s + ANSWER_TOLERANCE_S + 0.5
     attempts = await _attempts_once_over(ctx, amounts, by)
     problems = fail_fast_problems(ctx, result)
@@ -241,15 +236,15 @@ async def slow_body(ctx: Context) -> Passed:
 )
 async def connect_timeout(ctx: Context) -> Passed:
     """Start a second API instance whose provider never accepts; expect a quick 5xx."""
-    api = await ctx.start_api("api-connect-hang", payments_url=ctx.stack.connect_hang_url)
+    api = await ctx.driver.start_api("api-connect-hang", payments_url=ctx.stack.connect_hang_url)
     amount = ctx.amounts(1)[0]
-    result = await ctx.checkout(amount, api=api, timeout_s=answer_wait_s(ctx))
+    result = await ctx.driver.checkout(amount, api=api, timeout_s=answer_wait_s(ctx))
     problems = fail_fast_problems(ctx, result)
     connect = ctx.budgets.layers.connect_s
     expected = f"{expected_fail_fast(ctx)} (connect timeout {connect:g} s per attempt)"
     data = {"elapsed_s": round(result.elapsed_s, 3), "status": result.status}
     if problems:
-        ctx.raise_if_dead(api)
+        ctx.driver.raise_if_dead(api)
         raise CheckFailed(
             "a hanging connect stretches the checkout: " + problems[0],
             measured=result.describe(),
@@ -280,8 +275,8 @@ async def healthz_under_load(ctx: Context) -> Passed:
     """Hold 20 checkouts on a slow provider and probe /healthz meanwhile; expect < 250 ms."""
     amounts = ctx.amounts(STUCK_CHECKOUTS)
     stub = ctx.stack.stub
-    await stub.add_fault({"type": "delay", "delay_ms": int(HOLD_S * 1000)}, amounts=amounts)
-    stuck = [asyncio.create_task(ctx.checkout(a, timeout_s=HOLD_S)) for a in amounts]
+    await stub.add_fault(Delay(delay_ms=int(HOLD_S * 1000)), amounts=amounts)
+    stuck = [asyncio.create_task(ctx.driver.checkout(a, timeout_s=HOLD_S)) for a in amounts]
     latencies: list[float] = []
     failures: list[str] = []
     try:
@@ -289,11 +284,11 @@ async def healthz_under_load(ctx: Context) -> Passed:
             amounts, arrived=STUCK_CHECKOUTS, ended=False, timeout_s=2.0
         )
         in_flight = len({a.amount_cents for a in attempts if not a.ended})
-        url = f"{ctx.api.base_url}/healthz"
+        url = f"{ctx.driver.api.base_url}/healthz"
         for _ in range(HEALTHZ_PROBES):
             started = time.monotonic()
             try:
-                response = await ctx.http.get(url, timeout=1.0)
+                response = await ctx.driver.http.get(url, timeout=1.0)
                 latencies.append(time.monotonic() - started)
                 if response.status_code != 200:
                     failures.append(f"answered {response.status_code}")
@@ -305,7 +300,7 @@ async def healthz_under_load(ctx: Context) -> Passed:
         for task in stuck:
             task.cancel()
         await asyncio.gather(*stuck, return_exceptions=True)
-    ctx.raise_if_dead()
+    ctx.driver.raise_if_dead()
     worst, median = max(latencies), statistics.median(latencies)
     measured = (
         f"slowest of {len(latencies)} probes {worst * 1000:.0f} ms, median "

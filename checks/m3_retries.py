@@ -25,6 +25,7 @@ from checks.common import (
     attempts_by_checkout,
     expected_fail_fast,
     fail_fast_problems,
+    held_to,
 )
 from grader.budgets import COURSE_RETRIES, Retries
 from grader.context import Context
@@ -32,7 +33,7 @@ from grader.errors import CheckFailed, CheckInconclusive
 from grader.figures import timeline
 from grader.model import Passed
 from grader.registry import check
-from grader.stubclient import Attempt
+from grader.stubclient import Attempt, Decline, Status
 
 # --- The statistics, with their error rates -------------------------------------------------
 #
@@ -71,9 +72,7 @@ FIGURE_ROWS = 12
 
 def policy(ctx: Context) -> tuple[Retries, str]:
     """The retry policy held to, and where it comes from."""
-    if ctx.budgets.retries is not None:
-        return ctx.budgets.retries, "your budgets.yaml"
-    return COURSE_RETRIES, "the course's example policy (budgets.yaml declares no retries yet)"
+    return held_to(ctx.budgets.retries, COURSE_RETRIES, "policy", "retries")
 
 
 def describe(retries: Retries) -> str:
@@ -121,8 +120,8 @@ def spread(values: Sequence[float]) -> tuple[float, float]:
 async def transient_heals(ctx: Context) -> Passed:
     """Fail the first attempt of a checkout with 503; expect a retry, a 200 and one charge."""
     amounts = ctx.amounts(1)
-    await ctx.stack.stub.add_fault({"type": "status", "status": 503}, amounts=amounts, first_n=1)
-    result = await ctx.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
+    await ctx.stack.stub.add_fault(Status(503), amounts=amounts, first_n=1)
+    result = await ctx.driver.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
     attempts = (await attempts_by_checkout(ctx, amounts, 2)).get(amounts[0], [])
     charges = await ctx.stack.stub.ledger(amounts)
     measured = (
@@ -153,11 +152,11 @@ async def attempts_bounded(ctx: Context) -> Passed:
     """Fail every attempt with 503; expect 2 to max_attempts attempts and a quick 5xx."""
     retries, source = policy(ctx)
     count = checkouts_per_instance(ctx, retries.max_attempts - 1, 3)
-    api = await ctx.start_api("api-attempts")
+    api = await ctx.driver.start_api("api-attempts")
     amounts = ctx.amounts(count)
-    await ctx.stack.stub.add_fault({"type": "status", "status": 503}, amounts=amounts)
+    await ctx.stack.stub.add_fault(Status(503), amounts=amounts)
     results = await asyncio.gather(
-        *(ctx.checkout(a, api=api, timeout_s=answer_wait_s(ctx)) for a in amounts)
+        *(ctx.driver.checkout(a, api=api, timeout_s=answer_wait_s(ctx)) for a in amounts)
     )
     grouped = await attempts_by_checkout(ctx, amounts, count)
     problems = []
@@ -193,9 +192,9 @@ async def attempts_bounded(ctx: Context) -> Passed:
 async def no_retry_on_decline(ctx: Context) -> Passed:
     """Decline every attempt; expect one attempt per checkout and a 402 to the client."""
     amounts = ctx.amounts(2)
-    await ctx.stack.stub.add_fault({"type": "decline"}, amounts=amounts)
+    await ctx.stack.stub.add_fault(Decline(), amounts=amounts)
     results = await asyncio.gather(
-        *(ctx.checkout(a, timeout_s=answer_wait_s(ctx)) for a in amounts)
+        *(ctx.driver.checkout(a, timeout_s=answer_wait_s(ctx)) for a in amounts)
     )
     await asyncio.sleep(0.3)  # a retry, if any, would arrive within its backoff: let it land
     grouped = await attempts_by_checkout(ctx, amounts, len(amounts))
@@ -230,11 +229,11 @@ async def retries_fit_budget(ctx: Context) -> Passed:
     layers = ctx.budgets.layers
     # Slow enough to add up past the api budget, fast enough not to trip the read timeout.
     delay_s = 0.75 * layers.read_s
-    api = await ctx.start_api("api-slow-failures")
+    api = await ctx.driver.start_api("api-slow-failures")
     amounts = ctx.amounts(1)
-    fault = {"type": "status", "status": 503, "delay_ms": int(delay_s * 1000)}
+    fault = Status(503, delay_ms=int(delay_s * 1000))
     await ctx.stack.stub.add_fault(fault, amounts=amounts)
-    result = await ctx.checkout(
+    result = await ctx.driver.checkout(
         amounts[0], api=api, timeout_s=answer_wait_s(ctx) + retries.max_attempts
     )
     attempts = (await attempts_by_checkout(ctx, amounts, 1)).get(amounts[0], [])
@@ -283,13 +282,13 @@ async def _lockstep_noise(ctx: Context, count: int, delay_s: float) -> tuple[flo
     This is what a policy without jitter looks like on this machine, right now.
     """
     amounts = ctx.amounts(count)
-    await ctx.stack.stub.add_fault({"type": "status", "status": 503}, amounts=amounts, first_n=1)
+    await ctx.stack.stub.add_fault(Status(503), amounts=amounts, first_n=1)
     url = f"{ctx.stack.payments_url}/charge"
 
     async def retry_once(amount: int) -> None:
-        await ctx.http.post(url, json={"amount_cents": amount}, timeout=5.0)
+        await ctx.driver.http.post(url, json={"amount_cents": amount}, timeout=5.0)
         await asyncio.sleep(delay_s)
-        await ctx.http.post(url, json={"amount_cents": amount}, timeout=5.0)
+        await ctx.driver.http.post(url, json={"amount_cents": amount}, timeout=5.0)
 
     await asyncio.gather(*(retry_once(a) for a in amounts))
     grouped = await attempts_by_checkout(ctx, amounts, 2 * count)
@@ -301,15 +300,15 @@ async def _storm(ctx: Context) -> Storm:
     retries, _ = policy(ctx)
     per = checkouts_per_instance(ctx, retries.max_attempts - 1, STORM_CHECKOUTS)
     instances = min(MAX_STORM_INSTANCES, math.ceil(STORM_CHECKOUTS / per))
-    apis = await asyncio.gather(*(ctx.start_api(f"api-storm-{n}") for n in range(instances)))
+    apis = await asyncio.gather(*(ctx.driver.start_api(f"api-storm-{n}") for n in range(instances)))
     # As many lockstep retries at once as one instance gets: the same load on one event loop.
     noise_spread, noise_iqr = await _lockstep_noise(ctx, per, retries.max_delay_before(1))
     amounts = ctx.amounts(per * instances)
-    fault = {"type": "status", "status": 503}
+    fault = Status(503)
     await ctx.stack.stub.add_fault(fault, amounts=amounts, first_n=retries.max_attempts - 1)
     await asyncio.gather(
         *(
-            ctx.checkout(a, api=apis[n % instances], timeout_s=answer_wait_s(ctx))
+            ctx.driver.checkout(a, api=apis[n % instances], timeout_s=answer_wait_s(ctx))
             for n, a in enumerate(amounts)
         )
     )
@@ -341,7 +340,7 @@ def _bounds(retries: Retries, retry: int) -> tuple[float, float]:
 async def jitter_spread(ctx: Context) -> Passed:
     """Fail 20 first attempts at once; expect first-retry waits spread out, within the bounds."""
     retries, source = policy(ctx)
-    storm = await ctx.shared("m3.retry-storm", lambda: _storm(ctx))
+    storm = await ctx.once(_storm)
     firsts = [waits(a)[0] for a in storm.grouped.values() if len(a) >= 2]
     figure = storm.figure
     lo, hi = _bounds(retries, 1)
@@ -409,7 +408,7 @@ async def jitter_spread(ctx: Context) -> Passed:
 async def backoff_grows(ctx: Context) -> Passed:
     """Fail all but the last attempt of 20 checkouts; expect later waits past earlier caps."""
     retries, source = policy(ctx)
-    storm = await ctx.shared("m3.retry-storm", lambda: _storm(ctx))
+    storm = await ctx.once(_storm)
     figure = storm.figure
     all_waits = [waits(a) for a in storm.grouped.values()]
     tolerance = BOUND_TOLERANCE_S + storm.noise_iqr_s

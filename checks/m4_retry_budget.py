@@ -18,14 +18,16 @@ from dataclasses import dataclass
 
 import httpx
 
-from checks.common import answer_wait_s, attempt_rows, attempts_by_checkout
+from checks.common import answer_wait_s, attempt_rows, attempts_by_checkout, held_to
 from grader.budgets import COURSE_RETRY_BUDGET, RetryBudget
-from grader.context import CheckoutResult, Context
+from grader.context import Context
+from grader.driver import CheckoutResult
 from grader.errors import CheckFailed
 from grader.figures import timeline
 from grader.model import Passed
 from grader.registry import check
 from grader.stack import ApiInstance
+from grader.stubclient import Status
 
 OUTAGE_CHECKOUTS = 200
 # Attempts per checkout may exceed 1 + ratio by this much: tokens left over from the warm-up
@@ -44,10 +46,7 @@ MAX_REFILL = 400
 
 def bucket(ctx: Context) -> tuple[RetryBudget, str]:
     """The retry budget held to, and where it comes from."""
-    if ctx.budgets.retry_budget is not None:
-        return ctx.budgets.retry_budget, "your budgets.yaml"
-    note = "the course's example budget (budgets.yaml declares no retry_budget yet)"
-    return COURSE_RETRY_BUDGET, note
+    return held_to(ctx.budgets.retry_budget, COURSE_RETRY_BUDGET, "budget", "retry_budget")
 
 
 def cap_of(declared: RetryBudget) -> float:
@@ -70,7 +69,7 @@ async def _run(
         while queue:
             amount = queue.pop()
             results.append(
-                await ctx.checkout(amount, api=api, timeout_s=answer_wait_s(ctx), http=own)
+                await ctx.driver.checkout(amount, api=api, timeout_s=answer_wait_s(ctx), http=own)
             )
 
     if not separate:
@@ -101,11 +100,11 @@ class Outage:
 
 async def _outage(ctx: Context, name: str, workers: int, separate: bool) -> Outage:
     declared, _ = bucket(ctx)
-    api = await ctx.start_api(name)
+    api = await ctx.driver.start_api(name)
     # Each failing checkout spends at least 1 - ratio tokens net while any are left.
     warmup = math.ceil(declared.burst / max(1 - declared.ratio, 0.5)) + 2
     amounts = ctx.amounts(warmup + OUTAGE_CHECKOUTS)
-    await ctx.stack.stub.add_fault({"type": "status", "status": 503}, amounts=amounts)
+    await ctx.stack.stub.add_fault(Status(503), amounts=amounts)
     await _run(ctx, api, amounts[:warmup], 1)
     measured = amounts[warmup:]
     await _run(ctx, api, measured, workers, separate=separate)
@@ -155,9 +154,9 @@ async def blip_heals(ctx: Context) -> Passed:
     declared, source = bucket(ctx)
     count = max(1, min(BLIP_CHECKOUTS, declared.burst))
     amounts = ctx.amounts(count)
-    await ctx.stack.stub.add_fault({"type": "status", "status": 503}, amounts=amounts, first_n=1)
+    await ctx.stack.stub.add_fault(Status(503), amounts=amounts, first_n=1)
     results = await asyncio.gather(
-        *(ctx.checkout(a, timeout_s=answer_wait_s(ctx)) for a in amounts)
+        *(ctx.driver.checkout(a, timeout_s=answer_wait_s(ctx)) for a in amounts)
     )
     grouped = await attempts_by_checkout(ctx, amounts, 2 * count, timeout_s=answer_wait_s(ctx))
     healed = [r for r in results if r.status == 200]
@@ -177,6 +176,11 @@ async def blip_heals(ctx: Context) -> Passed:
     return Passed("a fresh bucket absorbed the blip", measured=measured, expected=expected)
 
 
+async def _capped_outage(ctx: Context) -> Outage:
+    """The outage m4.outage-capped judges and m4.recovers then refills: one per run."""
+    return await _outage(ctx, "api-outage", OUTAGE_CONCURRENCY, separate=False)
+
+
 @check(
     "m4.outage-capped",
     "A sustained outage gets at most 1 + ratio attempts per checkout",
@@ -188,9 +192,7 @@ async def blip_heals(ctx: Context) -> Passed:
 )
 async def outage_capped(ctx: Context) -> Passed:
     """Fail every attempt; after a warm-up, count attempts of 200 checkouts from a few clients."""
-    outage = await ctx.shared(
-        "m4.outage", lambda: _outage(ctx, "api-outage", OUTAGE_CONCURRENCY, separate=False)
-    )
+    outage = await ctx.once(_capped_outage)
     return _judge(ctx, outage, f"{OUTAGE_CONCURRENCY} clients")
 
 
@@ -221,16 +223,14 @@ async def budget_shared(ctx: Context) -> Passed:
 async def recovers(ctx: Context) -> Passed:
     """Reuse the spent instance of m4.outage-capped: send successes, then one transient failure."""
     declared, source = bucket(ctx)
-    outage = await ctx.shared(
-        "m4.outage", lambda: _outage(ctx, "api-outage", OUTAGE_CONCURRENCY, separate=False)
-    )
+    outage = await ctx.once(_capped_outage)
     refill = min(MAX_REFILL, math.ceil(declared.burst / max(declared.ratio, 0.01)) + REFILL_MARGIN)
     successes = ctx.amounts(refill)
     results = await _run(ctx, outage.api, successes, 10)
     ok = sum(r.status == 200 for r in results)
     probe = ctx.amounts(1)
-    await ctx.stack.stub.add_fault({"type": "status", "status": 503}, amounts=probe, first_n=1)
-    result = await ctx.checkout(probe[0], api=outage.api, timeout_s=answer_wait_s(ctx))
+    await ctx.stack.stub.add_fault(Status(503), amounts=probe, first_n=1)
+    result = await ctx.driver.checkout(probe[0], api=outage.api, timeout_s=answer_wait_s(ctx))
     journal = await ctx.stack.stub.wait_for_journal(
         probe, arrived=1, ended=True, timeout_s=answer_wait_s(ctx)
     )

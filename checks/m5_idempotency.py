@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from checks.common import answer_wait_s
-from grader.context import CheckoutResult, Context
+from grader.context import Context
+from grader.driver import CheckoutResult
 from grader.errors import CheckFailed
 from grader.model import Passed
 from grader.registry import check
 from grader.stack import ApiInstance
-from grader.stubclient import Attempt, Charge
+from grader.stubclient import Attempt, Charge, Delay, LostResponse
 
 # How long the provider holds a charge in the concurrent check: long enough that both submits
 # are in flight together, whatever the scheduling on a busy machine.
@@ -36,7 +37,7 @@ async def submit(
     ctx: Context, amount: int, key: str, api: ApiInstance | None = None
 ) -> CheckoutResult:
     """POST /checkout with an Idempotency-Key."""
-    return await ctx.checkout(
+    return await ctx.driver.checkout(
         amount, api=api, timeout_s=answer_wait_s(ctx), headers={"Idempotency-Key": key}
     )
 
@@ -107,7 +108,11 @@ async def resubmit(ctx: Context, again_on: ApiInstance | None = None) -> Resubmi
 
 async def second_instance(ctx: Context) -> ApiInstance:
     """One more instance of the learner's API on the same REDIS_URL, shared by the checks."""
-    return await ctx.shared("m5.second-instance", lambda: ctx.start_api("api-b"))
+    return ctx.driver.watch(await ctx.once(_start_second_instance))
+
+
+async def _start_second_instance(ctx: Context) -> ApiInstance:
+    return await ctx.driver.start_api("api-b")
 
 
 @check(
@@ -218,7 +223,7 @@ async def concurrent_double_submit(ctx: Context) -> Passed:
     """Hold the charge 500 ms and send the key to both instances at once; expect one charge."""
     other = await second_instance(ctx)
     amounts, key = ctx.amounts(1), new_key()
-    await ctx.stack.stub.add_fault({"type": "delay", "delay_ms": RACE_HOLD_MS}, amounts=amounts)
+    await ctx.stack.stub.add_fault(Delay(delay_ms=RACE_HOLD_MS), amounts=amounts)
     results = await asyncio.gather(
         submit(ctx, amounts[0], key), submit(ctx, amounts[0], key, other)
     )
@@ -253,7 +258,7 @@ async def concurrent_double_submit(ctx: Context) -> Passed:
 async def lost_response(ctx: Context) -> Passed:
     """Commit the first attempt's charge, then drop the connection; expect one charge, a 200."""
     amounts, key = ctx.amounts(1), new_key()
-    await ctx.stack.stub.add_fault({"type": "lost_response"}, amounts=amounts, first_n=1)
+    await ctx.stack.stub.add_fault(LostResponse(), amounts=amounts, first_n=1)
     result = await submit(ctx, amounts[0], key)
     charges, story = await evidence(ctx, key, amounts)
     measured = f"checkout {result.describe()}; {len(charges)} charge(s)"

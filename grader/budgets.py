@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from grader import yamlfile
 from grader.errors import BudgetsError
-from grader.model import BudgetSource, Location
+from grader.model import BudgetSource
 
 BUDGETS_FILE = "budgets.yaml"  # at the learner's repo root
 
@@ -129,7 +129,7 @@ def for_live_checks(repo: Path) -> tuple[Budgets, BudgetSource]:
         f"used: {first}{more}. Run `failfast check milestone-1` to see every problem with its "
         f"line, fix them, and grade again.",
         details=[str(p) for p in loaded.problems],
-        location=Location(BUDGETS_FILE, first.line),
+        location=first.location,
     )
 
 

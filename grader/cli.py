@@ -1,18 +1,17 @@
-"""The `failfast` command line.
+"""The `failfast` command line: the one place that wires the checks to the runner.
 
-Exit codes: 0 every check passed; 1 a check failed (or was skipped because one it needs failed);
-2 the grader could not grade: bad input, an API that would not start, an environment problem.
+Exit codes (:class:`grader.model.ExitCode`): 0 every check passed; 1 a check failed (or was
+skipped because one it needs failed); 2 the grader could not grade: bad input, an API that would
+not start, an environment problem; 130 interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import enum
+import datetime as dt
 import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -21,42 +20,30 @@ from rich.console import Console
 
 from grader import __version__, registry
 from grader.errors import GradingError
-from grader.formats import Format
-from grader.formats.github import AnnotationsFormat, GitHubActions
-from grader.formats.json import JsonFormat
-from grader.formats.junit import JUnitFormat
-from grader.formats.markdown import MarkdownFormat
-from grader.formats.terminal import TerminalFormat
-from grader.model import Report
-from grader.runner import grade
+from grader.formats import OutputFormat
+from grader.formats.github import GitHubActions
+from grader.model import MILESTONES, ExitCode, Report, Selection
+from grader.output import Delivery, ReportFile
+from grader.runner import Hooks, grade
 
-EXIT_INTERRUPTED = 130
+CHECKS_PACKAGE = "checks"  # where the milestone checks live: checks/m<N>_*.py
 STUB_PORT = 8081
 
 app = typer.Typer(
     name="failfast",
     help="Grade the course project 'Make every dependency call fail fast'.\n\n"
-    "Exit codes: 0 every check passed, 1 a check failed, 2 the grader could not grade.",
+    + "Exit codes: "
+    + ", ".join(f"{int(code)} {code.meaning}" for code in ExitCode)
+    + ".",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
 
-class FormatName(enum.StrEnum):
-    """The formats --format prints (or writes to --output)."""
-
-    rich = "rich"
-    json = "json"
-
-
-# Formats a report file can be written in: --report FORMAT=FILE.
-REPORT_FORMATS: dict[str, Callable[[], Format]] = {
-    "text": lambda: TerminalFormat(Console()),
-    "json": JsonFormat,
-    "junit": JUnitFormat,
-    "markdown": MarkdownFormat,
-}
+def catalog() -> registry.Catalog:
+    """The checks the grader grades with."""
+    return registry.load(CHECKS_PACKAGE)
 
 
 def _version(value: bool) -> None:
@@ -74,15 +61,11 @@ def _root(
     """Grade the course project 'Make every dependency call fail fast'."""
 
 
-def _report_file(spec: str) -> tuple[Format, Path]:
-    name, _, file = spec.partition("=")
-    if name not in REPORT_FORMATS or not file:
-        raise typer.BadParameter(
-            f"{spec!r} is not FORMAT=FILE with FORMAT one of {', '.join(REPORT_FORMATS)}, "
-            f"e.g. junit=reports/failfast.xml",
-            param_hint="--report",
-        )
-    return REPORT_FORMATS[name](), Path(file)
+def _report_file(spec: str) -> ReportFile:
+    try:
+        return ReportFile.parse(spec)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--report") from None
 
 
 @app.command()
@@ -90,7 +73,8 @@ def check(
     milestone: Annotated[
         str,
         typer.Argument(
-            help="milestone-1 … milestone-5, loadtest, or all (every one, in one run)",
+            help=" … ".join((MILESTONES[0].key, MILESTONES[-2].key))
+            + f", {MILESTONES[-1].key}, or all (every one, in one run)",
             show_default=False,
         ),
     ],
@@ -104,13 +88,14 @@ def check(
         "."
     ),
     output_format: Annotated[
-        FormatName, typer.Option("--format", help="Report format on stdout (or in --output).")
-    ] = FormatName.rich,
+        OutputFormat, typer.Option("--format", help="Report format on stdout.")
+    ] = OutputFormat.TEXT,
     output: Annotated[
         Path | None,
         typer.Option(
             "--output",
-            help="Write the report in --format to FILE; the terminal report still prints.",
+            help="Write the report in --format to FILE (like --report FORMAT=FILE); the "
+            "readable report still prints.",
         ),
     ] = None,
     json_file: Annotated[
@@ -123,8 +108,9 @@ def check(
         list[str] | None,
         typer.Option(
             "--report",
-            help="Also write a report: FORMAT=FILE, FORMAT one of text, json, junit, markdown. "
-            "Repeatable.",
+            help="Also write a report: FORMAT=FILE, FORMAT one of "
+            + ", ".join(f.value for f in OutputFormat)
+            + ". Repeatable.",
         ),
     ] = None,
 ) -> None:
@@ -133,80 +119,46 @@ def check(
     Under GitHub Actions (GITHUB_ACTIONS set) it also writes the job summary and annotates each
     failed check, on the learner's file where there is one.
     """
-    console = Console(highlight=False)
-    terminal = TerminalFormat(console)
+    # Every way of asking for a file is one list of report files; --output keeps --format's.
     files = [_report_file(spec) for spec in report_files or ()]
-    if json_file is not None:
-        files.append((JsonFormat(), json_file))
-    if junit_file is not None:
-        files.append((JUnitFormat(), junit_file))
-    json_out = output_format is FormatName.json
+    files += [ReportFile(OutputFormat.JSON, path) for path in (json_file,) if path is not None]
+    files += [ReportFile(OutputFormat.JUNIT, path) for path in (junit_file,) if path is not None]
     if output is not None:
-        files.append((JsonFormat() if json_out else terminal, output))
-    json_on_stdout = json_out and output is None
-    github = GitHubActions.detect()
-    outcome: Report | GradingError
-    # Everything printed while grading may carry the learner's words: under GitHub Actions none
-    # of it may be taken for a workflow command. JSON on stdout escapes line starts by itself.
-    fence = github.fenced(sys.stdout) if github and not json_on_stdout else contextlib.nullcontext()
-    with fence:
+        files.append(ReportFile(output_format, output))
+        output_format = OutputFormat.TEXT
+    delivery = Delivery(Console(highlight=False), output_format, files, GitHubActions.detect())
+    with delivery.fenced():
         try:
-            outcome = _run(
-                registry.select(milestone, through=through),
-                repo,
-                None if json_on_stdout else terminal,
-            )
+            report = _run(registry.select(milestone, through=through), repo, delivery)
         except GradingError as error:
-            outcome = error
+            started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            report = Report(milestone, str(repo), started, not_graded=error.not_graded())
         except (KeyboardInterrupt, asyncio.CancelledError):
-            console.print("grading interrupted: everything the grader started has been stopped")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        for fmt, path in files:
-            _write(path, _render(fmt, outcome, milestone, repo))
-        if json_on_stdout:
-            sys.stdout.write(_render(JsonFormat(), outcome, milestone, repo))
-        elif isinstance(outcome, Report):
-            terminal.print(outcome)
-        else:
-            terminal.print_error(outcome, milestone, str(repo))
-    if github is not None:
-        annotations = AnnotationsFormat(repo, github.workspace)
-        stream = sys.stderr if json_on_stdout else sys.stdout
-        stream.write(_render(annotations, outcome, milestone, repo))
-        stream.flush()
-        github.add_summary(_render(MarkdownFormat(), outcome, milestone, repo))
-    raise typer.Exit(outcome.exit_code if isinstance(outcome, Report) else 2)
+            delivery.console.print(
+                "grading interrupted: everything the grader started has been stopped"
+            )
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+        unwritten = delivery.write_files(report)
+        delivery.show(report)
+    delivery.to_github(report, repo)
+    for problem in unwritten:
+        Console(stderr=True).print(problem, markup=False)
+    raise typer.Exit(ExitCode.NOT_GRADED if unwritten else report.exit_code)
 
 
-def _render(fmt: Format, outcome: Report | GradingError, milestone: str, repo: Path) -> str:
-    if isinstance(outcome, Report):
-        return fmt.render(outcome)
-    return fmt.render_error(outcome, milestone, str(repo))
+def _run(selection: Selection, repo: Path, delivery: Delivery) -> Report:
+    checks = catalog()
 
-
-def _run(selection: registry.Selection, repo: Path, terminal: TerminalFormat | None) -> Report:
     async def main() -> Report:
         # SIGTERM (CI cancelling a job, `kill`) stops grading like Ctrl-C: the stack is torn down.
         task = asyncio.current_task()
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        if terminal is None:
-            return await grade(selection, repo)
-        with terminal.progress() as hooks:
-            return await grade(selection, repo, hooks)
+        hooks: Hooks
+        with delivery.progress() as hooks:
+            return await grade(selection, repo, checks, hooks)
 
     return asyncio.run(main())
-
-
-def _write(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, "utf-8")
-    except OSError as exc:
-        Console(stderr=True).print(
-            f"failfast could not write the report to {path}: {exc}", markup=False
-        )
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -227,9 +179,10 @@ def doctor(
 def list_checks() -> None:
     """List the milestones and their checks, one line each."""
     console = Console(highlight=False)
-    for milestone, title in registry.MILESTONES.items():
-        console.print(f"[bold]{milestone}[/]  {title}")
-        specs = registry.checks_for(milestone)
+    checks = catalog()
+    for milestone in MILESTONES:
+        console.print(f"[bold]{milestone.key}[/]  {milestone.title}")
+        specs = checks.for_milestone(milestone.key)
         width = max((len(s.id) for s in specs), default=0)
         for spec in specs:
             console.print(f"  {spec.id:<{width}}  {spec.title}", markup=False)
@@ -243,11 +196,12 @@ def explain(
 ) -> None:
     """Say what a check does, why it matters, and how to fix a failure."""
     console = Console(highlight=False)
-    spec = registry.get(check_id)
+    checks = catalog()
+    spec = checks.get(check_id)
     if spec is None:
-        known = ", ".join(s.id for s in registry.all_checks())
+        known = ", ".join(s.id for s in checks.specs)
         console.print(f"There is no check {check_id!r}. Known checks: {known}.", markup=False)
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.NOT_GRADED)
     console.print(f"[bold]{spec.id}[/]  {spec.title}  [dim]({spec.milestone})[/]")
     for label, text in (
         ("What it does", spec.what),
@@ -284,4 +238,4 @@ def main() -> None:
             f"with FAILFAST_DEBUG=1 to see the traceback, and report it.",
             markup=False,
         )
-        sys.exit(2)
+        sys.exit(ExitCode.NOT_GRADED)

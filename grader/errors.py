@@ -9,6 +9,7 @@ Every error the grader raises on purpose derives from ``FailfastError``::
     │   ├── BudgetsError        budgets.yaml cannot be used to hold the service to
     │   ├── ApiStartError       the learner's API exited or never answered /healthz
     │   └── EnvironmentProblem  this machine lacks something (a free port, a tool, the stub)
+    │       └── ToolTimeout     a tool the grader runs (k6) did not finish within its limit
     └── CheckVerdict            raised inside a check, with the evidence
         ├── CheckFailed         the learner's service did the wrong thing
         └── CheckInconclusive   the machine was too noisy to tell right from wrong
@@ -22,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from grader.model import Location
+from grader.model import Evidence, Location, NotGraded
 
 
 class FailfastError(Exception):
@@ -41,6 +42,10 @@ class GradingError(FailfastError):
         self.details = tuple(details)
         # The learner's file at fault, when there is one (CI annotates it).
         self.location = location
+
+    def not_graded(self) -> NotGraded:
+        """This error as a value every report format renders."""
+        return NotGraded(type(self).__name__, self.message, self.details, self.location)
 
 
 class RepoError(GradingError):
@@ -63,13 +68,25 @@ class EnvironmentProblem(GradingError):
     """This machine lacks something the grader needs: never the learner's fault."""
 
 
+class ToolTimeout(EnvironmentProblem):
+    """A tool the grader runs did not finish within its limit.
+
+    Whose fault that is depends on whose input it ran: a check running the learner's own script
+    turns it into a FAIL; on the grader's own input it stays an environment problem.
+    """
+
+    def __init__(self, tool: str, limit_s: float) -> None:
+        super().__init__(
+            f"`{tool}` did not finish within its limit of {limit_s:g} s: the machine may be "
+            f"overloaded. Grade again, and report it if it persists."
+        )
+        self.tool, self.limit_s = tool, limit_s
+
+
 class CheckVerdict(FailfastError):
     """Raised by a check to end it with a verdict other than PASS, and the evidence for it.
 
-    ``measured`` and ``expected`` are the evidence; ``hint`` overrides the check's own hint when
-    the verdict calls for a more specific one; ``data`` carries numbers for the JSON report;
-    ``figure`` is a small monospace chart (lines of text) the terminal report draws;
-    ``location`` is the learner's file and line at fault, which CI annotates.
+    The keywords are those of :class:`grader.model.Evidence`, which the verdict carries.
     """
 
     def __init__(
@@ -84,13 +101,15 @@ class CheckVerdict(FailfastError):
         location: Location | None = None,
     ) -> None:
         super().__init__(summary)
-        self.summary = summary
-        self.measured = measured
-        self.expected = expected
-        self.hint = hint
-        self.data = dict(data or {})
-        self.figure = tuple(figure)
-        self.location = location
+        self.evidence = Evidence(
+            summary,
+            measured=measured,
+            expected=expected,
+            hint=hint or "",
+            data=data or {},
+            figure=tuple(figure),
+            location=location,
+        )
 
 
 class CheckFailed(CheckVerdict):

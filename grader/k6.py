@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader.errors import EnvironmentProblem
+from grader.errors import EnvironmentProblem, ToolTimeout
 
 EXIT_THRESHOLDS_CROSSED = 99
 EXIT_MEANINGS = {
@@ -211,53 +211,98 @@ def require() -> str:
 
 
 async def run(script: Path, env: Mapping[str, str], timeout_s: float) -> Run:
-    """Run ``script`` with ``env`` and read both summaries; always bounded by ``timeout_s``."""
-    binary = require()
+    """Run ``script`` with ``env`` and read both summaries; always bounded by ``timeout_s``.
+
+    Raises :class:`ToolTimeout` when k6 overruns: the caller knows whose script it was.
+    """
     with tempfile.TemporaryDirectory(prefix="failfast-k6-") as tmp:
         export_path, summary_path = Path(tmp) / "export.json", Path(tmp) / "summary.json"
-        argv = [
-            binary,
-            "run",
-            "--quiet",
-            "--no-color",
-            "--address",
-            "",
-            "--summary-export",
-            str(export_path),
-            str(script),
-        ]
-        child_env = {
-            "PATH": os.environ.get("PATH", os.defpath),
-            "HOME": tmp,  # k6 writes its config here, not in the user's home
-            "K6_NO_USAGE_REPORT": "true",
-            "SUMMARY_PATH": str(summary_path),
-            **env,
-        }
+        argv = ["run", "--quiet", "--no-color", "--address", "", "--summary-export"]
         started = time.monotonic()
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            env=child_env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
+        code, out, err = await _k6(
+            [*argv, str(export_path), str(script)],
+            {"HOME": tmp, "SUMMARY_PATH": str(summary_path), **env},
+            timeout_s,
         )
-        try:
-            output, _ = await asyncio.wait_for(process.communicate(), timeout=timeout_s)
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
-            raise
-        lines = tuple(output.decode("utf-8", errors="replace").splitlines()[-15:])
-        assert process.returncode is not None
         return Run(
-            exit_code=process.returncode,
+            exit_code=code,
             summary=_read(summary_path, Summary.from_handle_summary),
             export=_read(export_path, Summary.from_export),
             duration_s=time.monotonic() - started,
-            output_tail=lines,
+            output_tail=tuple((out + err).splitlines()[-15:]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Inspected:
+    """What `k6 inspect` says of a script: its options, or why it could not read them."""
+
+    exit_code: int
+    options: Mapping[str, Any]
+    last_line: str  # of its output, to show when it failed
+
+    def thresholds(self) -> dict[str, list[str]]:
+        """The script's thresholds: metric -> expressions."""
+        thresholds: dict[str, list[str]] = {}
+        for metric, entries in (self.options.get("thresholds") or {}).items():
+            # An entry is an expression, or an object with one (abortOnFail and friends).
+            thresholds[metric] = [
+                e if isinstance(e, str) else str(e.get("threshold")) for e in entries
+            ]
+        return thresholds
+
+
+async def inspect(script: Path, timeout_s: float) -> Inspected:
+    """The options of ``script`` as k6 itself reads them; raises :class:`ToolTimeout`."""
+    with tempfile.TemporaryDirectory(prefix="failfast-k6-") as tmp:
+        code, out, err = await _k6(["inspect", str(script)], {"HOME": tmp}, timeout_s)
+    last = ((err or out).strip().splitlines() or ["(no output)"])[-1]
+    if code != 0:
+        return Inspected(code, {}, last)
+    try:
+        options = json.loads(out)
+    except ValueError:
+        return Inspected(code, {}, f"k6 printed no options: {last}")
+    return Inspected(code, options if isinstance(options, dict) else {}, last)
+
+
+async def _k6(args: list[str], env: Mapping[str, str], timeout_s: float) -> tuple[int, str, str]:
+    """Run k6 in its own process group, bounded by ``timeout_s``: (exit code, stdout, stderr).
+
+    The one boundary where k6's processes and timeouts become the grader's errors: an overrun
+    is a :class:`ToolTimeout` naming k6 and the limit, and the whole group is killed on any
+    way out, Ctrl-C included.
+    """
+    binary = require()
+    child_env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "K6_NO_USAGE_REPORT": "true",
+        **env,
+    }
+    process = await asyncio.create_subprocess_exec(
+        binary,
+        *args,
+        env=child_env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=timeout_s)
+    except TimeoutError:
+        raise ToolTimeout(f"k6 {args[0]}", timeout_s) from None
+    finally:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, _text(out), _text(err)
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
 
 
 def _read(path: Path, parse: Any) -> Summary:

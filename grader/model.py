@@ -1,4 +1,7 @@
-"""Value objects of a grading run: statuses, evidence, results and the report."""
+"""Value objects of a grading run: milestones, statuses, evidence, results and the report.
+
+The bottom of the grader: it imports nothing of the grader's, and everything else may import it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,73 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+ALL = "all"  # `failfast check all`: every milestone in one run
+
+
+@dataclass(frozen=True, slots=True)
+class Milestone:
+    """A milestone of the course: its key on the command line, its check-id prefix, its title.
+
+    A check's id starts with the prefix (``m2.read-timeout``) and its function lives in
+    ``checks/<prefix>_*.py``.
+    """
+
+    key: str
+    prefix: str
+    title: str
+
+
+# The one list of milestones, in the order they are graded.
+MILESTONES: tuple[Milestone, ...] = (
+    Milestone("milestone-1", "m1", "The timeout budget table"),
+    Milestone("milestone-2", "m2", "A budgeted client: connect, read and overall timeouts"),
+    Milestone("milestone-3", "m3", "Bounded retries with exponential backoff and jitter"),
+    Milestone("milestone-4", "m4", "A token-bucket retry budget"),
+    Milestone("milestone-5", "m5", "Idempotency keys on a shared store"),
+    Milestone(
+        "loadtest",
+        "lt",
+        "Load-test evidence with k6: fails fast under a slow provider, then recovers",
+    ),
+)
+MILESTONE_KEYS: tuple[str, ...] = tuple(m.key for m in MILESTONES)
+_BY_KEY = {m.key: m for m in MILESTONES}
+_BY_PREFIX = {m.prefix: m for m in MILESTONES}
+
+
+def milestone(key: str) -> Milestone | None:
+    """The milestone with this key (``milestone-3``), if there is one."""
+    return _BY_KEY.get(key)
+
+
+def milestone_of(check_id: str) -> Milestone | None:
+    """The milestone a check id belongs to, from its prefix (``m2.read-timeout``)."""
+    return _BY_PREFIX.get(check_id.split(".", 1)[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What one `failfast check` run grades: one milestone, milestones 1 to N, or all of them."""
+
+    name: str  # as asked for: "milestone-3", "all"
+    milestones: tuple[str, ...]
+    through: bool = False
+
+    @property
+    def label(self) -> str:
+        """In words, for report headings."""
+        return selection_label(self.name, self.milestones)
+
+
+def selection_label(name: str, milestones: tuple[str, ...]) -> str:
+    """What a run graded, in words: a milestone's title, a range, or every milestone."""
+    if name == ALL:
+        return "every milestone"
+    if len(milestones) <= 1:
+        found = milestone(name)
+        return found.title if found else name
+    return f"{milestones[0]} through {milestones[-1]}"
 
 
 class Status(enum.StrEnum):
@@ -17,6 +87,33 @@ class Status(enum.StrEnum):
     SKIP = "SKIP"  # a check it depends on did not pass
     INCONCLUSIVE = "INCONCLUSIVE"  # the machine was too noisy to tell: grade again
     ERROR = "ERROR"  # the grader or the environment broke: never the learner's fault
+
+    @property
+    def needs_action(self) -> bool:
+        """Whether someone has to act: fix the code (FAIL) or grade again (ERROR, INCONCLUSIVE).
+
+        Reports show the hint, annotate, and detail exactly these.
+        """
+        return self in (Status.FAIL, Status.ERROR, Status.INCONCLUSIVE)
+
+
+class ExitCode(enum.IntEnum):
+    """What `failfast check` exits with."""
+
+    PASSED = 0  # every check passed
+    FAILED = 1  # a check failed (or was skipped because one it needs failed)
+    NOT_GRADED = 2  # the grader could not grade, or could not tell: bad input, ERROR, INCONCLUSIVE
+    INTERRUPTED = 130  # Ctrl-C or SIGTERM
+
+    @property
+    def meaning(self) -> str:
+        """What the code tells whoever ran the grader, in a few words."""
+        return {
+            ExitCode.PASSED: "every check passed",
+            ExitCode.FAILED: "a check failed",
+            ExitCode.NOT_GRADED: "the grader could not grade",
+            ExitCode.INTERRUPTED: "grading was interrupted",
+        }[self]
 
 
 def _frozen(data: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -31,42 +128,98 @@ class Location:
     line: int | None = None  # 1-based; None for the whole file
 
     def __str__(self) -> str:
+        """``budgets.yaml:14``, or the bare path for a whole file."""
         return f"{self.path}:{self.line}" if self.line else self.path
 
 
 @dataclass(frozen=True, slots=True)
-class Passed:
-    """What a check returns when the service did the right thing: the evidence of it."""
+class Evidence:
+    """What a verdict rests on; every verdict, PASS or not, carries one.
+
+    ``hint`` overrides the check's own hint when a verdict calls for a more specific one;
+    ``data`` carries numbers for the machine-readable reports; ``figure`` is a small monospace
+    chart (lines of text); ``location`` is the learner's file and line at fault, which CI
+    annotates.
+    """
 
     summary: str
     measured: str = ""
     expected: str = ""
-    data: Mapping[str, Any] = field(default_factory=dict)
-    figure: tuple[str, ...] = ()  # a small monospace chart, e.g. a timeline of attempts
+    hint: str = ""
+    data: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))
+    figure: tuple[str, ...] = ()
+    location: Location | None = None
+
+    def __post_init__(self) -> None:
+        """Freeze ``data`` and ``figure`` so evidence cannot change after it is reported."""
+        object.__setattr__(self, "data", _frozen(self.data))
+        object.__setattr__(self, "figure", tuple(self.figure))
+
+
+@dataclass(frozen=True, slots=True)
+class Passed(Evidence):
+    """What a check returns when the service did the right thing: the evidence of it."""
 
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
-    """The outcome of one check with its evidence."""
+    """The outcome of one check: its status and the evidence for it."""
 
     id: str
     title: str
     milestone: str
     status: Status
-    summary: str
-    measured: str = ""
-    expected: str = ""
-    hint: str = ""
+    evidence: Evidence
     duration_s: float = 0.0
-    data: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))
     # The last lines the learner's API printed, shown for FAIL and ERROR only.
     api_output: tuple[str, ...] = ()
-    figure: tuple[str, ...] = ()
-    location: Location | None = None  # the learner's file a FAIL points at, where there is one
 
-    def __post_init__(self) -> None:
-        """Freeze ``data`` so a result cannot change after it is reported."""
-        object.__setattr__(self, "data", _frozen(self.data))
+    @property
+    def summary(self) -> str:
+        """The verdict in one line."""
+        return self.evidence.summary
+
+    @property
+    def measured(self) -> str:
+        """What the check measured."""
+        return self.evidence.measured
+
+    @property
+    def expected(self) -> str:
+        """What the check expected."""
+        return self.evidence.expected
+
+    @property
+    def hint(self) -> str:
+        """How to fix it."""
+        return self.evidence.hint
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """Numbers for machines."""
+        return self.evidence.data
+
+    @property
+    def figure(self) -> tuple[str, ...]:
+        """A small monospace chart."""
+        return self.evidence.figure
+
+    @property
+    def location(self) -> Location | None:
+        """The learner's file a FAIL points at, where there is one."""
+        return self.evidence.location
+
+    def evidence_parts(self) -> list[tuple[str, str]]:
+        """The evidence as (label, text) pairs in reading order; empty parts left out.
+
+        The hint is shown only where someone has to act.
+        """
+        parts = [("measured", self.measured), ("expected", self.expected)]
+        if self.status.needs_action:
+            parts.append(("hint", self.hint))
+        if self.location is not None:
+            parts.append(("where", str(self.location)))
+        return [(label, text) for label, text in parts if text]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,23 +232,39 @@ class BudgetSource:
 
 
 @dataclass(frozen=True, slots=True)
+class NotGraded:
+    """Why the grader could not grade at all: a paragraph the learner can act on."""
+
+    kind: str  # the error's name, e.g. "BudgetsError"
+    message: str
+    details: tuple[str, ...] = ()  # supporting lines, e.g. the API's last output lines
+    location: Location | None = None  # the learner's file at fault, when there is one
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
-    """Everything one `failfast check` run found."""
+    """Everything one `failfast check` run found, or why it could not grade."""
 
     milestone: str  # what was asked for: "milestone-3", "all"
     repo: str
-    started_at: str  # ISO 8601, UTC
-    duration_s: float
-    results: tuple[CheckResult, ...]
+    started_at: str = ""  # ISO 8601, UTC
+    duration_s: float = 0.0
+    results: tuple[CheckResult, ...] = ()
     budgets: BudgetSource | None = None
     # The milestones graded, in order: one, or several for `all` and `--through`.
     milestones: tuple[str, ...] = ()
     through: bool = False
+    not_graded: NotGraded | None = None
 
     def __post_init__(self) -> None:
         """A report of one milestone lists just that one."""
         if not self.milestones:
             object.__setattr__(self, "milestones", (self.milestone,))
+
+    @property
+    def title(self) -> str:
+        """What was graded, in words."""
+        return selection_label(self.milestone, self.milestones)
 
     def results_of(self, milestone: str) -> tuple[CheckResult, ...]:
         """The results of one of the milestones graded."""
@@ -106,16 +275,16 @@ class Report:
         return sum(1 for r in self.results if r.status is status)
 
     @property
-    def exit_code(self) -> int:
-        """0: every check passed; 1: one failed; 2: the grader could not grade (or could not tell).
+    def exit_code(self) -> ExitCode:
+        """What the run exits with.
 
         An ERROR means the grader could not grade at all. A FAIL outranks an INCONCLUSIVE: the
         learner has something to fix either way.
         """
-        if self.count(Status.ERROR):
-            return 2
+        if self.not_graded is not None or self.count(Status.ERROR):
+            return ExitCode.NOT_GRADED
         if self.count(Status.FAIL) or self.count(Status.SKIP):
-            return 1
+            return ExitCode.FAILED
         if self.count(Status.INCONCLUSIVE):
-            return 2
-        return 0
+            return ExitCode.NOT_GRADED
+        return ExitCode.PASSED

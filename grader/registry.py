@@ -2,40 +2,33 @@
 
 A check takes a :class:`grader.context.Context` and returns :class:`grader.model.Passed`, or raises
 :class:`grader.errors.CheckFailed` with the evidence. Its id is ``<prefix>.<name>`` (``m2`` for
-milestone 2, ``lt`` for the load test); the function lives in ``checks/<prefix>_*.py`` under the
-same name with dashes as underscores.
+milestone 2, ``lt`` for the load test: :data:`grader.model.MILESTONES`); the function lives in
+``checks/<prefix>_*.py`` under the same name with dashes as underscores.
+
+The registry never imports the checks: whoever grades names the package that holds them
+(:func:`load`), as check50's runner takes its checks by path. The CLI is the one place that does.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from grader.errors import GradingError
-from grader.model import Passed
+from grader.model import ALL, MILESTONE_KEYS, MILESTONES, Passed, Selection, milestone_of
 
 if TYPE_CHECKING:
     from grader.context import Context
 
 CheckFunc: TypeAlias = Callable[["Context"], Passed | Awaitable[Passed]]
+F = TypeVar("F", bound=CheckFunc)
 
-MILESTONES: dict[str, str] = {
-    "milestone-1": "The timeout budget table",
-    "milestone-2": "A budgeted client: connect, read and overall timeouts",
-    "milestone-3": "Bounded retries with exponential backoff and jitter",
-    "milestone-4": "A token-bucket retry budget",
-    "milestone-5": "Idempotency keys on a shared store",
-    "loadtest": "Load-test evidence with k6: fails fast under a slow provider, then recovers",
-}
-# Id prefix -> milestone; a check's module is checks/<prefix>_*.py.
-PREFIXES = {**{f"m{n}": f"milestone-{n}" for n in range(1, 6)}, "lt": "loadtest"}
-
-ALL = "all"
-
-_ID = re.compile(r"^(?P<prefix>[a-z]+[0-9]?)\.[a-z0-9]+(-[a-z0-9]+)*$")
+_ID = re.compile(r"^[a-z]+[0-9]?\.[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +45,9 @@ class CheckSpec:
     timeout_s: float = 30.0
     # An exclusive check runs alone: it loads the service, which would distort what others time.
     exclusive: bool = False
+    # A live check drives the learner's running API; a static one reads files only, and a run
+    # of static checks starts nothing.
+    live: bool = True
 
     @property
     def prefix(self) -> str:
@@ -60,16 +56,14 @@ class CheckSpec:
 
     @property
     def milestone(self) -> str:
-        """The milestone this check belongs to, from its id."""
-        return PREFIXES[self.prefix]
-
-    @property
-    def is_async(self) -> bool:
-        """Whether the check is a coroutine function (it drives the live service)."""
-        return inspect.iscoroutinefunction(self.func)
+        """The key of the milestone this check belongs to, from its id's prefix."""
+        found = milestone_of(self.id)
+        assert found is not None, "ids are validated when checks register"
+        return found.key
 
 
-_REGISTRY: dict[str, CheckSpec] = {}
+# Filled by @check as modules of checks are imported; read through a Catalog.
+_REGISTERED: dict[str, CheckSpec] = {}
 
 
 def check(
@@ -81,19 +75,20 @@ def check(
     depends: tuple[str, ...] = (),
     timeout_s: float = 30.0,
     exclusive: bool = False,
-) -> Callable[[CheckFunc], CheckFunc]:
+    live: bool = True,
+) -> Callable[[F], F]:
     """Register a check under ``id``; its docstring says what it does."""
-    match = _ID.match(id)
-    if match is None or match["prefix"] not in PREFIXES:
-        raise ValueError(f"check id {id!r} is not of the form <m1..m5|lt>.<kebab-name>")
+    if _ID.match(id) is None or milestone_of(id) is None:
+        prefixes = "|".join(m.prefix for m in MILESTONES)
+        raise ValueError(f"check id {id!r} is not of the form <{prefixes}>.<kebab-name>")
 
-    def register(func: CheckFunc) -> CheckFunc:
-        if id in _REGISTRY:
+    def register(func: F) -> F:
+        if id in _REGISTERED:
             raise ValueError(f"check id {id!r} is registered twice")
         for dep in depends:
-            if dep not in _REGISTRY:
+            if dep not in _REGISTERED:
                 raise ValueError(f"{id} depends on {dep!r}, which is not registered before it")
-        _REGISTRY[id] = CheckSpec(
+        _REGISTERED[id] = CheckSpec(
             id=id,
             title=title,
             func=func,
@@ -103,63 +98,48 @@ def check(
             depends=depends,
             timeout_s=timeout_s,
             exclusive=exclusive,
+            live=live,
         )
         return func
 
     return register
 
 
-def _load() -> None:
-    # Importing the checks package registers every check; done lazily so that importing the
-    # registry alone stays cheap and free of cycles.
-    import checks  # noqa: F401
-
-
-def all_checks() -> tuple[CheckSpec, ...]:
-    """Every registered check, in registration order (milestone by milestone)."""
-    _load()
-    return tuple(_REGISTRY.values())
-
-
-def checks_for(milestone: str) -> tuple[CheckSpec, ...]:
-    """The checks of one milestone, in registration order."""
-    return tuple(spec for spec in all_checks() if spec.milestone == milestone)
-
-
-def get(check_id: str) -> CheckSpec | None:
-    """The check with this id, if there is one."""
-    _load()
-    return _REGISTRY.get(check_id)
-
-
 @dataclass(frozen=True, slots=True)
-class Selection:
-    """What one `failfast check` run grades: one milestone, milestones 1 to N, or all of them."""
+class Catalog:
+    """The checks one grading run may use, in registration order (milestone by milestone)."""
 
-    name: str  # as asked for: "milestone-3", "all"
-    milestones: tuple[str, ...]
-    through: bool = False
+    specs: tuple[CheckSpec, ...]
 
-    @property
-    def label(self) -> str:
-        """In words, for report headings."""
-        if self.name == ALL:
-            return "every milestone"
-        if len(self.milestones) == 1:
-            return MILESTONES[self.name]
-        return f"{self.milestones[0]} through {self.milestones[-1]}"
+    def for_milestone(self, milestone: str) -> tuple[CheckSpec, ...]:
+        """The checks of one milestone, in registration order."""
+        return tuple(spec for spec in self.specs if spec.milestone == milestone)
+
+    def get(self, check_id: str) -> CheckSpec | None:
+        """The check with this id, if there is one."""
+        return next((spec for spec in self.specs if spec.id == check_id), None)
+
+
+def load(package: str) -> Catalog:
+    """Import every module of ``package`` (registering its checks) and return its checks."""
+    root = importlib.import_module(package)
+    for module in pkgutil.iter_modules(getattr(root, "__path__", [])):
+        importlib.import_module(f"{package}.{module.name}")
+    prefix = f"{package}."
+    return Catalog(
+        tuple(spec for spec in _REGISTERED.values() if spec.func.__module__.startswith(prefix))
+    )
 
 
 def select(name: str, *, through: bool = False) -> Selection:
     """The milestones ``name`` stands for; ``through`` adds every milestone before it."""
-    order = tuple(MILESTONES)
     if name == ALL:
-        return Selection(ALL, order)
-    if name not in MILESTONES:
+        return Selection(ALL, MILESTONE_KEYS)
+    if name not in MILESTONE_KEYS:
         raise GradingError(
-            f"There is no milestone {name!r}; choose one of {', '.join(order)}, or {ALL} "
+            f"There is no milestone {name!r}; choose one of {', '.join(MILESTONE_KEYS)}, or {ALL} "
             f"(`failfast list` shows their checks)."
         )
     if through:
-        return Selection(name, order[: order.index(name) + 1], through=True)
+        return Selection(name, MILESTONE_KEYS[: MILESTONE_KEYS.index(name) + 1], through=True)
     return Selection(name, (name,))

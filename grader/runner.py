@@ -13,7 +13,7 @@ import datetime as dt
 import inspect
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,10 @@ import httpx
 
 from grader import budgets as budgets_mod
 from grader.context import AMOUNT_BLOCK, Context
-from grader.errors import BudgetsError, CheckFailed, CheckVerdict, GradingError
-from grader.model import CheckResult, Passed, Report, Status
-from grader.registry import CheckSpec, Selection, checks_for, select
+from grader.driver import Driver
+from grader.errors import BudgetsError, CheckFailed, CheckInconclusive, GradingError
+from grader.model import CheckResult, Evidence, Passed, Report, Selection, Status
+from grader.registry import Catalog, CheckSpec
 from grader.repo import LearnerRepo
 from grader.stack import LocalStack, Stack
 
@@ -32,26 +33,26 @@ from grader.stack import LocalStack, Stack
 class Hooks:
     """Callbacks for progress; the runner itself never prints."""
 
-    on_start: Callable[[CheckSpec], None] = lambda spec: None
+    on_start: Callable[[str, str], None] = lambda check_id, title: None  # id and title
     on_finish: Callable[[CheckResult], None] = lambda result: None
 
 
-async def grade(selection: Selection | str, repo_path: Path, hooks: Hooks = Hooks()) -> Report:
+async def grade(
+    selection: Selection, repo_path: Path, catalog: Catalog, hooks: Hooks = Hooks()
+) -> Report:
     """Grade one milestone or several; raises :class:`GradingError` when it cannot grade at all.
 
     Several milestones share one stack (the stub, Redis, the grader's client) and run one after
     another. Each live milestone gets a fresh instance of the learner's API, so that it sees what
     it would see graded alone: a full retry budget whatever the milestone before it spent.
     """
-    if isinstance(selection, str):
-        selection = select(selection)
     started_wall = dt.datetime.now(dt.UTC)
     started = time.monotonic()
     repo = LearnerRepo.open(repo_path)
-    groups = [checks_for(milestone) for milestone in selection.milestones]
+    groups = [catalog.for_milestone(milestone) for milestone in selection.milestones]
     specs = tuple(spec for group in groups for spec in group)
     budgets, source, unusable = budgets_mod.COURSE, None, None
-    live = any(spec.is_async for spec in specs)
+    live = any(spec.live for spec in specs)
     if live:
         try:
             budgets, source = budgets_mod.for_live_checks(repo.path)
@@ -65,7 +66,7 @@ async def grade(selection: Selection | str, repo_path: Path, hooks: Hooks = Hook
     async with _stack(repo, live and unusable is None) as (stack, http):
         fresh = True
         for group in groups:
-            if any(spec.is_async for spec in group):
+            if any(spec.live for spec in group):
                 if unusable is not None:
                     run.skip_unusable(group, unusable)
                     continue
@@ -117,7 +118,7 @@ class _Run:
         self.results: dict[str, CheckResult] = {}
         # Blocks are unique across the whole run: milestones share the stub, and its journal.
         self.blocks = {spec.id: (index + 1) * AMOUNT_BLOCK for index, spec in enumerate(specs)}
-        self.shared: dict[str, asyncio.Task[Any]] = {}
+        self.measurements: dict[Callable[..., Any], asyncio.Task[Any]] = {}
 
     def finish(self, result: CheckResult) -> None:
         """Record a result and report it."""
@@ -127,17 +128,12 @@ class _Run:
     def skip_unusable(self, group: tuple[CheckSpec, ...], error: BudgetsError) -> None:
         """Skip live checks that have no budget table to hold the service to."""
         for spec in group:
-            self.finish(
-                CheckResult(
-                    id=spec.id,
-                    title=spec.title,
-                    milestone=spec.milestone,
-                    status=Status.SKIP,
-                    summary="not run: budgets.yaml cannot be used (m1.budgets-valid says why)",
-                    hint="Fix budgets.yaml first: every live check holds your service to it.",
-                    data={"reason": error.message},
-                )
+            evidence = Evidence(
+                "not run: budgets.yaml cannot be used (m1.budgets-valid says why)",
+                hint="Fix budgets.yaml first: every live check holds your service to it.",
+                data={"reason": error.message},
             )
+            self.finish(result_of(spec, Status.SKIP, evidence))
 
     async def run_all(
         self,
@@ -150,8 +146,11 @@ class _Run:
         pending = list(specs)
 
         async def run(spec: CheckSpec) -> None:
-            self.hooks.on_start(spec)
-            ctx = Context(self.repo, self.budgets, self.blocks[spec.id], stack, http, self.shared)
+            self.hooks.on_start(spec.id, spec.title)
+            driver = None if stack is None or http is None else Driver(stack, http)
+            ctx = Context(
+                self.repo, self.budgets, self.blocks[spec.id], stack, driver, self.measurements
+            )
             self.finish(await _run_one(spec, ctx, stack))
 
         while pending:
@@ -168,7 +167,12 @@ class _Run:
                     d for d in spec.depends if d in results and results[d].status is not Status.PASS
                 ]
                 if blocked:
-                    self.finish(_skip(spec, blocked, results))
+                    reasons = ", ".join(f"{d} is {results[d].status.value}" for d in blocked)
+                    evidence = Evidence(
+                        f"not run: {reasons}",
+                        hint=f"Fix {blocked[0]} first; this check builds on it.",
+                    )
+                    self.finish(result_of(spec, Status.SKIP, evidence))
                 else:
                     runnable.append(spec)
             await asyncio.gather(*(run(s) for s in runnable if not s.exclusive))
@@ -177,73 +181,66 @@ class _Run:
                     await run(spec)
 
 
-def _skip(spec: CheckSpec, blocked: list[str], results: dict[str, CheckResult]) -> CheckResult:
-    reasons = ", ".join(f"{d} is {results[d].status.value}" for d in blocked)
-    return CheckResult(
-        id=spec.id,
-        title=spec.title,
-        milestone=spec.milestone,
-        status=Status.SKIP,
-        summary=f"not run: {reasons}",
-        hint=f"Fix {blocked[0]} first; this check builds on it.",
-    )
-
-
-async def _run_one(spec: CheckSpec, ctx: Context, stack: Stack | None) -> CheckResult:
-    started = time.monotonic()
-    status, summary, measured, expected, hint, data = Status.PASS, "", "", "", "", {}
-    figure: tuple[str, ...] = ()
-    location = None
-    try:
-        outcome = spec.func(ctx)
-        if inspect.isawaitable(outcome):
-            outcome = await asyncio.wait_for(outcome, timeout=spec.timeout_s)
-        assert isinstance(outcome, Passed), f"{spec.id} returned {outcome!r}, not Passed"
-        summary, measured, expected, data = (
-            outcome.summary,
-            outcome.measured,
-            outcome.expected,
-            dict(outcome.data),
-        )
-        figure = outcome.figure
-    except CheckVerdict as verdict:
-        status = Status.FAIL if isinstance(verdict, CheckFailed) else Status.INCONCLUSIVE
-        summary, measured, expected = verdict.summary, verdict.measured, verdict.expected
-        hint, data, figure = verdict.hint or spec.hint, verdict.data, verdict.figure
-        location = verdict.location
-    except TimeoutError:
-        status, hint = Status.ERROR, "This is the grader's fault, not yours: please report it."
-        summary = f"the check did not finish within its limit of {spec.timeout_s:g} s"
-    except GradingError as problem:
-        status, summary, hint = (
-            Status.ERROR,
-            problem.message,
-            "Grade again; report it if it persists.",
-        )
-    except Exception as bug:
-        status, hint = (
-            Status.ERROR,
-            "This is a bug in the grader, not your fault: please report it.",
-        )
-        summary = f"the check crashed: {bug!r}"
-    api_output: tuple[str, ...] = ()
-    if stack is not None and status in (Status.FAIL, Status.ERROR):
-        api_output = ctx.api_output()
-        exited = stack.api.exit_description()
-        if exited is not None and "your API" not in summary:
-            summary = f"{summary} (your API {exited} meanwhile)"
+def result_of(
+    spec: CheckSpec,
+    status: Status,
+    evidence: Evidence,
+    *,
+    duration_s: float = 0.0,
+    api_output: tuple[str, ...] = (),
+) -> CheckResult:
+    """The one way a result is built; a FAIL or INCONCLUSIVE without a hint gets the check's."""
+    if not evidence.hint and status in (Status.FAIL, Status.INCONCLUSIVE):
+        evidence = replace(evidence, hint=spec.hint)
     return CheckResult(
         id=spec.id,
         title=spec.title,
         milestone=spec.milestone,
         status=status,
-        summary=summary,
-        measured=measured,
-        expected=expected,
-        hint=hint,
-        duration_s=round(time.monotonic() - started, 3),
-        data=data,
+        evidence=evidence,
+        duration_s=round(duration_s, 3),
         api_output=api_output,
-        figure=figure,
-        location=location,
+    )
+
+
+async def _verdict(spec: CheckSpec, ctx: Context) -> tuple[Status, Evidence]:
+    """Run the check and turn whatever it ends with into a status and its evidence."""
+    try:
+        outcome = spec.func(ctx)
+        if inspect.isawaitable(outcome):
+            outcome = await asyncio.wait_for(outcome, timeout=spec.timeout_s)
+        assert isinstance(outcome, Passed), f"{spec.id} returned {outcome!r}, not Passed"
+        return Status.PASS, outcome
+    except CheckFailed as verdict:
+        return Status.FAIL, verdict.evidence
+    except CheckInconclusive as verdict:
+        return Status.INCONCLUSIVE, verdict.evidence
+    except TimeoutError:
+        return Status.ERROR, Evidence(
+            f"the check did not finish within its limit of {spec.timeout_s:g} s",
+            hint="This is the grader's fault, not yours: please report it.",
+        )
+    except GradingError as problem:
+        return Status.ERROR, Evidence(
+            problem.message, hint="Grade again; report it if it persists."
+        )
+    except Exception as bug:
+        return Status.ERROR, Evidence(
+            f"the check crashed: {bug!r}",
+            hint="This is a bug in the grader, not your fault: please report it.",
+        )
+
+
+async def _run_one(spec: CheckSpec, ctx: Context, stack: Stack | None) -> CheckResult:
+    started = time.monotonic()
+    status, evidence = await _verdict(spec, ctx)
+    api_output: tuple[str, ...] = ()
+    if ctx.driver_ is not None and stack is not None and status in (Status.FAIL, Status.ERROR):
+        api_output = ctx.driver_.api_output()
+        exited = stack.api.exit_description()
+        if exited is not None and "your API" not in evidence.summary:
+            summary = f"{evidence.summary} (your API {exited} meanwhile)"
+            evidence = replace(evidence, summary=summary)
+    return result_of(
+        spec, status, evidence, duration_s=time.monotonic() - started, api_output=api_output
     )

@@ -1,4 +1,8 @@
-"""The grader's side of the reference stub's admin API: program faults, read the journal."""
+"""The grader's side of the reference stub's admin API: program faults, read the journal.
+
+Faults are the stub's own typed values (``Status(503)``, ``Delay(delay_ms=...)``), re-exported
+here for the checks, so a misspelled fault type or field is a type error, not a 400 at run time.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,15 @@ from typing import Any
 import httpx
 
 from grader.errors import EnvironmentProblem
+from reference.stub.faults import Decline as Decline
+from reference.stub.faults import Delay as Delay
+from reference.stub.faults import Dribble as Dribble
+from reference.stub.faults import Fault as Fault
+from reference.stub.faults import Hang as Hang
+from reference.stub.faults import LostResponse as LostResponse
+from reference.stub.faults import Match, Rule
+from reference.stub.faults import Reset as Reset
+from reference.stub.faults import Status as Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +109,7 @@ class StubAdmin:
 
     async def add_fault(
         self,
-        fault: Mapping[str, Any],
+        fault: Fault,
         *,
         amounts: range,
         first_n: int | None = None,
@@ -104,14 +117,10 @@ class StubAdmin:
         times: int | None = None,
     ) -> int:
         """Apply ``fault`` to charge attempts whose amount is in ``amounts``; returns its id."""
-        rule = {
-            "match": {"amount_min": amounts.start, "amount_max": amounts.stop - 1},
-            "fault": dict(fault),
-            "first_n": first_n,
-            "rate": rate,
-            "times": times,
-        }
-        created = await self._call("POST", "/faults", json=rule)
+        rule = Rule(Match.within(amounts), fault, first_n=first_n, rate=rate, times=times)
+        # The stub assigns the id, and refuses a rule that names one as an unknown key.
+        body = {key: value for key, value in rule.to_dict().items() if key != "id"}
+        created = await self._call("POST", "/faults", json=body)
         return int(created["id"])
 
     async def remove_fault(self, rule_id: int) -> None:
@@ -120,14 +129,12 @@ class StubAdmin:
 
     async def journal(self, amounts: range) -> list[Attempt]:
         """Every attempt whose amount is in ``amounts``, in arrival order."""
-        params = {"amount_min": amounts.start, "amount_max": amounts.stop - 1}
-        body = await self._call("GET", "/journal", params=params)
+        body = await self._call("GET", "/journal", params=Match.within(amounts).to_dict())
         return [Attempt.from_json(item) for item in body["attempts"]]
 
     async def ledger(self, amounts: range) -> list[Charge]:
         """Every committed charge whose amount is in ``amounts``."""
-        params = {"amount_min": amounts.start, "amount_max": amounts.stop - 1}
-        body = await self._call("GET", "/ledger", params=params)
+        body = await self._call("GET", "/ledger", params=Match.within(amounts).to_dict())
         return [
             Charge(
                 id=str(c["id"]),

@@ -17,6 +17,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from grader.model import Location
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -29,9 +31,13 @@ class Problem:
     # True when the value is simply not filled in yet (null), as in the learner template.
     unfilled: bool = False
 
+    @property
+    def location(self) -> Location:
+        """Where the problem is."""
+        return Location(self.file, self.line)
+
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.message}"
+        return f"{self.location}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +47,15 @@ class Loaded:
     data: Any
     problems: tuple[Problem, ...]
     node: yaml.Node | None = None
+    file: str = ""  # relative to the repo root
 
     def line(self, *path: str) -> int | None:
-        """The 1-based line of the field at ``path``, for evidence like ``budgets.yaml:4``."""
+        """The 1-based line of the field at ``path``."""
         return _line_of(self.node, path)
+
+    def location(self, *path: str) -> Location:
+        """Where the field at ``path`` is, for evidence like ``budgets.yaml:4``."""
+        return Location(self.file, self.line(*path))
 
 
 @cache
@@ -77,7 +88,7 @@ def load(path: Path, schema_name: str) -> Loaded:
     validator = jsonschema.Draft202012Validator(schema(schema_name))
     explained = (_explain(name, node, error) for error in validator.iter_errors(data))
     problems = tuple(sorted(explained, key=lambda p: (p.line or 0, p.field)))
-    return Loaded(data, problems, node)
+    return Loaded(data, problems, node, name)
 
 
 def _explain(file: str, root: yaml.Node | None, error: jsonschema.ValidationError) -> Problem:

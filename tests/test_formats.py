@@ -17,7 +17,7 @@ from grader.errors import BudgetsError
 from grader.formats.github import AnnotationsFormat, GitHubActions, command
 from grader.formats.junit import JUnitFormat
 from grader.formats.markdown import MarkdownFormat, code_block
-from grader.model import CheckResult, Location, Report, Status
+from grader.model import CheckResult, Evidence, Location, Report, Status
 from tests.gha import commands
 
 FORGED = "\n::error::forged\n::set-output name=grade::100"
@@ -27,12 +27,14 @@ def result(id_: str, status: Status, **kwargs: object) -> CheckResult:
     """A result of milestone 1 or 2 (from the id's prefix) with this status."""
     milestone = "milestone-1" if id_.startswith("m1.") else "milestone-2"
     fields: dict[str, object] = {"summary": f"{id_} {status.value.lower()}", "hint": "fix it"}
+    api_output: tuple[str, ...] = kwargs.pop("api_output", ())  # type: ignore[assignment]
     return CheckResult(
         id=id_,
         title=f"title of {id_}",
         milestone=milestone,
         status=status,
-        **(fields | kwargs),  # type: ignore[arg-type]
+        evidence=Evidence(**(fields | kwargs)),  # type: ignore[arg-type]
+        api_output=api_output,
     )
 
 
@@ -102,7 +104,8 @@ def test_junit_of_a_grading_error_is_one_errored_case(tmp_path: Path) -> None:
     """When nothing could be graded, CI still shows why: one case in error."""
     file = tmp_path / "junit.xml"
     error = BudgetsError("budgets.yaml cannot be used", details=["budgets.yaml:3: bad"])
-    file.write_text(JUnitFormat().render_error(error, "milestone-2", "/r"), "utf-8")
+    report = Report("milestone-2", "/r", not_graded=error.not_graded())
+    file.write_text(JUnitFormat().render(report), "utf-8")
     cases = [case for suite in JUnitXml.fromfile(str(file)) for case in suite]
     assert len(cases) == 1 and isinstance(cases[0].result[0], Error)
     assert cases[0].result[0].type == "BudgetsError"

@@ -62,4 +62,4 @@ def test_unparseable_config_fails_with_line(tmp_path: Path) -> None:
     path = conf(tmp_path, "server {\n location / {\n proxy_pass http://api;\n")
     with pytest.raises(CheckFailed) as failed:
         proxy_read_timeouts(path)
-    assert "nginx.conf:" in failed.value.measured
+    assert "nginx.conf:" in failed.value.evidence.measured

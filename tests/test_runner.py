@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from grader import budgets, registry
+from grader.cli import catalog
 from grader.context import Context
 from grader.errors import CheckFailed, CheckInconclusive, EnvironmentProblem
-from grader.model import CheckResult, Passed, Report, Status
+from grader.model import CheckResult, Evidence, Passed, Report, Status
 from grader.registry import CheckSpec
 from grader.repo import LearnerRepo
 from grader.runner import Hooks, _Run
@@ -122,7 +123,7 @@ def test_ids_must_name_their_milestone() -> None:
 
 def test_every_registered_check_is_documented() -> None:
     """Every check has a docstring, a why and a hint, and lives in its milestone's module."""
-    for check in registry.all_checks():
+    for check in catalog().specs:
         assert check.what and check.why and check.hint, check.id
         module = check.func.__module__
         assert module.startswith(f"checks.{check.prefix}_"), (check.id, module)
@@ -154,6 +155,6 @@ def test_inconclusive_keeps_evidence_and_figure(tmp_path: Path) -> None:
 def test_exit_code_ranks_statuses(statuses: list[Status], code: int) -> None:
     """ERROR outranks FAIL, which outranks INCONCLUSIVE; all PASS is 0."""
     results = tuple(
-        CheckResult(f"m5.c{n}", "t", "milestone-9", s, "") for n, s in enumerate(statuses)
+        CheckResult(f"m5.c{n}", "t", "milestone-9", s, Evidence("")) for n, s in enumerate(statuses)
     )
     assert Report("milestone-9", ".", "", 0.0, results).exit_code == code

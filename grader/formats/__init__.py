@@ -1,45 +1,38 @@
-"""Output formats, one class each behind one interface (after pip-audit's ``_format``).
+"""Output formats, one class each behind one enum (after pip-audit's ``_format``).
 
-``terminal`` (rich, for people), ``json`` (for machines), ``junit`` (for CI test reports),
-``markdown`` (the GitHub job summary) and ``github`` (workflow-command annotations). Only
-:mod:`grader.formats.terminal` touches rich.
+Find a format by its name: ``text`` is :mod:`grader.formats.terminal` (rich, for people),
+``json`` :mod:`grader.formats.json` (for machines), ``junit`` :mod:`grader.formats.junit` (CI
+test reports), ``markdown`` :mod:`grader.formats.markdown` (the GitHub job summary). GitHub's
+workflow-command annotations (:mod:`grader.formats.github`) are written under GitHub Actions
+only. Formats import the model and nothing that grades; only the terminal format touches rich.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import enum
 
-from grader.errors import GradingError
-from grader.model import CheckResult, Report, Status
+from grader.formats.base import COUNTED, Format
+from grader.formats.json import JsonFormat
+from grader.formats.junit import JUnitFormat
+from grader.formats.markdown import MarkdownFormat
+from grader.formats.terminal import TerminalFormat
 
-# How each format counts results, in this order (the JSON report's summary keys).
-COUNTED: tuple[tuple[Status, str], ...] = (
-    (Status.PASS, "passed"),
-    (Status.FAIL, "failed"),
-    (Status.SKIP, "skipped"),
-    (Status.ERROR, "errors"),
-    (Status.INCONCLUSIVE, "inconclusive"),
-)
+__all__ = ["COUNTED", "Format", "OutputFormat"]
 
 
-class Format(Protocol):
-    """Turns a report, or the reason there is none, into text."""
+class OutputFormat(enum.StrEnum):
+    """The formats a report can be printed or written in: ``--report FORMAT=FILE``."""
 
-    def render(self, report: Report) -> str:
-        """The whole report as text."""
+    TEXT = "text"
+    JSON = "json"
+    JUNIT = "junit"
+    MARKDOWN = "markdown"
 
-    def render_error(self, error: GradingError, milestone: str, repo: str) -> str:
-        """Why grading was impossible, as text."""
-
-
-def evidence(result: CheckResult) -> list[tuple[str, str]]:
-    """A result's evidence as (label, text) pairs, in reading order; empty parts left out.
-
-    The hint is shown only where there is something to fix: never for PASS or SKIP.
-    """
-    parts = [("measured", result.measured), ("expected", result.expected)]
-    if result.status not in (Status.PASS, Status.SKIP):
-        parts.append(("hint", result.hint))
-    if result.location is not None:
-        parts.append(("where", str(result.location)))
-    return [(label, text) for label, text in parts if text]
+    def to_format(self) -> Format:
+        """A renderer of this format; text for a file is plain, at a fixed width."""
+        formats: dict[OutputFormat, type[Format]] = {
+            OutputFormat.JSON: JsonFormat,
+            OutputFormat.JUNIT: JUnitFormat,
+            OutputFormat.MARKDOWN: MarkdownFormat,
+        }
+        return TerminalFormat.for_file() if self is OutputFormat.TEXT else formats[self]()

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from grader.errors import GradingError
 from grader.model import CheckResult, Location, Report, Status
 from grader.procs import sanitize
 
@@ -67,7 +66,7 @@ class AnnotationsFormat:
 
     def annotation(self, result: CheckResult) -> str | None:
         """The annotation for one result, if it gets one."""
-        if result.status in (Status.PASS, Status.SKIP):
+        if not result.status.needs_action:
             return None
         name = "warning" if result.status is Status.INCONCLUSIVE else "error"
         verdict = {
@@ -88,14 +87,13 @@ class AnnotationsFormat:
         )
 
     def render(self, report: Report) -> str:
-        """The annotations, one line each."""
+        """The annotations, one line each; one error saying why, when nothing was graded."""
+        if report.not_graded is not None:
+            title = f"failfast could not grade {report.milestone}"
+            place = self._place(report.not_graded.location)
+            return command("error", report.not_graded.message, **place, title=title) + "\n"
         lines = [a for a in map(self.annotation, report.results) if a is not None]
         return "".join(line + "\n" for line in lines)
-
-    def render_error(self, error: GradingError, milestone: str, repo: str) -> str:
-        """One error annotation saying why grading was impossible."""
-        title = f"failfast could not grade {milestone}"
-        return command("error", error.message, **self._place(error.location), title=title) + "\n"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,7 @@ import json
 from typing import Any
 
 from grader import __version__
-from grader.errors import GradingError
-from grader.formats import COUNTED
+from grader.formats.base import COUNTED
 from grader.model import Report
 
 SCHEMA_VERSION = 1
@@ -17,8 +16,9 @@ class JsonFormat:
     """One JSON document per run, for machines: CI steps, dashboards, course tooling."""
 
     def render(self, report: Report) -> str:
-        """The report as JSON."""
-        return json.dumps(self.to_dict(report), indent=2, default=str) + "\n"
+        """The report as JSON: the checks, or why the grader could not grade."""
+        document = self.to_dict(report) if report.not_graded is None else self._not_graded(report)
+        return json.dumps(document, indent=2, default=str) + "\n"
 
     def to_dict(self, report: Report) -> dict[str, Any]:
         """The report as plain data, as the schema describes it."""
@@ -32,7 +32,7 @@ class JsonFormat:
             "repo": report.repo,
             "started_at": report.started_at,
             "duration_s": report.duration_s,
-            "exit_code": report.exit_code,
+            "exit_code": int(report.exit_code),
             "summary": {word: report.count(status) for status, word in COUNTED},
             "budgets": None
             if budgets is None
@@ -59,19 +59,19 @@ class JsonFormat:
             ],
         }
 
-    def render_error(self, error: GradingError, milestone: str, repo: str) -> str:
-        """Why grading was impossible, as JSON."""
-        document = {
+    def _not_graded(self, report: Report) -> dict[str, Any]:
+        """Why grading was impossible, as plain data."""
+        assert report.not_graded is not None
+        return {
             "schema_version": SCHEMA_VERSION,
             "failfast_version": __version__,
             "kind": "error",
-            "milestone": milestone,
-            "repo": repo,
-            "exit_code": 2,
+            "milestone": report.milestone,
+            "repo": report.repo,
+            "exit_code": int(report.exit_code),
             "error": {
-                "type": type(error).__name__,
-                "message": error.message,
-                "details": list(error.details),
+                "type": report.not_graded.kind,
+                "message": report.not_graded.message,
+                "details": list(report.not_graded.details),
             },
         }
-        return json.dumps(document, indent=2) + "\n"

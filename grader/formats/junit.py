@@ -14,9 +14,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
 from grader import __version__
-from grader.errors import GradingError
-from grader.formats import evidence
-from grader.model import CheckResult, Report, Status
+from grader.model import CheckResult, NotGraded, Report, Status
 
 # Characters XML 1.0 cannot carry at all; a learner's output may contain any of them.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -41,7 +39,7 @@ def _counts(element: ET.Element, results: Iterable[CheckResult], time_s: float) 
 
 def _text(result: CheckResult) -> str:
     lines = [result.summary, ""]
-    lines += [f"{label}: {text}" for label, text in evidence(result)]
+    lines += [f"{label}: {text}" for label, text in result.evidence_parts()]
     if result.figure:
         lines += ["", *result.figure]
     if result.api_output:
@@ -54,6 +52,8 @@ class JUnitFormat:
 
     def render(self, report: Report) -> str:
         """The report as a ``<testsuites>`` document."""
+        if report.not_graded is not None:
+            return self._not_graded(report, report.not_graded)
         root = ET.Element("testsuites", name=f"failfast {report.milestone}")
         _counts(root, report.results, report.duration_s)
         for milestone in report.milestones:
@@ -96,8 +96,9 @@ class JUnitFormat:
         else:
             ET.SubElement(case, "system-out").text = _text(result)
 
-    def render_error(self, error: GradingError, milestone: str, repo: str) -> str:
+    def _not_graded(self, report: Report, problem: NotGraded) -> str:
         """Why grading was impossible: one suite with one errored case, so CI shows it."""
+        milestone, repo = report.milestone, report.repo
         root = ET.Element("testsuites", name=f"failfast {milestone}")
         root.attrib.update(tests="1", failures="0", errors="1", skipped="0", time="0")
         suite = ET.SubElement(root, "testsuite", name=milestone, hostname=socket.gethostname())
@@ -105,10 +106,10 @@ class JUnitFormat:
         properties = ET.SubElement(suite, "properties")
         ET.SubElement(properties, "property", name="repo", value=_xml(repo))
         case = ET.SubElement(suite, "testcase", name="grading", classname="failfast", time="0")
-        text = "\n".join([error.message, *error.details])
-        ET.SubElement(
-            case, "error", message=_xml(error.message), type=type(error).__name__
-        ).text = _xml(text)
+        text = "\n".join([problem.message, *problem.details])
+        ET.SubElement(case, "error", message=_xml(problem.message), type=problem.kind).text = _xml(
+            text
+        )
         return self._document(root)
 
     @staticmethod

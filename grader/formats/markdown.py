@@ -9,11 +9,9 @@ from __future__ import annotations
 import html
 import re
 
-from grader.errors import GradingError
-from grader.formats import COUNTED, evidence
-from grader.model import CheckResult, Report, Status
+from grader.formats.base import COUNTED
+from grader.model import CheckResult, NotGraded, Report, Status, milestone
 from grader.procs import sanitize
-from grader.registry import MILESTONES
 
 ICON = {
     Status.PASS: "✅",
@@ -57,6 +55,8 @@ class MarkdownFormat:
 
     def render(self, report: Report) -> str:
         """The report as GitHub-flavoured Markdown."""
+        if report.not_graded is not None:
+            return self._not_graded(report, report.not_graded)
         counts = [
             f"{report.count(status)} {word}"
             for status, word in COUNTED
@@ -70,12 +70,13 @@ class MarkdownFormat:
             + (f" · budget: {inline(report.budgets.note)}" if report.budgets else ""),
             "",
         ]
-        for milestone in report.milestones:
-            results = report.results_of(milestone)
+        for key in report.milestones:
+            results = report.results_of(key)
             if len(report.milestones) > 1:
                 passed = sum(r.status is Status.PASS for r in results)
-                title = MILESTONES.get(milestone, "")
-                out += [f"### {milestone}: {title} ({passed}/{len(results)} passed)", ""]
+                found = milestone(key)
+                title = found.title if found else ""
+                out += [f"### {key}: {title} ({passed}/{len(results)} passed)", ""]
             out += ["| | Check | Status | Evidence |", "|---|---|---|---|"]
             out += [
                 f"| {ICON[r.status]} | `{r.id}` {inline(r.title)} | {r.status.value} | {_cell(r)} |"
@@ -83,7 +84,7 @@ class MarkdownFormat:
             ]
             out.append("")
         for result in report.results:
-            if result.status in (Status.FAIL, Status.ERROR, Status.INCONCLUSIVE):
+            if result.status.needs_action:
                 out += self._details(result)
         if any(r.status is Status.FAIL for r in report.results):
             out.append("`failfast explain <check id>` says more about a check.")
@@ -98,7 +99,7 @@ class MarkdownFormat:
             f"**{result.status.value}**: {inline(result.summary)}",
             "",
         ]
-        out += [f"- **{label}**: {inline(text)}" for label, text in evidence(result)]
+        out += [f"- **{label}**: {inline(text)}" for label, text in result.evidence_parts()]
         out.append("")
         if result.figure:
             out += [code_block(result.figure), ""]
@@ -107,15 +108,15 @@ class MarkdownFormat:
         out += ["</details>", ""]
         return out
 
-    def render_error(self, error: GradingError, milestone: str, repo: str) -> str:
+    def _not_graded(self, report: Report, problem: NotGraded) -> str:
         """Why grading was impossible, as Markdown."""
         out = [
-            f"## failfast {milestone}: ⚠️ could not grade",
+            f"## failfast {report.milestone}: ⚠️ could not grade",
             "",
-            inline(error.message),
+            inline(problem.message),
             "",
         ]
-        if error.details:
-            out += [code_block(error.details), ""]
-        out.append(f"Repo {inline(repo)} · exit code 2: the grader could not grade.")
+        if problem.details:
+            out += [code_block(problem.details), ""]
+        out.append(f"Repo {inline(report.repo)} · exit code 2: the grader could not grade.")
         return "\n".join(out) + "\n"

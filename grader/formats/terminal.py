@@ -6,20 +6,15 @@ output lines) is shown as plain ``Text`` after :func:`grader.procs.sanitize`, ne
 
 from __future__ import annotations
 
-import contextlib
 import io
-from collections.abc import Iterator
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from grader.errors import GradingError
-from grader.formats import COUNTED
-from grader.model import CheckResult, Report, Status
+from grader.formats.base import COUNTED
+from grader.model import CheckResult, ExitCode, NotGraded, Report, Status, milestone
 from grader.procs import sanitize
-from grader.registry import MILESTONES, CheckSpec, select
-from grader.runner import Hooks
 
 STYLE = {
     Status.PASS: "bold green",
@@ -36,13 +31,11 @@ MARK = {
     Status.ERROR: "!",
 }
 EXIT_MEANING = {
-    0: "every check passed",
-    1: "a check failed: the hints above say what to fix",
-    2: "the grader could not grade, or could not tell (an ERROR or INCONCLUSIVE above is not "
-    "your fault: grade again)",
+    ExitCode.PASSED: "every check passed",
+    ExitCode.FAILED: "a check failed: the hints above say what to fix",
+    ExitCode.NOT_GRADED: "the grader could not grade, or could not tell (an ERROR or "
+    "INCONCLUSIVE above is not your fault: grade again)",
 }
-# Statuses whose evidence and hint the report shows: all but SKIP, whose reason is its summary.
-EVIDENCED = (Status.PASS, Status.FAIL, Status.INCONCLUSIVE, Status.ERROR)
 
 
 def _plain(text: str) -> Text:
@@ -79,35 +72,10 @@ class TerminalFormat:
     def __init__(self, console: Console) -> None:
         self.console = console
 
-    @contextlib.contextmanager
-    def progress(self) -> Iterator[Hooks]:
-        """Hooks that show which checks are running and a line per finished check."""
-        if not self.console.is_terminal:
-            yield Hooks()
-            return
-        running: dict[str, str] = {}
-        with self.console.status("starting…") as status:
-
-            def show() -> None:
-                names = ", ".join(running) or "…"
-                status.update(f"running {names}")
-
-            def on_start(spec: CheckSpec) -> None:
-                running[spec.id] = spec.title
-                show()
-
-            def on_finish(result: CheckResult) -> None:
-                running.pop(result.id, None)
-                line = Text.assemble(
-                    (f" {MARK[result.status]} ", STYLE[result.status]),
-                    (result.id, "bold"),
-                    f"  {result.duration_s:.1f} s",
-                    style="dim" if result.status is Status.SKIP else "",
-                )
-                self.console.print(line)
-                show()
-
-            yield Hooks(on_start=on_start, on_finish=on_finish)
+    @classmethod
+    def for_file(cls) -> TerminalFormat:
+        """The format for a report file: rendered plain, whatever the terminal is."""
+        return cls(Console(file=io.StringIO()))
 
     def print(self, report: Report) -> None:
         """Print the whole report to the console."""
@@ -117,14 +85,17 @@ class TerminalFormat:
         print_to(self.console, renderable)
 
     def render(self, report: Report) -> str:
-        """The report as plain text (for --output)."""
+        """The report as plain text (for a report file)."""
         return _plain_text(self._renderable(report))
 
     def _renderable(self, report: Report) -> Group:
+        if report.not_graded is not None:
+            return self._not_graded(report, report.not_graded)
         parts: list[Text | Group] = [Text()]
-        title = select(report.milestone, through=report.through).label
         parts.append(
-            Text.assemble(("failfast ", "bold"), (report.milestone, "bold cyan"), f"  {title}")
+            Text.assemble(
+                ("failfast ", "bold"), (report.milestone, "bold cyan"), f"  {report.title}"
+            )
         )
         parts.append(Text.assemble(("repo    ", "dim"), report.repo))
         if report.budgets is not None:
@@ -136,23 +107,24 @@ class TerminalFormat:
             parts.append(Text.assemble(("budget  ", "dim"), f"{held} ({report.budgets.note})"))
         parts.append(Text())
         several = len(report.milestones) > 1
-        for milestone in report.milestones:
-            results = report.results_of(milestone)
+        for key in report.milestones:
+            results = report.results_of(key)
             if several:
-                parts += [self._heading(milestone, results), Text()]
+                parts += [self._heading(key, results), Text()]
             parts += [self._block(result) for result in results]
         parts.append(self._summary(report))
         return Group(*parts)
 
-    def _heading(self, milestone: str, results: tuple[CheckResult, ...]) -> Text:
+    def _heading(self, key: str, results: tuple[CheckResult, ...]) -> Text:
         passed = sum(r.status is Status.PASS for r in results)
         style = STYLE[Status.PASS] if passed == len(results) else STYLE[Status.FAIL]
+        found = milestone(key)
         heading = Text.assemble(
             ("── ", "dim"),
-            (milestone, "bold cyan"),
+            (key, "bold cyan"),
             "  ",
             (f"{passed}/{len(results)} passed", style),
-            f"  {MILESTONES.get(milestone, '')}",
+            f"  {found.title if found else ''}",
         )
         heading.no_wrap, heading.overflow = True, "ellipsis"
         return heading
@@ -162,12 +134,9 @@ class TerminalFormat:
             Text.assemble((result.id, "bold"), f"  {result.title}"),
             _plain(result.summary).append(f"  ({result.duration_s:.1f} s)", "dim"),
         ]
-        if result.status in EVIDENCED:
-            for label, value in (("measured", result.measured), ("expected", result.expected)):
-                if value:
-                    lines.append(Text.assemble((f"{label}: ", "dim"), _plain(value)))
-        if result.status in EVIDENCED and result.status is not Status.PASS and result.hint:
-            lines.append(Text.assemble(("hint: ", "bold yellow"), _plain(result.hint)))
+        for label, value in result.evidence_parts():
+            style = "bold yellow" if label == "hint" else "dim"
+            lines.append(Text.assemble((f"{label}: ", style), _plain(value)))
         # Charts are drawn, not wrapped: a wrapped timeline would be unreadable.
         lines += [Text(line, style="cyan", no_wrap=True, overflow="crop") for line in result.figure]
         if result.api_output:
@@ -198,19 +167,15 @@ class TerminalFormat:
             text.append(f"\n`failfast explain {first_bad.id}` says more about a check.", "dim")
         return text
 
-    def print_error(self, error: GradingError, milestone: str, repo: str) -> None:
-        """Print why grading was impossible: one paragraph, then its supporting lines."""
-        self._print(self._error(error, milestone, repo))
-
-    def render_error(self, error: GradingError, milestone: str, repo: str) -> str:
-        """Why grading was impossible, as plain text (for --output)."""
-        return _plain_text(self._error(error, milestone, repo))
-
-    def _error(self, error: GradingError, milestone: str, repo: str) -> Group:
+    def _not_graded(self, report: Report, problem: NotGraded) -> Group:
+        """Why grading was impossible: one paragraph, then its supporting lines."""
         parts: list[Text] = [
-            Text.assemble(("failfast could not grade ", "bold magenta"), f"{milestone} of {repo}"),
-            _plain(error.message),
+            Text.assemble(
+                ("failfast could not grade ", "bold magenta"),
+                f"{report.milestone} of {report.repo}",
+            ),
+            _plain(problem.message),
         ]
-        parts += [Text.assemble(("  │ ", "dim"), _plain(line)) for line in error.details]
+        parts += [Text.assemble(("  │ ", "dim"), _plain(line)) for line in problem.details]
         parts.append(Text("exit code 2: the grader could not grade", "dim"))
         return Group(*parts)

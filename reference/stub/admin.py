@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from reference.stub.channel import Channel, Incoming
-from reference.stub.faults import RuleError, parse_rule
+from reference.stub.faults import Match, RuleError, parse_rule
 from reference.stub.state import StubState
 
 
@@ -77,17 +77,12 @@ class Admin:
         if path == "/journal":
             _only(method, "GET", path)
             attempts = self._state.journal.query(
-                amount_min=_int_param(query, "amount_min"),
-                amount_max=_int_param(query, "amount_max"),
-                since_seq=_int_param(query, "since_seq"),
+                _amount_match(query), since_seq=_int_param(query, "since_seq")
             )
             return 200, {"now": time.monotonic(), "attempts": attempts}
         if path == "/ledger":
             _only(method, "GET", path)
-            charges = self._state.ledger.query(
-                amount_min=_int_param(query, "amount_min"),
-                amount_max=_int_param(query, "amount_max"),
-            )
+            charges = self._state.ledger.query(_amount_match(query))
             return 200, {"now": time.monotonic(), "charges": [c.to_dict() for c in charges]}
         if path == "/reset":
             _only(method, "POST", path)
@@ -116,6 +111,13 @@ def _json_body(request: Incoming) -> Any:
         return json.loads(request.body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _HttpError(400, "invalid_json", f"the body is not JSON: {exc}") from exc
+
+
+def _amount_match(query: dict[str, list[str]]) -> Match:
+    """Read the journal's and ledger's amount bounds, matched as a fault rule's are."""
+    return Match(
+        amount_min=_int_param(query, "amount_min"), amount_max=_int_param(query, "amount_max")
+    )
 
 
 def _int_param(query: dict[str, list[str]], name: str) -> int | None:

@@ -41,6 +41,12 @@ fault: what the stub does ("type" plus these fields; "=" gives a default)
     lost_response  (none)                   charge (a replayed Idempotency-Key charges nothing
                                             new), then close without answering (FIN).
 
+Each fault is a frozen dataclass whose fields are its JSON fields, all integers with a minimum
+(null on a field with a default gives the default). ``parse_fault`` reads them generically from
+the dataclass fields, refusing unknown keys, missing required fields and values out of range, and
+``to_dict`` writes them back. The grader builds the same dataclasses (``grader.stubclient``), so a
+misspelled fault type or field there is a type error rather than a 400 from the stub.
+
 Two course knobs act when no rule fires, and the journal shows them as faults of their own:
 FAIL_RATE answers 503 to that fraction of attempts (``{"type": "fail_rate"}``), LATENCY_MS holds
 every request before the stub acts on it (``{"type": "latency", "delay_ms": N}``).
@@ -50,8 +56,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, TypeAlias
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any, ClassVar, TypeAlias, get_args, get_type_hints
 
 DEFAULT_DRIBBLE_INTERVAL_MS = 100
 DEFAULT_DRIBBLE_BODY_BYTES = 100
@@ -59,7 +65,7 @@ DEFAULT_HANG_MAX_HOLD_MS = 60_000
 
 
 class RuleError(ValueError):
-    """A fault rule the admin API cannot accept; the message says what is wrong with it."""
+    """A fault rule or fault that cannot be used; the message says what is wrong with it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +76,27 @@ class Match:
     amount_min: int | None = None
     amount_max: int | None = None
 
-    def matches(self, amount_cents: int) -> bool:
-        """Whether an attempt charging ``amount_cents`` falls under this match."""
+    @classmethod
+    def within(cls, amounts: range) -> Match:
+        """Match exactly the amounts of ``amounts``: a non-empty range of consecutive amounts."""
+        # Bounds cannot express a step, and an empty range would be a rule that never fires.
+        if amounts.step != 1 or not amounts:
+            raise ValueError(f"a match needs a non-empty range with step 1, not {amounts!r}")
+        return cls(amount_min=amounts.start, amount_max=amounts.stop - 1)
+
+    @property
+    def bounded(self) -> bool:
+        """Whether any bound is set (a match without bounds takes every attempt)."""
+        return any(b is not None for b in (self.amount_cents, self.amount_min, self.amount_max))
+
+    def matches(self, amount_cents: int | None) -> bool:
+        """Whether an attempt charging ``amount_cents`` falls under this match.
+
+        An attempt without an amount (the stub could not read one from its body) falls only
+        under a match without bounds.
+        """
+        if amount_cents is None:
+            return not self.bounded
         if self.amount_cents is not None and amount_cents != self.amount_cents:
             return False
         if self.amount_min is not None and amount_cents < self.amount_min:
@@ -88,100 +113,137 @@ class Match:
         return {name: value for name, value in bounds.items() if value is not None}
 
 
+def _at_least(minimum: int) -> dict[str, int]:
+    """Field metadata of a fault's integer field: the least value it accepts."""
+    return {"minimum": minimum}
+
+
 @dataclass(frozen=True, slots=True)
-class Delay:
+class _FaultBase:
+    """What every fault shares: a wire name, checks on construction, and its JSON form.
+
+    A fault's fields are its JSON fields: ``parse_fault`` reads them, ``to_dict`` writes them,
+    and every integer field is checked against its ``_at_least`` minimum when the fault is
+    built, so the grader cannot build a fault the stub would refuse.
+    """
+
+    TYPE: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        """Refuse what the stub would refuse: a field below its minimum, or what ``_check`` says."""
+        for spec in _INT_FIELDS[type(self)]:
+            value = getattr(self, spec.name)
+            if value is not None or not spec.nullable:
+                _int_at_least(spec.name, value, spec.minimum)
+        self._check()
+
+    def _check(self) -> None:
+        """Check what a field's minimum cannot say; raise ``RuleError``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Render as the admin API and the journal show it: the type, then every field."""
+        return {"type": self.TYPE, **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+
+@dataclass(frozen=True, slots=True)
+class Delay(_FaultBase):
     """Hold the headers for ``delay_ms`` plus up to ``jitter_ms``, then charge and answer 200."""
 
     TYPE: ClassVar[str] = "delay"
-    delay_ms: int
-    jitter_ms: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Render as the admin API shows it."""
-        return {"type": self.TYPE, "delay_ms": self.delay_ms, "jitter_ms": self.jitter_ms}
+    delay_ms: int = field(metadata=_at_least(0))
+    jitter_ms: int = field(default=0, metadata=_at_least(0))
 
 
 @dataclass(frozen=True, slots=True)
-class Dribble:
+class Dribble(_FaultBase):
     """Charge, send the headers at once, then the body one byte every ``interval_ms``."""
 
     TYPE: ClassVar[str] = "dribble"
-    interval_ms: int = DEFAULT_DRIBBLE_INTERVAL_MS
-    body_bytes: int = DEFAULT_DRIBBLE_BODY_BYTES
-
-    def to_dict(self) -> dict[str, Any]:
-        """Render as the admin API shows it."""
-        return {"type": self.TYPE, "interval_ms": self.interval_ms, "body_bytes": self.body_bytes}
+    interval_ms: int = field(default=DEFAULT_DRIBBLE_INTERVAL_MS, metadata=_at_least(0))
+    body_bytes: int = field(default=DEFAULT_DRIBBLE_BODY_BYTES, metadata=_at_least(1))
 
 
 @dataclass(frozen=True, slots=True)
-class Hang:
+class Hang(_FaultBase):
     """Never answer; close once the client gives up or ``max_hold_ms`` passes."""
 
     TYPE: ClassVar[str] = "hang"
-    max_hold_ms: int = DEFAULT_HANG_MAX_HOLD_MS
-
-    def to_dict(self) -> dict[str, Any]:
-        """Render as the admin API shows it."""
-        return {"type": self.TYPE, "max_hold_ms": self.max_hold_ms}
+    max_hold_ms: int = field(default=DEFAULT_HANG_MAX_HOLD_MS, metadata=_at_least(0))
 
 
 @dataclass(frozen=True, slots=True)
-class Status:
+class Status(_FaultBase):
     """Answer ``status`` with a JSON error and no charge, with Retry-After when it is set.
 
     ``delay_ms`` holds first, watching the client: a provider that is slow *and* failing.
     """
 
     TYPE: ClassVar[str] = "status"
-    status: int
-    retry_after_s: int | None = None
-    delay_ms: int = 0
+    status: int = field(metadata=_at_least(400))
+    retry_after_s: int | None = field(default=None, metadata=_at_least(0))
+    delay_ms: int = field(default=0, metadata=_at_least(0))
 
-    def to_dict(self) -> dict[str, Any]:
-        """Render as the admin API shows it."""
-        return {
-            "type": self.TYPE,
-            "status": self.status,
-            "retry_after_s": self.retry_after_s,
-            "delay_ms": self.delay_ms,
-        }
+    def _check(self) -> None:
+        """Refuse a status past 599: the field's minimum already refused those under 400."""
+        if self.status > 599:
+            raise RuleError("'status' must be a 4xx or 5xx code")
 
 
 @dataclass(frozen=True, slots=True)
-class Decline:
+class Decline(_FaultBase):
     """Answer 402 card_declined, no charge: a 4xx that a client must never retry."""
 
     TYPE: ClassVar[str] = "decline"
 
-    def to_dict(self) -> dict[str, Any]:
-        """Render as the admin API shows it."""
-        return {"type": self.TYPE}
-
 
 @dataclass(frozen=True, slots=True)
-class Reset:
+class Reset(_FaultBase):
     """Read the request, then abort the connection with a TCP RST; no charge."""
 
     TYPE: ClassVar[str] = "reset"
 
-    def to_dict(self) -> dict[str, Any]:
-        """Render as the admin API shows it."""
-        return {"type": self.TYPE}
-
 
 @dataclass(frozen=True, slots=True)
-class LostResponse:
+class LostResponse(_FaultBase):
     """Commit the charge, then close without answering: the client cannot know it succeeded."""
 
     TYPE: ClassVar[str] = "lost_response"
 
-    def to_dict(self) -> dict[str, Any]:
-        """Render as the admin API shows it."""
-        return {"type": self.TYPE}
 
-
+# The one list of fault types: the parser's dispatch and its "known: ..." message derive from it.
 Fault: TypeAlias = Delay | Dribble | Hang | Status | Decline | Reset | LostResponse
+FAULT_TYPES: tuple[type[Fault], ...] = get_args(Fault)
+
+
+@dataclass(frozen=True, slots=True)
+class _IntField:
+    """How one integer field of a fault is read and checked."""
+
+    name: str
+    minimum: int
+    nullable: bool  # typed `int | None`: JSON null is a value of its own
+    required: bool  # no default: the JSON form must name it
+
+
+def _int_fields(cls: type[Fault]) -> tuple[_IntField, ...]:
+    """Read ``cls``'s fields; refuse, at import, a field the generic parser cannot read."""
+    hints = get_type_hints(cls)
+    specs = []
+    for f in fields(cls):
+        hint = hints[f.name]
+        if hint not in (int, int | None) or "minimum" not in f.metadata:
+            raise TypeError(
+                f"{cls.__name__}.{f.name}: a fault field is an int or int | None with a minimum "
+                f"(field(metadata=_at_least(n))), or parse_fault must learn to read it"
+            )
+        required = f.default is MISSING and f.default_factory is MISSING
+        specs.append(_IntField(f.name, f.metadata["minimum"], hint is not int, required))
+    return tuple(specs)
+
+
+_INT_FIELDS: dict[type[_FaultBase], tuple[_IntField, ...]] = {
+    cls: _int_fields(cls) for cls in FAULT_TYPES
+}
 
 # Faults that still go down the charge path (and so take part in idempotency): the others answer
 # before any charge exists.
@@ -350,51 +412,35 @@ def parse_match(data: object) -> Match:
     return match
 
 
+_FAULTS_BY_TYPE: dict[str, type[Fault]] = {cls.TYPE: cls for cls in FAULT_TYPES}
+
+
 def parse_fault(data: object) -> Fault:
     """Build a fault from its JSON form (``{"type": ..., ...}``); raise ``RuleError``."""
     if not isinstance(data, Mapping):
         raise RuleError("'fault' must be a JSON object with a 'type'")
     kind = data.get("type")
-    fields: dict[str, Any] = {k: v for k, v in data.items() if k != "type"}
-    if kind == "delay":
-        _reject_unknown(fields, {"delay_ms", "jitter_ms"}, "delay fault")
-        if "delay_ms" not in fields:
-            raise RuleError("a delay fault needs 'delay_ms'")
-        return Delay(
-            delay_ms=_required_int(fields, "delay_ms", minimum=0),
-            jitter_ms=_int_or(fields, "jitter_ms", 0, minimum=0),
-        )
-    if kind == "dribble":
-        _reject_unknown(fields, {"interval_ms", "body_bytes"}, "dribble fault")
-        return Dribble(
-            interval_ms=_int_or(fields, "interval_ms", DEFAULT_DRIBBLE_INTERVAL_MS, minimum=0),
-            body_bytes=_int_or(fields, "body_bytes", DEFAULT_DRIBBLE_BODY_BYTES, minimum=1),
-        )
-    if kind == "hang":
-        _reject_unknown(fields, {"max_hold_ms"}, "hang fault")
-        return Hang(max_hold_ms=_int_or(fields, "max_hold_ms", DEFAULT_HANG_MAX_HOLD_MS, minimum=0))
-    if kind == "status":
-        _reject_unknown(fields, {"status", "retry_after_s", "delay_ms"}, "status fault")
-        if "status" not in fields:
-            raise RuleError("a status fault needs 'status'")
-        status = _required_int(fields, "status", minimum=400)
-        if status > 599:
-            raise RuleError("'status' must be a 4xx or 5xx code")
-        return Status(
-            status=status,
-            retry_after_s=_optional_int(fields, "retry_after_s", minimum=0),
-            delay_ms=_int_or(fields, "delay_ms", 0, minimum=0),
-        )
-    simple: dict[str, type[Decline | Reset | LostResponse]] = {
-        "decline": Decline,
-        "reset": Reset,
-        "lost_response": LostResponse,
-    }
-    if isinstance(kind, str) and kind in simple:
-        _reject_unknown(fields, set(), f"{kind} fault")
-        return simple[kind]()
-    known = "delay, dribble, hang, status, decline, reset, lost_response"
-    raise RuleError(f"unknown fault type {kind!r}; known: {known}")
+    cls = _FAULTS_BY_TYPE.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise RuleError(f"unknown fault type {kind!r}; known: {', '.join(_FAULTS_BY_TYPE)}")
+    given = {k: v for k, v in data.items() if k != "type"}
+    specs = _INT_FIELDS[cls]
+    _reject_unknown(given, {spec.name for spec in specs}, f"{cls.TYPE} fault")
+    values: dict[str, Any] = {}
+    for spec in specs:
+        if spec.name not in given:
+            if spec.required:
+                article = "an" if cls.TYPE[0] in "aeiou" else "a"
+                raise RuleError(f"{article} {cls.TYPE} fault needs {spec.name!r}")
+            continue
+        value = given[spec.name]
+        # Null means the default, as absence does; but null is a value of an `int | None` field,
+        # and a required field has no default (the construction checks refuse the null).
+        if value is None and not spec.nullable and not spec.required:
+            continue
+        values[spec.name] = value
+    # The fault checks its own fields on construction (``_FaultBase.__post_init__``).
+    return cls(**values)
 
 
 def _reject_unknown(data: Mapping[str, Any], allowed: set[str] | frozenset[str], what: str) -> None:
@@ -410,19 +456,12 @@ def _optional_int(data: Mapping[str, Any], key: str, minimum: int) -> int | None
     value = data.get(key)
     if value is None:
         return None
-    return _required_int(data, key, minimum)
+    return _int_at_least(key, value, minimum)
 
 
-def _int_or(data: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
-    """Read an optional integer field of at least ``minimum``; ``default`` when absent or null."""
-    value = _optional_int(data, key, minimum)
-    return default if value is None else value
-
-
-def _required_int(data: Mapping[str, Any], key: str, minimum: int) -> int:
-    """Read an integer field of at least ``minimum``."""
-    value = data.get(key)
+def _int_at_least(name: str, value: object, minimum: int) -> int:
+    """Return ``value`` if it is an integer of at least ``minimum``; raise ``RuleError``."""
     # bool is an int in Python, but `true` is never a sensible count or duration.
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise RuleError(f"{key!r} must be an integer >= {minimum}")
+        raise RuleError(f"{name!r} must be an integer >= {minimum}")
     return value

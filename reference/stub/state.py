@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
-from reference.stub.faults import RuleBook
+from reference.stub.faults import Match, RuleBook
 
 Outcome: TypeAlias = Literal[
     "in_progress",  # the stub has not finished with it yet
@@ -73,17 +73,6 @@ class Attempt:
         }
 
 
-def _in_range(amount: int | None, amount_min: int | None, amount_max: int | None) -> bool:
-    """Whether ``amount`` passes the optional inclusive bounds; no amount passes no bound."""
-    if amount_min is None and amount_max is None:
-        return True
-    if amount is None:
-        return False
-    if amount_min is not None and amount < amount_min:
-        return False
-    return amount_max is None or amount <= amount_max
-
-
 class Journal:
     """Every request received on the provider port, in arrival order."""
 
@@ -118,18 +107,16 @@ class Journal:
         self._attempts.append(attempt)
         return attempt
 
-    def query(
-        self,
-        amount_min: int | None = None,
-        amount_max: int | None = None,
-        since_seq: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Entries within the amount bounds and after ``since_seq``, as the admin API shows them."""
+    def query(self, match: Match, since_seq: int | None = None) -> list[dict[str, Any]]:
+        """Entries ``match`` takes and after ``since_seq``, as the admin API shows them.
+
+        An entry without an amount (not a charge, or a body without one) passes only a match
+        without bounds.
+        """
         return [
             a.to_dict()
             for a in self._attempts
-            if (since_seq is None or a.seq > since_seq)
-            and _in_range(a.amount_cents, amount_min, amount_max)
+            if (since_seq is None or a.seq > since_seq) and match.matches(a.amount_cents)
         ]
 
     def clear(self) -> None:
@@ -172,9 +159,9 @@ class Ledger:
         """Record a committed charge."""
         self._charges.append(charge)
 
-    def query(self, amount_min: int | None = None, amount_max: int | None = None) -> list[Charge]:
-        """Charges within the inclusive amount bounds."""
-        return [c for c in self._charges if _in_range(c.amount_cents, amount_min, amount_max)]
+    def query(self, match: Match) -> list[Charge]:
+        """Charges whose amount ``match`` takes."""
+        return [c for c in self._charges if match.matches(c.amount_cents)]
 
     def clear(self) -> None:
         """Forget every charge."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from grader import registry
+from grader.cli import catalog
 from tests.e2e.conftest import CiRun
 from tests.mutants import MUTANTS, REFERENCE, TEMPLATE, Mutant, materialize
 
@@ -131,7 +131,7 @@ def test_mutant_fails_its_target_only(mutant: Mutant, tmp_path: Path, grade_json
         else "SKIP"
         if spec.id in mutant.skips
         else "PASS"
-        for spec in registry.checks_for(mutant.milestone)
+        for spec in catalog().for_milestone(mutant.milestone)
     }
     assert run.statuses() == expected, run.report
     assert run.returncode == 1

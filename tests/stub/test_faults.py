@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 
 from reference.stub.faults import (
+    FAULT_TYPES,
     Decline,
     Delay,
     Dribble,
+    Fault,
     Hang,
     LostResponse,
     Match,
@@ -18,6 +20,7 @@ from reference.stub.faults import (
     RuleBook,
     RuleError,
     Status,
+    parse_fault,
     parse_rule,
 )
 
@@ -86,12 +89,105 @@ def test_bad_rules_are_refused_with_a_reason(rule: object, complaint: str) -> No
         parse_rule(rule)
 
 
+@pytest.mark.parametrize(
+    ("fault", "rendered"),
+    [
+        (Delay(5), {"type": "delay", "delay_ms": 5, "jitter_ms": 0}),
+        (Dribble(), {"type": "dribble", "interval_ms": 100, "body_bytes": 100}),
+        (Hang(), {"type": "hang", "max_hold_ms": 60_000}),
+        (
+            Status(503, delay_ms=7),
+            {"type": "status", "status": 503, "retry_after_s": None, "delay_ms": 7},
+        ),
+        (Decline(), {"type": "decline"}),
+        (Reset(), {"type": "reset"}),
+        (LostResponse(), {"type": "lost_response"}),
+    ],
+)
+def test_faults_render_and_parse_back(fault: Fault, rendered: dict[str, Any]) -> None:
+    """to_dict gives the type then every field in order (the journal shows it), and parses back."""
+    assert fault.to_dict() == rendered
+    assert list(fault.to_dict()) == list(rendered)
+    assert parse_fault(rendered) == fault
+
+
+def test_every_fault_type_is_parsed_and_named_when_unknown() -> None:
+    """The parser knows every type of the Fault union, and lists them all for an unknown one."""
+    assert len(FAULT_TYPES) == 7
+    with pytest.raises(RuleError) as refused:
+        parse_fault({"type": "explode"})
+    assert str(refused.value).endswith(", ".join(cls.TYPE for cls in FAULT_TYPES))
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ({"type": "dribble", "interval_ms": None}, Dribble()),
+        ({"type": "status", "status": 503, "retry_after_s": None}, Status(503)),
+        ({"type": "status", "status": 503, "delay_ms": None}, Status(503)),
+    ],
+)
+def test_null_gives_the_default(fault: dict[str, Any], expected: Fault) -> None:
+    """A null field takes its default, None for an optional one, as an absent field does."""
+    assert parse_fault(fault) == expected
+
+
+@pytest.mark.parametrize(
+    ("fault", "complaint"),
+    [
+        ({"type": "delay", "delay_ms": None}, "'delay_ms' must be an integer >= 0"),
+        ({"type": "status", "retry_after_s": 1}, "a status fault needs 'status'"),
+        ({"type": "status", "status": 503, "retry_after_s": -1}, "'retry_after_s' must be"),
+        ({"type": "dribble", "body_bytes": 0}, "'body_bytes' must be an integer >= 1"),
+        ({"type": "hang", "max_hold_ms": "1"}, "'max_hold_ms' must be an integer >= 0"),
+        ({"type": "reset", "delay_ms": 1}, r"unknown key 'delay_ms' in reset fault \(expected: no"),
+        ({"type": None}, "unknown fault type None"),
+        ("status", "'fault' must be a JSON object"),
+    ],
+)
+def test_bad_faults_are_refused_with_a_reason(fault: object, complaint: str) -> None:
+    """Each fault field is read from its dataclass field: required, minimum, no unknown keys."""
+    with pytest.raises(RuleError, match=complaint):
+        parse_fault(fault)
+
+
+def test_faults_check_their_fields_when_built() -> None:
+    """A fault the stub would refuse cannot be built in Python either (the grader builds them)."""
+    with pytest.raises(RuleError, match="4xx or 5xx"):
+        Status(600)
+    with pytest.raises(RuleError, match="'status' must be an integer >= 400"):
+        Status(200)
+    with pytest.raises(RuleError, match="'delay_ms' must be an integer >= 0"):
+        Delay(delay_ms=-1)
+
+
 def test_match_bounds_are_inclusive() -> None:
     """amount_min and amount_max include their own values; amount_cents is exact."""
     ranged = Match(amount_min=10, amount_max=20)
     assert [ranged.matches(a) for a in (9, 10, 20, 21)] == [False, True, True, False]
     exact = Match(amount_cents=15)
     assert [exact.matches(a) for a in (14, 15, 16)] == [False, True, False]
+
+
+def test_an_attempt_without_an_amount_passes_only_an_unbounded_match() -> None:
+    """No amount passes Match() and fails any bound: the journal's rule for unreadable bodies."""
+    assert Match().matches(None)
+    assert not any(m.matches(None) for m in (Match(amount_cents=1), Match(amount_min=0)))
+    assert not Match(amount_max=10).matches(None)
+
+
+def test_match_within_a_range_takes_exactly_its_amounts() -> None:
+    """Match.within(range) bounds a match to the range's own amounts (stop excluded)."""
+    match = Match.within(range(100, 105))
+    assert match == Match(amount_min=100, amount_max=104)
+    assert [match.matches(a) for a in (99, 100, 104, 105)] == [False, True, True, False]
+
+
+@pytest.mark.parametrize("amounts", [range(5, 5), range(1, 10, 2)])
+def test_match_within_refuses_what_bounds_cannot_say(amounts: range) -> None:
+    """An empty range or a stepped one cannot be two inclusive bounds: a ValueError."""
+    with pytest.raises(ValueError, match="step 1"):
+        Match.within(amounts)
 
 
 def test_first_n_counts_each_amount_separately() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from reference.stub.faults import Match
 from reference.stub.provider import InvalidCharge, parse_charge
 from reference.stub.state import (
     Attempt,
@@ -12,6 +13,7 @@ from reference.stub.state import (
     IdempotencyStore,
     Journal,
     KeyState,
+    Ledger,
     fingerprint,
 )
 
@@ -75,11 +77,20 @@ def test_journal_filters_and_sequence_numbers() -> None:
     journal = Journal()
     record(journal)
     record(journal).amount_cents = 50
-    assert [a["seq"] for a in journal.query(amount_min=10)] == [2]
-    assert [a["seq"] for a in journal.query(since_seq=1)] == [2]
+    assert [a["seq"] for a in journal.query(Match(amount_min=10))] == [2]
+    assert [a["seq"] for a in journal.query(Match(), since_seq=1)] == [2]
     journal.clear()
     record(journal)
-    assert [a["seq"] for a in journal.query()] == [3]
+    assert [a["seq"] for a in journal.query(Match())] == [3]
+
+
+def test_ledger_filters_with_the_rule_matcher() -> None:
+    """The ledger's amount filter is a fault rule's Match, bounds inclusive."""
+    ledger = Ledger()
+    for amount in (9, 10, 20, 21):
+        ledger.add(charge(amount))
+    assert [c.amount_cents for c in ledger.query(Match.within(range(10, 21)))] == [10, 20]
+    assert len(ledger.query(Match())) == 4
 
 
 def test_charge_ids_are_reproducible() -> None:

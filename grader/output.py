@@ -1,0 +1,135 @@
+"""Where a report goes: the terminal, report files, and GitHub Actions' summary and annotations.
+
+The CLI decides what was asked for; this module delivers one :class:`grader.model.Report` (a
+graded one, or one that says why nothing was graded) to every destination, through the formats
+of :mod:`grader.formats`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from grader.formats import OutputFormat
+from grader.formats.github import AnnotationsFormat, GitHubActions
+from grader.formats.markdown import MarkdownFormat
+from grader.formats.terminal import MARK, STYLE, TerminalFormat
+from grader.model import CheckResult, Report, Status
+from grader.runner import Hooks
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFile:
+    """A report to write: ``--report FORMAT=FILE`` (``--json FILE`` and ``--junit FILE`` too)."""
+
+    format: OutputFormat
+    path: Path
+
+    @classmethod
+    def parse(cls, spec: str) -> ReportFile:
+        """``junit=reports/failfast.xml``; raises ValueError naming the formats."""
+        name, _, file = spec.partition("=")
+        names = ", ".join(f.value for f in OutputFormat)
+        if name not in set(OutputFormat) or not file:
+            raise ValueError(
+                f"{spec!r} is not FORMAT=FILE with FORMAT one of {names}, "
+                f"e.g. junit=reports/failfast.xml"
+            )
+        return cls(OutputFormat(name), Path(file))
+
+
+@dataclass(slots=True)
+class Delivery:
+    """What one `failfast check` run prints and writes, and where."""
+
+    console: Console
+    stdout_format: OutputFormat = OutputFormat.TEXT
+    files: list[ReportFile] = field(default_factory=list)
+    github: GitHubActions | None = None
+
+    @property
+    def terminal(self) -> TerminalFormat:
+        """The readable report on this console."""
+        return TerminalFormat(self.console)
+
+    @property
+    def shows_progress(self) -> bool:
+        """Whether checks are listed as they finish (text on stdout only)."""
+        return self.stdout_format is OutputFormat.TEXT
+
+    @contextlib.contextmanager
+    def fenced(self) -> Iterator[None]:
+        """Under GitHub Actions, nothing printed inside may be taken for a workflow command.
+
+        Everything printed while grading may carry the learner's words. JSON on stdout escapes
+        line starts by itself, and is left one clean document.
+        """
+        if self.github is None or self.stdout_format is not OutputFormat.TEXT:
+            yield
+            return
+        with self.github.fenced(sys.stdout):
+            yield
+
+    @contextlib.contextmanager
+    def progress(self) -> Iterator[Hooks]:
+        """Hooks that show which checks are running and a line per finished check."""
+        if not self.shows_progress or not self.console.is_terminal:
+            yield Hooks()
+            return
+        running: dict[str, str] = {}
+        with self.console.status("starting…") as status:
+
+            def show() -> None:
+                status.update(f"running {', '.join(running) or '…'}")
+
+            def on_start(check_id: str, title: str) -> None:
+                running[check_id] = title
+                show()
+
+            def on_finish(result: CheckResult) -> None:
+                running.pop(result.id, None)
+                line = Text.assemble(
+                    (f" {MARK[result.status]} ", STYLE[result.status]),
+                    (result.id, "bold"),
+                    f"  {result.duration_s:.1f} s",
+                    style="dim" if result.status is Status.SKIP else "",
+                )
+                self.console.print(line)
+                show()
+
+            yield Hooks(on_start=on_start, on_finish=on_finish)
+
+    def write_files(self, report: Report) -> list[str]:
+        """Write every report file; returns a message for each that could not be written."""
+        problems = []
+        for target in self.files:
+            try:
+                target.path.parent.mkdir(parents=True, exist_ok=True)
+                target.path.write_text(target.format.to_format().render(report), "utf-8")
+            except OSError as exc:
+                problems.append(f"failfast could not write the report to {target.path}: {exc}")
+        return problems
+
+    def show(self, report: Report) -> None:
+        """Print the report on stdout in its format."""
+        if self.stdout_format is OutputFormat.TEXT:
+            self.terminal.print(report)
+        else:
+            sys.stdout.write(self.stdout_format.to_format().render(report))
+            sys.stdout.flush()
+
+    def to_github(self, report: Report, repo: Path) -> None:
+        """Under GitHub Actions: annotations (stderr when stdout is JSON), and the job summary."""
+        if self.github is None:
+            return
+        annotations = AnnotationsFormat(repo, self.github.workspace)
+        stream = sys.stdout if self.stdout_format is OutputFormat.TEXT else sys.stderr
+        stream.write(annotations.render(report))
+        stream.flush()
+        self.github.add_summary(MarkdownFormat().render(report))
