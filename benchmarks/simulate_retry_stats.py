@@ -1,25 +1,46 @@
-"""Error rates of milestone 3's statistical checks, by simulation over the policies learners use.
+"""Error rates of milestone 3's statistical checks, by simulation, with the noise measured here.
 
-Imports the thresholds from checks/m3_retries.py, so the figures follow the code. For each
-policy: how often the jitter check's spread test and the backoff check's growth test would FAIL
-it (a false FAIL for a jittered, growing policy; the wanted verdict for a broken one).
+Runs the checks' own statistics (checks/stats.py, the thresholds of checks/m3_retries.py) on
+waits drawn from the policies learners use, each wait made late as this machine made the API's
+waits late: the lateness of a storm recorded by `benchmarks/measure_lateness.py` (quiet, two and
+four busy loops), its own lockstep calibration included. For each policy and load it prints how
+often `m3.jitter-spread` and `m3.backoff-grows` end PASS, FAIL and INCONCLUSIVE: a FAIL of a
+correct policy is a false FAIL; a PASS of a broken one a miss.
 
-    python benchmarks/simulate_retry_stats.py [--runs 100000] [--noise-ms 5]
+    python benchmarks/simulate_retry_stats.py [--runs 5000] [--lateness FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
-import statistics
 import sys
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from checks.m3_retries import BOUND_TOLERANCE_S, SPREAD_MIN, STORM_CHECKOUTS
+from checks.m3_retries import (
+    BOUND_SLACK_S,
+    LATENESS_FACTOR,
+    LATENESS_FLOOR_S,
+    MAX_STORMS,
+    NOISE_FACTOR,
+    OUTSIDE_ALLOWED,
+    SPREAD_MIN,
+    STORM_CHECKOUTS,
+    Z_FLAT,
+    Z_GROWS,
+    declared_bounds,
+    declared_mean,
+)
+from checks.stats import Growth, count_bounds, growth, lateness_noise, spread
+from grader.budgets import Jitter, Retries
 
+ROOT = Path(__file__).resolve().parent.parent
 BASE, CAP = 0.1, 1.0  # the course's example policy: base 0.1 s, cap 1 s, 3 attempts
 
 
@@ -28,93 +49,173 @@ def capped(retry: int) -> float:
     return min(CAP, BASE * 2.0 ** (retry - 1))
 
 
-# Each policy draws the waits before retries 1 and 2.
-Policy = Callable[[random.Random], tuple[float, float]]
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How a learner's code waits before retries 1 and 2, and what its table declares."""
+
+    draw: Callable[[random.Random], tuple[float, float]]
+    declared: Jitter
+    jitters: bool  # m3.jitter-spread should PASS it
+    grows: bool  # m3.backoff-grows should PASS it
 
 
-def full(rng: random.Random) -> tuple[float, float]:
-    """AWS full jitter, and tenacity's wait_random_exponential: uniform(0, cap)."""
-    return rng.uniform(0, capped(1)), rng.uniform(0, capped(2))
-
-
-def equal(rng: random.Random) -> tuple[float, float]:
-    """AWS equal jitter: cap/2 + uniform(0, cap/2)."""
-    return (
-        capped(1) / 2 + rng.uniform(0, capped(1) / 2),
-        capped(2) / 2 + rng.uniform(0, capped(2) / 2),
-    )
-
-
-def decorrelated(rng: random.Random) -> tuple[float, float]:
-    """AWS decorrelated jitter: min(cap, uniform(base, 3 * previous))."""
+def _decorrelated(rng: random.Random) -> tuple[float, float]:
     first = min(CAP, rng.uniform(BASE, 3 * BASE))
     return first, min(CAP, rng.uniform(BASE, 3 * first))
 
 
-def stamina_defaults(rng: random.Random) -> tuple[float, float]:
-    """Stamina's defaults: initial 0.1 s doubling, plus uniform(0, 1 s) of jitter."""
-    return capped(1) + rng.uniform(0, 1.0), capped(2) + rng.uniform(0, 1.0)
-
-
-def no_jitter(rng: random.Random) -> tuple[float, float]:
-    """Exponential backoff without jitter: lockstep retries."""
-    return capped(1), capped(2)
-
-
-def token_jitter(rng: random.Random) -> tuple[float, float]:
-    """Exponential backoff with 10 ms of jitter: lockstep for all practical purposes."""
-    return capped(1) + rng.uniform(0, 0.01), capped(2) + rng.uniform(0, 0.01)
-
-
-def constant_full_jitter(rng: random.Random) -> tuple[float, float]:
-    """A fixed cap with full jitter: jittered, but the backoff does not grow."""
-    return rng.uniform(0, BASE), rng.uniform(0, BASE)
-
-
 POLICIES: dict[str, Policy] = {
-    "full jitter (AWS, tenacity)": full,
-    "equal jitter": equal,
-    "decorrelated jitter": decorrelated,
-    "stamina defaults": stamina_defaults,
-    "no jitter": no_jitter,
-    "10 ms of jitter": token_jitter,
-    "constant + full jitter": constant_full_jitter,
+    "full jitter (AWS, tenacity)": Policy(
+        lambda r: (r.uniform(0, capped(1)), r.uniform(0, capped(2))), "full", True, True
+    ),
+    "equal jitter": Policy(
+        lambda r: (
+            capped(1) / 2 + r.uniform(0, capped(1) / 2),
+            capped(2) / 2 + r.uniform(0, capped(2) / 2),
+        ),
+        "equal",
+        True,
+        True,
+    ),
+    "decorrelated jitter": Policy(_decorrelated, "decorrelated", True, True),
+    "stamina 0.05*2^n + U(0, 0.05)": Policy(
+        lambda r: (0.05 + r.uniform(0, 0.05), 0.1 + r.uniform(0, 0.05)), "full", True, True
+    ),
+    "no jitter (mutant)": Policy(lambda r: (capped(1), capped(2)), "full", False, True),
+    "10 ms of jitter": Policy(
+        lambda r: (capped(1) + r.uniform(0, 0.01), capped(2) + r.uniform(0, 0.01)),
+        "full",
+        False,
+        True,
+    ),
+    "fixed cap + full jitter (mutant)": Policy(
+        lambda r: (r.uniform(0, BASE), r.uniform(0, BASE)), "full", True, False
+    ),
+    "uniform 40-100 ms every retry (mutant)": Policy(
+        lambda r: (r.uniform(0.04, 0.1), r.uniform(0.04, 0.1)), "full", True, False
+    ),
+    "uniform 50-150 ms every retry": Policy(
+        lambda r: (r.uniform(0.05, 0.15), r.uniform(0.05, 0.15)), "full", True, False
+    ),
 }
 
 
-def spread_fails(firsts: list[float]) -> bool:
-    """The jitter check's spread test: IQR / median below SPREAD_MIN."""
-    quartiles = statistics.quantiles(firsts, n=4)
-    return (quartiles[2] - quartiles[0]) / statistics.median(firsts) < SPREAD_MIN
+@dataclass(frozen=True, slots=True)
+class Storm:
+    """One recorded storm's lateness, in seconds."""
+
+    w1_late: list[float]
+    w2_late: list[float]
+    lockstep_late: list[float]
 
 
-def growth_fails(seconds: list[float], tolerance: float) -> bool:
-    """The backoff check's growth test: no second wait past the first cap plus tolerance."""
-    return not any(w > capped(1) + tolerance for w in seconds)
+def load_storms(path: Path) -> dict[str, list[Storm]]:
+    """The storms measured per load (busy loops), from measure_lateness.py's file."""
+    measured = json.loads(path.read_text("utf-8"))
+    return {
+        load: [
+            Storm(
+                [max(0.0, x / 1000) for x in s["w1_late_ms"]],
+                [max(0.0, x / 1000) for x in s["w2_late_ms"]],
+                [x / 1000 for x in s["lockstep_late_ms"]],
+            )
+            for s in storms
+            if s["w1_late_ms"] and s["w2_late_ms"] and s["lockstep_late_ms"]
+        ]
+        for load, storms in measured.items()
+    }
+
+
+def wave(
+    rng: random.Random, policy: Policy, storm: Storm
+) -> tuple[list[tuple[float, float]], float, float]:
+    """One wave: (first, second) waits made late as ``storm`` was, noise band, lockstep IQR."""
+    waits = []
+    for _ in range(STORM_CHECKOUTS):
+        first, second = policy.draw(rng)
+        waits.append((first + rng.choice(storm.w1_late), second + rng.choice(storm.w2_late)))
+    noise = lateness_noise(storm.lockstep_late, LATENESS_FACTOR, LATENESS_FLOOR_S)
+    noise_iqr = spread([capped(1) + late for late in storm.lockstep_late])[1]
+    return waits, noise, noise_iqr
+
+
+def bounds_verdict(triples: list[tuple[float, float, float]], noise: float) -> str | None:
+    """FAIL or INCONCLUSIVE from the bounds, as the checks judge them; None when within."""
+    counted = count_bounds(triples, BOUND_SLACK_S, noise)
+    if counted.beyond > OUTSIDE_ALLOWED * counted.total:
+        return "FAIL"
+    if counted.beyond + counted.noisy > OUTSIDE_ALLOWED * counted.total:
+        return "INCONCLUSIVE"
+    return None
+
+
+def judge(
+    rng: random.Random, policy: Policy, storms: list[Storm], retries: Retries
+) -> tuple[str, str]:
+    """The verdicts of m3.jitter-spread and m3.backoff-grows for one simulated grading."""
+    bounds = [declared_bounds(retries, 1), declared_bounds(retries, 2)]
+    waits, noise, noise_iqr = wave(rng, policy, rng.choice(storms))
+    firsts = [w for w, _ in waits]
+    ratio, iqr = spread(firsts)
+    if ratio < SPREAD_MIN:
+        jitter = "FAIL"
+    else:
+        jitter = bounds_verdict([(w, *bounds[0]) for w in firsts], noise) or (
+            "INCONCLUSIVE" if iqr < NOISE_FACTOR * noise_iqr else "PASS"
+        )
+    gain = declared_mean(retries, 2) - declared_mean(retries, 1)
+    all_waits, noises = list(waits), [noise]
+    test = growth(
+        [a for a, _ in all_waits], [b for _, b in all_waits], gain, z_grows=Z_GROWS, z_flat=Z_FLAT
+    )
+    while test.verdict is Growth.UNSURE and len(noises) < MAX_STORMS:
+        more, more_noise, _ = wave(rng, policy, rng.choice(storms))
+        all_waits += more
+        noises.append(more_noise)
+        test = growth(
+            [a for a, _ in all_waits],
+            [b for _, b in all_waits],
+            gain,
+            z_grows=Z_GROWS,
+            z_flat=Z_FLAT,
+        )
+    if test.verdict is Growth.FLAT:
+        return jitter, "FAIL"
+    triples = [(a, *bounds[0]) for a, _ in all_waits] + [(b, *bounds[1]) for _, b in all_waits]
+    grows = bounds_verdict(triples, max(noises)) or (
+        "INCONCLUSIVE" if test.verdict is Growth.UNSURE else "PASS"
+    )
+    return jitter, grows
 
 
 def main() -> int:
-    """Print the FAIL rate of each test for each policy."""
+    """Print PASS / FAIL / INCONCLUSIVE rates of both checks for each policy and load."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20_000)
-    parser.add_argument("--noise-ms", type=float, default=5.0)
-    parser.add_argument("--checkouts", type=int, default=STORM_CHECKOUTS)
+    parser.add_argument("--runs", type=int, default=5000)
+    parser.add_argument(
+        "--lateness", type=Path, default=ROOT / "benchmarks" / "data" / "lateness.json"
+    )
     args = parser.parse_args()
     rng = random.Random(1)
-    noise = args.noise_ms / 1000
-    # The calibration's IQR of a normal noise is 1.35 sigma; the check adds it to the slack.
-    tolerance = BOUND_TOLERANCE_S + 1.35 * noise
-    print(f"{args.runs} runs, {args.checkouts} checkouts, timing noise sd {args.noise_ms:g} ms")
-    print(f"{'policy':<30} {'spread test FAILs':>18} {'growth test FAILs':>18}")
+    by_load = load_storms(args.lateness)
+    print(f"{args.runs} simulated gradings per row; noise from {args.lateness.name}")
+    print(
+        f"{'policy':<40} {'load':>4}  {'jitter-spread P/F/I %':>22}  {'backoff-grows P/F/I %':>22}"
+    )
     for name, policy in POLICIES.items():
-        spread_count = growth_count = 0
-        for _ in range(args.runs):
-            pairs = [policy(rng) for _ in range(args.checkouts)]
-            firsts = [max(0.0, a + rng.gauss(0, noise)) for a, _ in pairs]
-            seconds = [max(0.0, b + rng.gauss(0, noise)) for _, b in pairs]
-            spread_count += spread_fails(firsts)
-            growth_count += growth_fails(seconds, tolerance)
-        print(f"{name:<30} {spread_count / args.runs:>17.4%} {growth_count / args.runs:>17.4%}")
+        retries = Retries(3, BASE, CAP, policy.declared)
+        for load, storms in by_load.items():
+            counts: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
+            for _ in range(args.runs):
+                for counter, verdict in zip(
+                    counts, judge(rng, policy, storms, retries), strict=True
+                ):
+                    counter[verdict] += 1
+            cells = [
+                "/".join(f"{100 * c[v] / args.runs:.2f}" for v in ("PASS", "FAIL", "INCONCLUSIVE"))
+                for c in counts
+            ]
+            print(f"{name:<40} {load:>4}  {cells[0]:>22}  {cells[1]:>22}")
     return 0
 
 

@@ -5,14 +5,12 @@ Ids: m1.budgets-valid, m1.layers-ordered, m1.retry-policy, m1.nginx-agrees, m1.k
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
-from typing import Any
-
-import crossplane
 
 from grader import budgets as budgets_mod
-from grader import k6
+from grader import k6, learnerfile, nginxconf
 from grader.budgets import MAX_ATTEMPTS_BOUND, RETRY_RATIO_BOUND, Budgets
 from grader.context import Context
 from grader.errors import CheckFailed, ToolTimeout
@@ -25,16 +23,37 @@ NGINX_FILE = "nginx/nginx.conf"
 K6_SCRIPT = "loadtest/checkout.js"
 
 
-def _learner_file(ctx: Context, relative: str, what: str) -> Path:
-    """A file the learner's repo must have, or the FAIL saying it is missing."""
+def _learner_file(ctx: Context, relative: str, what: str, limit_bytes: int) -> Path:
+    """A file the learner's repo must have, readable the one safe way, or the FAIL saying why.
+
+    Read through :mod:`grader.learnerfile` (a regular file inside the repo, at most
+    ``limit_bytes``), so that what reads it next (crossplane, ``k6 inspect``) gets a file that
+    cannot hang or flood it.
+    """
     path = ctx.repo.path / relative
-    if not path.is_file():
-        raise CheckFailed(
-            f"{relative} was not found",
-            measured=f"no file at {path}",
-            expected=f"{what} at {relative}",
-        )
+    try:
+        learnerfile.read_bytes(ctx.repo.path, relative, limit_bytes)
+    except learnerfile.LearnerFileError as error:
+        raise _unreadable(error, what) from None
     return path
+
+
+def _unreadable(error: learnerfile.LearnerFileError, what: str) -> CheckFailed:
+    """The FAIL for a learner's file the grader will not read as it is."""
+    if error.missing and error.problem == "was not found":
+        return CheckFailed(
+            f"{error.file} was not found",
+            measured=f"no file at {error.file}",
+            expected=f"{what} at {error.file}",
+            location=error.location,
+        )
+    return CheckFailed(
+        f"{error.file} cannot be read as it is",
+        measured=error.message,
+        expected=f"{what}: a regular file inside your repository",
+        hint=f"{error.fix[:1].upper()}{error.fix[1:]}.",
+        location=error.location,
+    )
 
 
 def _table(ctx: Context) -> tuple[Budgets, Loaded]:
@@ -219,122 +238,78 @@ def retry_policy(ctx: Context) -> Passed:
     )
 
 
-# nginx time syntax: "10", "10s", "500ms", "1m30s" (http://nginx.org/en/docs/syntax.html).
-_NGINX_UNITS = {
-    "ms": 0.001,
-    "s": 1,
-    "m": 60,
-    "h": 3600,
-    "d": 86400,
-    "w": 604800,
-    "M": 2592000,
-    "y": 31536000,
-}
-_NGINX_TIME = re.compile(r"(\d+)(ms|s|m|h|d|w|M|y)?")
-NGINX_DEFAULT_TIMEOUT_S = 60.0  # proxy_read_timeout when none is set
-
-
-def nginx_seconds(value: str) -> float | None:
-    """Seconds in an nginx time value, or None when it is not one."""
-    parts = _NGINX_TIME.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        return None
-    return sum(int(number) * _NGINX_UNITS[unit or "s"] for number, unit in parts)
-
-
-def proxy_read_timeouts(conf: Path) -> list[tuple[str, int, float, int | None]]:
-    """For each location that proxy_passes: (location, its line, proxy_read_timeout, its line).
-
-    The timeout is the location's own, else inherited from server, then http, else nginx's default.
-    """
-    parsed = crossplane.parse(
-        str(conf), single=True, comments=False, check_ctx=False, check_args=False
-    )
-    if parsed["errors"]:
-        error = parsed["errors"][0]
-        raise CheckFailed(
-            "nginx/nginx.conf cannot be parsed",
-            measured=f"nginx/nginx.conf:{error.get('line')}: {error.get('error')}",
-            expected="a config nginx accepts",
-            location=Location(NGINX_FILE, error.get("line")),
-        )
-    found: list[tuple[str, int, float, int | None]] = []
-
-    def walk(block: list[dict[str, Any]], inherited: tuple[float, int | None], label: str) -> None:
-        own = inherited
-        for directive in block:
-            if directive["directive"] == "proxy_read_timeout" and directive["args"]:
-                seconds = nginx_seconds(directive["args"][0])
-                if seconds is None:
-                    raise CheckFailed(
-                        "nginx/nginx.conf has a proxy_read_timeout nginx would reject",
-                        measured=f"nginx/nginx.conf:{directive['line']}: "
-                        f"proxy_read_timeout {directive['args'][0]}",
-                        expected="a time such as 10s",
-                        location=Location(NGINX_FILE, directive["line"]),
-                    )
-                own = (seconds, directive["line"])
-        for directive in block:
-            if directive["directive"] == "proxy_pass" and label.startswith("location"):
-                found.append((label, directive["line"], own[0], own[1]))
-            if "block" in directive:
-                name = " ".join([directive["directive"], *directive["args"]])
-                walk(directive["block"], own, name)
-
-    walk(parsed["config"][0]["parsed"], (NGINX_DEFAULT_TIMEOUT_S, None), "main")
-    return found
-
-
 @check(
     "m1.nginx-agrees",
     "nginx's proxy timeouts agree with the table's nginx layer",
     depends=("m1.budgets-valid",),
     why="The table is only true if the edge proxy enforces it: nginx waits 60 s by default, so "
     "a hung checkout would hold a connection six times longer than the table says.",
-    hint="In nginx/nginx.conf set `proxy_read_timeout` (in the location that proxies to the api, "
-    "or its server block) to the table's layers.nginx.timeout_s, e.g. `proxy_read_timeout 10s;`.",
+    hint="In nginx/nginx.conf set `proxy_read_timeout` (in the location that proxies POST "
+    "/checkout to the api, or its server block) to the table's layers.nginx.timeout_s, e.g. "
+    "`proxy_read_timeout 10s;`.",
     live=False,
 )
 def nginx_agrees(ctx: Context) -> Passed:
-    """Parse nginx/nginx.conf with crossplane and compare proxy_read_timeout with the table."""
+    """Find the location nginx serves POST /checkout from; compare its proxy_read_timeout."""
     budgets, loaded = _table(ctx)
-    conf = _learner_file(ctx, NGINX_FILE, "the edge proxy's config")
-    locations = proxy_read_timeouts(conf)
-    if not locations:
+    conf = _learner_file(
+        ctx, NGINX_FILE, "the edge proxy's config", learnerfile.NGINX_CONF_MAX_BYTES
+    )
+    try:
+        judged = nginxconf.judge_file(conf, root=ctx.repo.path)
+    except learnerfile.LearnerFileError as error:  # a file it includes
+        raise _unreadable(error, "the files nginx.conf includes") from None
+    except nginxconf.NginxConfError as error:
+        where = Location(_relative(ctx, error.file or str(conf)), error.line)
         raise CheckFailed(
-            "nginx/nginx.conf proxies nothing to the api",
-            measured="no location with proxy_pass",
-            expected="a location that proxy_passes to the api",
-            location=Location(NGINX_FILE),
-        )
+            f"{NGINX_FILE} is a config nginx would reject",
+            measured=f"{where}: {error.message}",
+            expected="a config nginx accepts",
+            location=where,
+        ) from None
+    story = judged.summary(ctx.repo.path)
     want = budgets.layers.nginx_s
     table_line = loaded.location("layers", "nginx", "timeout_s")
-    wrong = []
-    first: int | None = None
-    for label, location_line, seconds, line in locations:
-        if abs(seconds - want) > 1e-9:
-            first = first or line or location_line
-            where = (
-                f"nginx/nginx.conf:{line}: proxy_read_timeout is {seconds:g} s"
-                if line
-                else (
-                    f"{label} sets no proxy_read_timeout, so nginx waits its default {seconds:g} s"
-                )
-            )
-            wrong.append(where)
-    if wrong:
+    expected = (
+        f"the location serving POST /checkout proxies to the api with proxy_read_timeout "
+        f"{want:g}s ({table_line}: layers.nginx.timeout_s is {want:g})"
+    )
+    at_location = Location(
+        _relative(ctx, judged.location_file or judged.server_file),
+        judged.location_line or judged.server_line,
+    )
+    if judged.redirects or not judged.proxies:
         raise CheckFailed(
-            "nginx does not enforce the table's nginx budget",
-            measured="; ".join(wrong),
-            expected=f"proxy_read_timeout {want:g}s ({table_line}: "
-            f"layers.nginx.timeout_s is {want:g})",
-            location=Location(NGINX_FILE, first),
+            "nginx does not proxy POST /checkout to the api",
+            measured=story,
+            expected=expected,
+            location=at_location,
+        )
+    if abs(judged.timeout_s - want) > 1e-9:
+        located = (
+            Location(_relative(ctx, judged.timeout_file), judged.timeout_line)
+            if judged.timeout_file is not None
+            else at_location
+        )
+        raise CheckFailed(
+            "nginx does not enforce the table's nginx budget on POST /checkout",
+            measured=story,
+            expected=expected,
+            location=located,
         )
     return Passed(
-        f"nginx gives up after {want:g} s, as the table says",
-        measured=", ".join(f"{label}: proxy_read_timeout {s:g} s" for label, _, s, _ in locations),
-        expected=f"{want:g} s",
+        f"nginx gives up on POST /checkout after {want:g} s, as the table says",
+        measured=story,
+        expected=expected,
     )
+
+
+def _relative(ctx: Context, file: str) -> str:
+    """A file of the learner's as the report shows it: relative to the repo, forward slashes."""
+    path = Path(file)
+    with contextlib.suppress(ValueError):
+        return path.resolve().relative_to(ctx.repo.path.resolve()).as_posix()
+    return path.as_posix()
 
 
 # What a learner's own load test must hold checkout latency to: a high percentile (or the max).
@@ -377,12 +352,14 @@ async def learner_thresholds(script: Path) -> dict[str, list[str]]:
     hint="In loadtest/checkout.js set thresholds such as "
     "`'http_req_duration{name:checkout}': ['p(95)<3000']` (the api budget, in ms) and "
     "`'http_req_failed{name:checkout}': ['rate<0.01']`.",
+    # Past k6 inspect's own limit, so that a learner's script that never finishes is its FAIL.
+    timeout_s=INSPECT_LIMIT_S + 10,
     live=False,
 )
 async def k6_thresholds(ctx: Context) -> Passed:
     """Read loadtest/checkout.js's thresholds with k6 and compare them with the api budget."""
     budgets, loaded = _table(ctx)
-    script = _learner_file(ctx, K6_SCRIPT, "your k6 script")
+    script = _learner_file(ctx, K6_SCRIPT, "your k6 script", learnerfile.K6_SCRIPT_MAX_BYTES)
     budget_ms = budgets.layers.api_s * 1000
     latency: list[str] = []
     weak: list[str] = []

@@ -34,6 +34,8 @@ OUTAGE_CHECKOUTS = 200
 # (under one, so 1 / 200 = 0.005) and the deposits of checkouts still in flight when it ends.
 # The token arithmetic is exact, so there is no false FAIL to speak of: a correct bucket gives
 # 1 + ratio or less; buckets that are missing or per request give max_attempts (3.0 here).
+# Counts, not times: a busy machine changes when attempts come, not how many a bucket that
+# deposits per first attempt lets through, so these checks need no noise band.
 CAP_SLACK = 0.05
 SHARED_CLIENTS = 20
 OUTAGE_CONCURRENCY = 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,8 +43,28 @@ class Retries:
         """The longest the policy may wait before retry ``retry`` (1 = the first retry)."""
         if self.jitter == "decorrelated":
             # AWS's decorrelated jitter: sleep = min(cap, uniform(base, previous * 3)).
-            return min(self.max_delay_s, self.base_delay_s * 3.0**retry)
-        return min(self.max_delay_s, self.base_delay_s * 2.0 ** (retry - 1))
+            factor, power = 3.0, retry
+        else:
+            factor, power = 2.0, retry - 1
+        try:
+            grown = self.base_delay_s * factor**power
+        except OverflowError:  # past any float: any positive base has reached the cap long ago
+            grown = math.inf if self.base_delay_s > 0 else 0.0
+        return min(self.max_delay_s, grown)
+
+    def longest_waits_s(self) -> float:
+        """The sum of the longest waits before each retry, in time logarithmic in max_attempts.
+
+        Once a wait reaches the cap every later one is the cap, so the rest is one product.
+        """
+        total, retry = 0.0, 1
+        while retry < self.max_attempts:
+            wait = self.max_delay_before(retry)
+            if wait >= self.max_delay_s or self.base_delay_s <= 0:
+                return total + wait * (self.max_attempts - retry)
+            total += wait
+            retry += 1
+        return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +88,7 @@ class Budgets:
         attempt = self.layers.connect_s + self.layers.read_s
         if self.retries is None:
             return attempt
-        waits = sum(self.retries.max_delay_before(n) for n in range(1, self.retries.max_attempts))
-        return self.retries.max_attempts * attempt + waits
+        return self.retries.max_attempts * attempt + self.retries.longest_waits_s()
 
 
 # The course's stack: nginx 10 s > api 3 s > payments 2 s per attempt (0.5 s to connect), and
@@ -105,8 +125,14 @@ def from_data(data: dict[str, Any]) -> Budgets:
 
 
 def load(repo: Path) -> yamlfile.Loaded:
-    """Read and validate ``budgets.yaml`` of a learner repo; problems are data, not exceptions."""
-    return yamlfile.load(repo / BUDGETS_FILE, "budgets")
+    """Read and validate ``budgets.yaml`` of a learner repo; problems are data, not exceptions.
+
+    Read through :mod:`grader.learnerfile` (a regular file in the repo, 256 KiB at most); the
+    schema bounds every number (timeouts at most an hour, max_attempts at most 100, burst at
+    most 100) and the loader refuses .nan, .inf, aliases and duplicate keys, each as a problem
+    with its line, so nothing computed from a valid table can overflow or crash.
+    """
+    return yamlfile.load(repo / BUDGETS_FILE, "budgets", root=repo)
 
 
 def for_live_checks(repo: Path) -> tuple[Budgets, BudgetSource]:

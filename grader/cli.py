@@ -8,10 +8,12 @@ not start, an environment problem; 130 interrupted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -24,10 +26,11 @@ from grader.formats import OutputFormat
 from grader.formats.github import GitHubActions
 from grader.model import MILESTONES, ExitCode, Report, Selection
 from grader.output import Delivery, ReportFile
-from grader.runner import Hooks, grade
+from grader.runner import Hooks, Tally, grade
 
 CHECKS_PACKAGE = "checks"  # where the milestone checks live: checks/m<N>_*.py
 STUB_PORT = 8081
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 app = typer.Typer(
     name="failfast",
@@ -127,36 +130,90 @@ def check(
         files.append(ReportFile(output_format, output))
         output_format = OutputFormat.TEXT
     delivery = Delivery(Console(highlight=False), output_format, files, GitHubActions.detect())
+    # Until grading's event loop takes them over, SIGTERM is Ctrl-C: the run is still reported.
+    with contextlib.suppress(ValueError):  # not the main thread: the default stays
+        signal.signal(signal.SIGTERM, _interrupt)
     with delivery.fenced():
+        tally: Tally | None = None
         try:
-            report = _run(registry.select(milestone, through=through), repo, delivery)
+            selection = registry.select(milestone, through=through)
+            tally = Tally(selection, str(repo))
+            report = _run(selection, repo, delivery, tally)
         except GradingError as error:
-            started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            report = Report(milestone, str(repo), started, not_graded=error.not_graded())
+            report = Report(milestone, str(repo), _now(), not_graded=error.not_graded())
         except (KeyboardInterrupt, asyncio.CancelledError):
-            delivery.console.print(
-                "grading interrupted: everything the grader started has been stopped"
+            # Everything the grader started is stopped by now; the checks done are reported.
+            report = (
+                Report(milestone, str(repo), _now(), interrupted=True)
+                if tally is None
+                else tally.report(interrupted=True)
             )
-            raise typer.Exit(ExitCode.INTERRUPTED) from None
-        unwritten = delivery.write_files(report)
-        delivery.show(report)
-    delivery.to_github(report, repo)
-    for problem in unwritten:
-        Console(stderr=True).print(problem, markup=False)
+        # Reports are written whatever comes now: a signal here waits until they are.
+        with _signals_deferred() as received:
+            unwritten = delivery.write_files(report)
+            delivery.show(report)
+            if report.interrupted:
+                done = len(tally.results) if tally else 0
+                Console(stderr=delivery.stdout_format is not OutputFormat.TEXT).print(
+                    f"grading interrupted after {done} of {len(report.results)} checks: "
+                    "everything the grader started has been stopped",
+                    markup=False,
+                    soft_wrap=True,
+                )
+    with _signals_deferred() as received_later:
+        delivery.to_github(report, repo)
+        for problem in unwritten:  # one line each, however long the path
+            Console(stderr=True).print(problem, markup=False, soft_wrap=True)
+    if report.interrupted or received or received_later:
+        raise typer.Exit(ExitCode.INTERRUPTED)
     raise typer.Exit(ExitCode.NOT_GRADED if unwritten else report.exit_code)
 
 
-def _run(selection: Selection, repo: Path, delivery: Delivery) -> Report:
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM wait while reports are written: the caller honours them after."""
+    received: list[int] = []
+    previous = {}
+    with contextlib.suppress(ValueError):  # not the main thread: nothing to defer
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(selection: Selection, repo: Path, delivery: Delivery, tally: Tally) -> Report:
     checks = catalog()
 
     async def main() -> Report:
-        # SIGTERM (CI cancelling a job, `kill`) stops grading like Ctrl-C: the stack is torn down.
+        # Ctrl-C and SIGTERM (CI cancelling a job, `kill`) cancel grading wherever it waits; the
+        # stack and k6 are torn down on the way out. A repeated signal does not cut that short.
         task = asyncio.current_task()
         assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        loop = asyncio.get_running_loop()
+
+        stopping: list[bool] = []
+
+        def stop() -> None:
+            if not stopping:
+                stopping.append(True)
+                task.cancel()
+
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, stop)
         hooks: Hooks
         with delivery.progress() as hooks:
-            return await grade(selection, repo, checks, hooks)
+            return await grade(selection, repo, checks, hooks, tally)
 
     return asyncio.run(main())
 

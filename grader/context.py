@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 from grader.budgets import Budgets
 from grader.driver import Driver
 from grader.errors import EnvironmentProblem
+from grader.noise import LagMeter
 from grader.repo import LearnerRepo
 from grader.stack import Stack
 
@@ -36,11 +38,17 @@ class Context:
     # Measurements several checks read (one retry storm serves the jitter and backoff checks),
     # keyed by the function that makes them; one dict per grading run.
     measurements: dict[Callable[..., Any], asyncio.Task[Any]] = field(default_factory=dict)
+    lag: LagMeter | None = None
+    started_at: float = field(default_factory=time.monotonic)
     _next_amount: int = field(init=False)
 
     def __post_init__(self) -> None:
         """Start handing out amounts at this check's block."""
         self._next_amount = self.first_amount
+
+    def worst_lag_s(self) -> float:
+        """How late the grader's own loop woke at worst since this check began: the noise."""
+        return 0.0 if self.lag is None else self.lag.worst_since(self.started_at)
 
     async def once(self, measure: Measure[T]) -> T:
         """``measure(ctx)``, run once per grading run: every check asking for it shares it."""

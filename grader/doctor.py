@@ -27,7 +27,7 @@ from rich.text import Text
 from grader import budgets, k6
 from grader.errors import BudgetsError, GradingError
 from grader.formats.terminal import print_to
-from grader.procs import child_env
+from grader.procs import child_env, sweep_dead_runs
 from grader.repo import DEFAULT_COMMAND, LearnerRepo, Manifest
 
 PROBE_TIMEOUT_S = 5.0
@@ -41,6 +41,10 @@ DOCKER_FIX = (
     "sudo systemctl start docker), or set DOCKER_HOST"
 )
 _ASSIGNMENT = re.compile(r"[A-Za-z_]\w*=")
+# A command a shell has to read as a whole (operators, subshells, redirections), and builtins
+# that are not programs on PATH.
+_SHELL = re.compile(r"&&|\|\||[;|&<>()`\n]|\$\(")
+_SHELL_BUILTINS = frozenset({"cd", "export", "exec", "source", ".", "set", "ulimit", "umask"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,8 @@ class Finding:
 
 def diagnose(repo: Path) -> tuple[Finding, ...]:
     """Every finding for grading ``repo`` on this machine; never raises."""
+    # What graders killed before they could stop it left running (it never raises either).
+    sweep_dead_runs()
     findings = [_guard("Python", "every command", True, _python)]
     findings.append(_guard("loopback", LIVE, True, _loopback))
     manifest: Manifest | None = None
@@ -192,10 +198,26 @@ def _command(learner: LearnerRepo, manifest: Manifest) -> Finding:
         return _result(
             False, f"cannot be split into words: {exc}", "fix `command` in failfast.yaml"
         )
-    # The grader runs `sh -c "exec COMMAND"`: skip leading NAME=value assignments.
+    # The grader runs `/bin/sh -c COMMAND`: skip leading NAME=value assignments.
     program = next((w for w in words if not _ASSIGNMENT.match(w)), None)
     if program is None:
         return _result(False, "names no program", "set `command` in failfast.yaml")
+    if _SHELL.search(manifest.command) or program in _SHELL_BUILTINS:
+        # `cd api && uvicorn ...`: the shell finds the programs as it runs; check its syntax.
+        try:
+            done = subprocess.run(
+                ["/bin/sh", "-n", "-c", manifest.command],
+                capture_output=True,
+                text=True,
+                timeout=PROBE_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return _result(False, f"cannot be checked by /bin/sh: {exc}", "check /bin/sh")
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["a syntax error"])[-1]
+            return _result(False, f"is not valid shell: {last}", "fix `command` in failfast.yaml")
+        return _result(True, "a shell command, run by /bin/sh -c (its syntax checked)")
     if "$" in program:
         return _result(True, f"`{program}` is expanded by the shell, so it is not checked")
     if "/" in program:  # a path, relative to the repo root the API runs in

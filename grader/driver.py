@@ -8,6 +8,7 @@ nothing else.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,19 @@ from typing import Any
 import httpx
 
 from grader.errors import CheckFailed
+from grader.procs import sanitize
 from grader.stack import ApiInstance, Stack
+
+TEXT_CHARS = 200  # of a body, kept to show in evidence
+MAX_BODY_BYTES = 1 << 20  # a checkout's answer is a few hundred bytes; past this it is not one
+
+
+def is_json_type(content_type: str | None) -> bool:
+    """Whether a Content-Type labels JSON: ``application/json`` or a ``+json`` type, any params."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +38,23 @@ class CheckoutResult:
     amount_cents: int
     started_at: float  # grader's time.monotonic(), comparable with the stub's journal
     elapsed_s: float
-    status: int | None = None  # None: no answer (see ``error``)
+    status: int | None = None  # None: no complete answer (see ``error``)
     body: Any = None  # parsed JSON, or None when the body is not JSON
     error: str | None = None
+    # The body as text: its first TEXT_CHARS characters, control characters removed.
+    text: str = ""
+    # The Content-Type header as sent, None when there was none (or no answer).
+    content_type: str | None = None
+
+    @property
+    def body_is_json(self) -> bool:
+        """Whether the body parsed as JSON (``null`` included)."""
+        return self.body is not None or self.text.strip() == "null"
+
+    @property
+    def labelled_json(self) -> bool:
+        """Whether the answer's Content-Type says JSON (``application/json``, ``+json``)."""
+        return is_json_type(self.content_type)
 
     def describe(self) -> str:
         """In words, e.g. ``answered 504 after 2.81 s``."""
@@ -35,6 +62,26 @@ class CheckoutResult:
             return f"{self.error} after {self.elapsed_s:.2f} s"
         json_note = "" if self.body is not None else " (body not JSON)"
         return f"answered {self.status}{json_note} after {self.elapsed_s:.2f} s"
+
+    def describe_body(self) -> str:
+        """The body in words, bounded: ``a body that is not JSON: 'Internal Server Error'``.
+
+        A JSON body labelled with another content type says so: ``a JSON body labelled
+        text/plain (not application/json): {"error": "x"}``.
+        """
+        if self.status is None:
+            return "no body (no complete answer)"
+        if not self.text.strip():
+            return "an empty body"
+        if not self.body_is_json:
+            return f"a body that is not JSON: {self.text!r}"
+        shown = sanitize(json.dumps(self.body, default=str), TEXT_CHARS)
+        if not self.labelled_json and self.content_type is not None:
+            label = sanitize(self.content_type, 60)
+            return f"a JSON body labelled {label} (not application/json): {shown}"
+        if not self.labelled_json:
+            return f"a JSON body with no Content-Type (not application/json): {shown}"
+        return f"the JSON body {shown}"
 
 
 class Driver:
@@ -95,16 +142,42 @@ class Driver:
         """
         target = self._use(api or self.stack.api)
         started = time.monotonic()
+        # The whole answer, headers and body, within ``timeout_s``: httpx's own timeout bounds
+        # each read, and a body trickled a byte at a time would never end.
+        response: httpx.Response | None = None
         try:
-            response = await (http or self.http).post(
-                f"{target.base_url}/checkout",
-                json={"amount_cents": amount_cents},
-                headers=headers,
-                timeout=timeout_s,
-            )
-        except httpx.TimeoutException:
+            async with (
+                asyncio.timeout(timeout_s),
+                (http or self.http).stream(
+                    "POST",
+                    f"{target.base_url}/checkout",
+                    json={"amount_cents": amount_cents},
+                    headers=headers,
+                    timeout=timeout_s,
+                ) as response,
+            ):
+                raw = await _read_bounded(response)
+        except (TimeoutError, httpx.TimeoutException):
+            elapsed = time.monotonic() - started
+            if response is None:
+                return CheckoutResult(amount_cents, started, elapsed, error="no answer")
             return CheckoutResult(
-                amount_cents, started, time.monotonic() - started, error="no answer"
+                amount_cents,
+                started,
+                elapsed,
+                error=f"no complete answer (status {response.status_code} came, but its body "
+                f"had not ended)",
+                content_type=response.headers.get("content-type"),
+            )
+        except _TooLong:
+            assert response is not None
+            return CheckoutResult(
+                amount_cents,
+                started,
+                time.monotonic() - started,
+                error=f"no complete answer (status {response.status_code}, then a body past "
+                f"{MAX_BODY_BYTES // 1024} KiB)",
+                content_type=response.headers.get("content-type"),
             )
         except httpx.HTTPError as exc:
             # A connection the API's crash cut comes in before the kernel reports the exit.
@@ -119,10 +192,19 @@ class Driver:
             )
         elapsed = time.monotonic() - started
         try:
-            body = response.json()
-        except ValueError:
+            body = json.loads(raw)
+        except ValueError:  # UnicodeDecodeError included
             body = None
-        return CheckoutResult(amount_cents, started, elapsed, response.status_code, body)
+        text = raw[: TEXT_CHARS * 4].decode("utf-8", errors="replace")
+        return CheckoutResult(
+            amount_cents,
+            started,
+            elapsed,
+            response.status_code,
+            body,
+            text=sanitize(text, TEXT_CHARS),
+            content_type=response.headers.get("content-type"),
+        )
 
     def raise_if_dead(self, api: ApiInstance | None = None) -> None:
         """Fail the check, with the API's last words, if the instance is no longer running."""
@@ -136,3 +218,18 @@ class Driver:
                 hint="Read the API's last output lines below: an unhandled error, or a crash "
                 "under load, ended the process.",
             )
+
+
+class _TooLong(Exception):
+    """A body past MAX_BODY_BYTES: no checkout answer is that long."""
+
+
+async def _read_bounded(response: httpx.Response) -> bytes:
+    """The whole body, or :class:`_TooLong` once it passes MAX_BODY_BYTES."""
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _TooLong
+    return b"".join(chunks)

@@ -203,9 +203,25 @@ def find() -> str | None:
 def require() -> str:
     """The k6 binary, or an environment problem that says how to get it."""
     binary = find()
+    configured = os.environ.get("FAILFAST_K6")
+    if configured is not None and (binary is None or not os.access(binary, os.X_OK)):
+        # FAILFAST_K6 wins over PATH: a wrong one is named, never taken for a missing k6.
+        beside = Path(sys.executable).parent / "k6"
+        other = shutil.which("k6") or (str(beside) if beside.is_file() else None)
+        problem = "there is no file there" if binary is None else "it is not executable"
+        instead = (
+            f"unset it to use the k6 the grader finds without it ({other})"
+            if other
+            else "unset it and install k6"
+        )
+        raise EnvironmentProblem(
+            f"FAILFAST_K6 is set to {configured!r}, and {problem}. Point FAILFAST_K6 at a k6 "
+            f"binary, or {instead}. {INSTALL_HINT}"
+        )
     if binary is None:
         raise EnvironmentProblem(
-            f"The load test needs k6, and this machine has none. {INSTALL_HINT}"
+            "The load test needs k6, and this machine has none (not on PATH, not beside the "
+            f"grader's Python, and FAILFAST_K6 is not set). {INSTALL_HINT}"
         )
     return binary
 

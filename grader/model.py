@@ -255,6 +255,8 @@ class Report:
     milestones: tuple[str, ...] = ()
     through: bool = False
     not_graded: NotGraded | None = None
+    # Ctrl-C or SIGTERM cut the run short: the checks it did not finish are SKIP, "not run".
+    interrupted: bool = False
 
     def __post_init__(self) -> None:
         """A report of one milestone lists just that one."""
@@ -279,8 +281,10 @@ class Report:
         """What the run exits with.
 
         An ERROR means the grader could not grade at all. A FAIL outranks an INCONCLUSIVE: the
-        learner has something to fix either way.
+        learner has something to fix either way. An interrupted run is 130 whatever it found.
         """
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
         if self.not_graded is not None or self.count(Status.ERROR):
             return ExitCode.NOT_GRADED
         if self.count(Status.FAIL) or self.count(Status.SKIP):

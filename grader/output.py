@@ -106,14 +106,28 @@ class Delivery:
             yield Hooks(on_start=on_start, on_finish=on_finish)
 
     def write_files(self, report: Report) -> list[str]:
-        """Write every report file; returns a message for each that could not be written."""
+        """Write every report file it can; returns a one-line message for each it could not.
+
+        One file that cannot be written (its directory is a file, a full disk) never stops the
+        others.
+        """
         problems = []
         for target in self.files:
+            what = f"the {target.format.value} report to {target.path}"
+            try:
+                text = target.format.to_format().render(report)
+            except Exception as bug:  # a bug in a format must not cost the other reports
+                problems.append(
+                    f"failfast could not render {what}: {bug!r}. This is a bug in the grader; "
+                    f"please report it."
+                )
+                continue
             try:
                 target.path.parent.mkdir(parents=True, exist_ok=True)
-                target.path.write_text(target.format.to_format().render(report), "utf-8")
+                # A lone surrogate in a learner's words cannot be UTF-8: it becomes "?".
+                target.path.write_text(text, "utf-8", errors="replace")
             except OSError as exc:
-                problems.append(f"failfast could not write the report to {target.path}: {exc}")
+                problems.append(f"failfast could not write {what}: {_why(target.path, exc)}")
         return problems
 
     def show(self, report: Report) -> None:
@@ -133,3 +147,11 @@ class Delivery:
         stream.write(annotations.render(report))
         stream.flush()
         self.github.add_summary(MarkdownFormat().render(report))
+
+
+def _why(path: Path, exc: OSError) -> str:
+    """Why ``path`` could not be written, in words: which part of it is in the way."""
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            return f"{parent} is a file, not a directory"
+    return f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")

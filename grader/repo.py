@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from grader import yamlfile
 from grader.errors import ManifestError, RepoError
 
+MANIFEST_FILE = "failfast.yaml"  # at the learner's repo root; optional
 DEFAULT_COMMAND = "uvicorn app.main:app --host 127.0.0.1 --port $PORT"
 DEFAULT_STARTUP_TIMEOUT_S = 20.0
 
@@ -42,16 +44,17 @@ class LearnerRepo:
 
     def manifest(self) -> Manifest:
         """Read failfast.yaml; a missing one means the defaults of the contract."""
-        file = self.path / "failfast.yaml"
-        if not file.exists():
+        file = self.path / MANIFEST_FILE
+        if not os.path.lexists(file):  # a dangling symlink is not "no manifest": it is said
             return Manifest()
-        loaded = yamlfile.load(file, "manifest")
+        loaded = yamlfile.load(file, "manifest", root=self.path)
         if loaded.problems:
             raise ManifestError(
                 f"failfast.yaml tells the grader how to start your API, and it cannot be used: "
                 f"{loaded.problems[0]}. Fix it, or delete it to use the default command "
                 f"`{DEFAULT_COMMAND}`.",
                 details=[str(p) for p in loaded.problems[1:]],
+                location=loaded.problems[0].location,
             )
         data = loaded.data
         return Manifest(

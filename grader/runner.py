@@ -13,7 +13,7 @@ import datetime as dt
 import inspect
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,24 @@ import httpx
 from grader import budgets as budgets_mod
 from grader.context import AMOUNT_BLOCK, Context
 from grader.driver import Driver
-from grader.errors import BudgetsError, CheckFailed, CheckInconclusive, GradingError
-from grader.model import CheckResult, Evidence, Passed, Report, Selection, Status
+from grader.errors import (
+    BudgetsError,
+    CheckFailed,
+    CheckInconclusive,
+    EnvironmentProblem,
+    GradingError,
+    ToolTimeout,
+)
+from grader.model import (
+    BudgetSource,
+    CheckResult,
+    Evidence,
+    Passed,
+    Report,
+    Selection,
+    Status,
+)
+from grader.noise import LagMeter
 from grader.registry import Catalog, CheckSpec
 from grader.repo import LearnerRepo
 from grader.stack import LocalStack, Stack
@@ -37,20 +53,100 @@ class Hooks:
     on_finish: Callable[[CheckResult], None] = lambda result: None
 
 
+INTERRUPTED_HINT = "Grade again and let the run finish: this check has no verdict yet."
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass(slots=True)
+class Tally:
+    """What a grading run has done so far, kept by its caller for a run that is cut short.
+
+    However the run ends early (Ctrl-C, SIGTERM, before or while checks run), :meth:`report`
+    with ``interrupted=True`` has every check that finished, and every other one as SKIP: not
+    run, or not finished, because grading was interrupted.
+    """
+
+    selection: Selection
+    repo: str
+    started_at: str = field(default_factory=_now_iso)  # ISO 8601, UTC
+    started: float = field(default_factory=time.monotonic)
+    specs: tuple[CheckSpec, ...] = ()  # every check of the run, in report order
+    results: dict[str, CheckResult] = field(default_factory=dict)
+    running: dict[str, float] = field(default_factory=dict)  # check id -> when it started
+    budgets: BudgetSource | None = None
+
+    def hooks(self, inner: Hooks) -> Hooks:
+        """``inner``, also recording which checks run and what each finished with."""
+
+        def on_start(check_id: str, title: str) -> None:
+            self.running[check_id] = time.monotonic()
+            inner.on_start(check_id, title)
+
+        def on_finish(result: CheckResult) -> None:
+            self.running.pop(result.id, None)
+            self.results[result.id] = result
+            inner.on_finish(result)
+
+        return Hooks(on_start, on_finish)
+
+    def report(self, *, interrupted: bool = False) -> Report:
+        """The report of the run: finished, or cut short with the rest marked not run."""
+        now = time.monotonic()
+        results = []
+        for spec in self.specs:
+            done = self.results.get(spec.id)
+            if done is None and not interrupted:
+                raise AssertionError(f"{spec.id} has no result: a bug in the runner")
+            if done is None:
+                started = self.running.get(spec.id)
+                summary = (
+                    "not run: grading was interrupted"
+                    if started is None
+                    else f"not finished: grading was interrupted {now - started:.1f} s into it"
+                )
+                evidence = Evidence(summary, hint=INTERRUPTED_HINT, data={"interrupted": True})
+                elapsed = 0.0 if started is None else now - started
+                done = result_of(spec, Status.SKIP, evidence, duration_s=elapsed)
+            results.append(done)
+        return Report(
+            milestone=self.selection.name,
+            repo=self.repo,
+            started_at=self.started_at,
+            duration_s=round(now - self.started, 3),
+            results=tuple(results),
+            budgets=self.budgets,
+            milestones=self.selection.milestones,
+            through=self.selection.through,
+            interrupted=interrupted,
+        )
+
+
 async def grade(
-    selection: Selection, repo_path: Path, catalog: Catalog, hooks: Hooks = Hooks()
+    selection: Selection,
+    repo_path: Path,
+    catalog: Catalog,
+    hooks: Hooks = Hooks(),
+    tally: Tally | None = None,
 ) -> Report:
     """Grade one milestone or several; raises :class:`GradingError` when it cannot grade at all.
 
     Several milestones share one stack (the stub, Redis, the grader's client) and run one after
     another. Each live milestone gets a fresh instance of the learner's API, so that it sees what
     it would see graded alone: a full retry budget whatever the milestone before it spent.
+
+    ``tally``, if given, keeps what the run has done so far: its caller reports from it if the
+    run is cut short (:meth:`Tally.report`).
     """
-    started_wall = dt.datetime.now(dt.UTC)
-    started = time.monotonic()
+    if tally is None:
+        tally = Tally(selection, str(repo_path))
     repo = LearnerRepo.open(repo_path)
+    tally.repo = str(repo.path)
     groups = [catalog.for_milestone(milestone) for milestone in selection.milestones]
     specs = tuple(spec for group in groups for spec in group)
+    tally.specs = specs
     budgets, source, unusable = budgets_mod.COURSE, None, None
     live = any(spec.live for spec in specs)
     if live:
@@ -62,8 +158,12 @@ async def grade(
             if len(groups) == 1 or "milestone-1" not in selection.milestones:
                 raise
             unusable = error
-    run = _Run(repo, budgets, specs, hooks)
-    async with _stack(repo, live and unusable is None) as (stack, http):
+    tally.budgets = source
+    run = _Run(repo, budgets, specs, tally.hooks(hooks))
+    async with (
+        _stack(repo, live and unusable is None) as (stack, http),
+        LagMeter.running() as run.lag,
+    ):
         fresh = True
         for group in groups:
             if any(spec.live for spec in group):
@@ -74,16 +174,7 @@ async def grade(
                     await stack.restart_api()
                 fresh = False
             await run.run_all(group, stack, http)
-    return Report(
-        milestone=selection.name,
-        repo=str(repo.path),
-        started_at=started_wall.isoformat(timespec="seconds"),
-        duration_s=round(time.monotonic() - started, 3),
-        results=tuple(run.results[spec.id] for spec in specs),
-        budgets=source,
-        milestones=selection.milestones,
-        through=selection.through,
-    )
+    return tally.report()
 
 
 @contextlib.asynccontextmanager
@@ -119,6 +210,7 @@ class _Run:
         # Blocks are unique across the whole run: milestones share the stub, and its journal.
         self.blocks = {spec.id: (index + 1) * AMOUNT_BLOCK for index, spec in enumerate(specs)}
         self.measurements: dict[Callable[..., Any], asyncio.Task[Any]] = {}
+        self.lag: LagMeter | None = None
 
     def finish(self, result: CheckResult) -> None:
         """Record a result and report it."""
@@ -149,7 +241,13 @@ class _Run:
             self.hooks.on_start(spec.id, spec.title)
             driver = None if stack is None or http is None else Driver(stack, http)
             ctx = Context(
-                self.repo, self.budgets, self.blocks[spec.id], stack, driver, self.measurements
+                self.repo,
+                self.budgets,
+                self.blocks[spec.id],
+                stack,
+                driver,
+                self.measurements,
+                self.lag,
             )
             self.finish(await _run_one(spec, ctx, stack))
 
@@ -221,9 +319,15 @@ async def _verdict(spec: CheckSpec, ctx: Context) -> tuple[Status, Evidence]:
             hint="This is the grader's fault, not yours: please report it.",
         )
     except GradingError as problem:
-        return Status.ERROR, Evidence(
-            problem.message, hint="Grade again; report it if it persists."
+        # A machine that lacks something (k6, a FAILFAST_K6 that names no binary) is fixed
+        # before grading again; the summary says how.
+        fix_first = isinstance(problem, EnvironmentProblem) and not isinstance(problem, ToolTimeout)
+        hint = (
+            "This machine needs fixing, not your code: do what the summary says, then grade again."
+            if fix_first
+            else "Grade again; report it if it persists."
         )
+        return Status.ERROR, Evidence(problem.message, hint=hint)
     except Exception as bug:
         return Status.ERROR, Evidence(
             f"the check crashed: {bug!r}",

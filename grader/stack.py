@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -22,7 +23,7 @@ from typing import Protocol
 import httpx
 
 from grader.errors import ApiStartError, EnvironmentProblem
-from grader.procs import ManagedProcess, child_env, stop_all
+from grader.procs import ManagedProcess, ProcessTracker, child_env, describe, sweep_dead_runs
 from grader.repo import LearnerRepo, Manifest
 from grader.stubclient import StubAdmin
 
@@ -31,6 +32,12 @@ REDIS_READY_TIMEOUT_S = 10.0
 # A learner's API is ready when GET /healthz answers 200; each probe is bounded by this.
 HEALTHZ_PROBE_TIMEOUT_S = 1.0
 RESTART_GRACE_S = 0.5
+# An API that exited before it was ready: how long its last lines may take to be read (or how
+# long a process it left behind may hold its output open) before the message is written.
+OUTPUT_DRAIN_S = 1.0
+# The shell the learner's command runs in, as a shell runs it: `cd api && uvicorn ...`,
+# `ENV=1 uvicorn ...` and `sleep 1 && uvicorn ...` all work.
+SHELL = "/bin/sh"
 
 
 class ApiInstance(Protocol):
@@ -99,10 +106,10 @@ class LocalApi:
         if code is None:
             return None
         if code < 0:
-            try:
-                return f"was killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"was killed by signal {-code}"
+            return f"was killed by {_signal_name(-code)}"
+        if code > 128 and (name := _signal_name(code - 128, None)) is not None:
+            # What a shell reports for a command of it that a signal killed.
+            return f"exited with code {code} (a command it ran was killed by {name})"
         return f"exited with code {code}"
 
     def output_tail(self, n: int = 15) -> tuple[str, ...]:
@@ -126,6 +133,7 @@ class LocalStack:
         self.manifest = manifest
         self._processes: list[ManagedProcess] = []
         self._apis: list[ManagedProcess] = []
+        self._tracker: ProcessTracker | None = None
         self._env_extra: dict[str, str] = {}
         self.stub: StubAdmin
         self.payments_url: str
@@ -137,6 +145,9 @@ class LocalStack:
         """Start the stub, the services the manifest lists, then the learner's API."""
         stack = cls(repo, manifest)
         try:
+            # What graders killed before they could stop it (SIGKILL, a closed CI runner) left.
+            await asyncio.to_thread(sweep_dead_runs)
+            stack._tracker = ProcessTracker()
             stack._start_stub()
             if "redis" in manifest.services:
                 stack._env_extra["REDIS_URL"] = stack._start_redis()
@@ -149,8 +160,10 @@ class LocalStack:
     def _spawn(
         self, name: str, argv: Sequence[str], cwd: Path, env: dict[str, str]
     ) -> ManagedProcess:
+        if self._tracker is None:
+            self._tracker = ProcessTracker()
         try:
-            process = ManagedProcess(name, argv, cwd=cwd, env=env)
+            process = self._tracker.spawn(name, argv, cwd=cwd, env=env)
         except OSError as exc:
             raise EnvironmentProblem(f"The grader could not start {name}: {exc}.") from exc
         self._processes.append(process)
@@ -222,13 +235,25 @@ class LocalStack:
         env = child_env(
             {"PORT": str(port), "PAYMENTS_URL": payments_url or self.payments_url} | self._env_extra
         )
-        # `exec` so that the shell becomes the learner's server and signals reach it directly.
-        argv = ["/bin/sh", "-c", f"exec {self.manifest.command}"]
+        # As a shell runs it; the shell execs its last command itself, so the learner's server
+        # usually is the process started. Whatever it starts, however it detaches, the tracker
+        # finds and stops.
+        argv = [SHELL, "-c", self.manifest.command]
         process = self._spawn(name, argv, self.repo.path, env)
         self._apis.append(process)
         api = LocalApi(name, f"http://127.0.0.1:{port}", process)
-        await _wait_healthy(api, self.manifest)
+        await _wait_healthy(api, self.manifest, self.repo.path, env, self._left_behind)
         return api
+
+    def _left_behind(self, process: ManagedProcess) -> list[str]:
+        """The command lines of what ``process`` started that still runs (it has exited)."""
+        if self._tracker is None:
+            return []
+        return [
+            describe(stat.pid)
+            for stat, _ in self._tracker.members([process])
+            if stat.pid != process.pid
+        ]
 
     async def restart_api(self) -> None:
         """Stop every instance of the learner's API, then start a fresh main one as ``api``."""
@@ -236,7 +261,9 @@ class LocalStack:
         # The old instances may hold requests the stub delays: nothing needs their graceful
         # shutdown, so they get a short grace, spent while the fresh one starts. They are
         # forgotten only once stopped: interrupted here, aclose still stops them.
-        stopped = asyncio.to_thread(stop_all, old, RESTART_GRACE_S)
+        tracker = self._tracker
+        assert tracker is not None
+        stopped = asyncio.to_thread(tracker.stop, old, RESTART_GRACE_S)
         _, api = await asyncio.gather(stopped, self.start_api("api"))
         self._processes = [p for p in self._processes if p not in old]
         self.api = api
@@ -246,24 +273,91 @@ class LocalStack:
         stub = getattr(self, "stub", None)
         if stub is not None:
             await stub.aclose()
-        stop_all(self._processes)
+        if self._tracker is not None:
+            # Everything the run started: the processes, and whatever they started.
+            self._tracker.close()
         self._processes.clear()
         self._apis.clear()
 
 
-async def _wait_healthy(api: LocalApi, manifest: Manifest) -> None:
+def _signal_name(number: int, default: str | None = "") -> str | None:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}" if default == "" else default
+
+
+def _why_it_exited(code: int, env: dict[str, str], left: list[str]) -> str:
+    """What an exit before /healthz answered means, and what to do about it."""
+    if code == 0:
+        where = (
+            f"leaving `{left[0]}` running in the background; the grader stopped it"
+            if left
+            else "perhaps after putting the server in the background"
+        )
+        return (
+            f"The command returned, {where}. It must keep running in the foreground for as long "
+            "as the API serves: no `&`, `nohup`, `--daemon` or process manager; make the server "
+            "the command's last step (`cd api && uvicorn ...`)."
+        )
+    if code == 127:
+        return (
+            "The shell could not find a program the command names (its output below says "
+            f"which), on the API's PATH: {env.get('PATH', '')}. Install it there (`pip install "
+            "-r requirements.txt` into the environment you run failfast from, or activate the "
+            "virtualenv that has it before running failfast), or name it by its path in "
+            "failfast.yaml (`.venv/bin/uvicorn ...`)."
+        )
+    if code == 126:
+        return (
+            "The shell found a program the command names but could not run it: it is not "
+            "executable (`chmod +x` it), it is a directory, or its `#!` line names an "
+            "interpreter that is not there."
+        )
+    signum = -code if code < 0 else code - 128 if code > 128 else 0
+    name = _signal_name(signum, None) if signum else None
+    if name is not None:
+        cause = {
+            "SIGKILL": " (often the kernel's out-of-memory killer)",
+            "SIGSEGV": " (a crash in native code)",
+            "SIGABRT": " (an abort, often a failed assertion in native code)",
+        }.get(name, "")
+        return f"It was killed by {name}{cause}, by itself or by something outside it."
+    return "It stopped by itself before it was ready."
+
+
+async def _wait_healthy(
+    api: LocalApi,
+    manifest: Manifest,
+    repo: Path,
+    env: dict[str, str],
+    left_behind: Callable[[ManagedProcess], list[str]],
+) -> None:
     deadline = time.monotonic() + manifest.startup_timeout_s
     last = "no answer yet"
+    # How to see what the grader saw: the command, run as the grader runs it.
+    # (`failfast stub` serves a provider on 8081.)
+    redis = " REDIS_URL=redis://127.0.0.1:6379/0" if "REDIS_URL" in env else ""
+    reproduce = (
+        f"To run it as the grader does: cd {shlex.quote(str(repo))} && env -i "
+        f'PATH="$PATH" HOME="$HOME" PORT=8000 PAYMENTS_URL=http://127.0.0.1:8081{redis} '
+        f"{SHELL} -c {shlex.quote(manifest.command)}"
+    )
     async with httpx.AsyncClient(timeout=HEALTHZ_PROBE_TIMEOUT_S) as http:
         while True:
             exited = api.exit_description()
-            if exited is not None:
+            code = api.process.returncode
+            if exited is not None and code is not None:
+                # Its last lines may still be in the pipe: read them before showing the tail.
+                await asyncio.to_thread(api.process.drain, OUTPUT_DRAIN_S)
+                left = await asyncio.to_thread(left_behind, api.process)
+                tail = api.output_tail()
+                said = "Its output ends with the lines below." if tail else "It printed nothing."
                 raise ApiStartError(
-                    f"Your API {exited} before it answered GET /healthz. The grader started it "
-                    f"with `{manifest.command}` in your repo root; run that "
-                    f"command yourself (with PORT and PAYMENTS_URL set) to see why. Its output "
-                    f"ends with the lines below.",
-                    details=api.output_tail(),
+                    f"Your API {exited} before it answered GET /healthz. The grader ran "
+                    f"`{manifest.command}` with {SHELL} in your repo root. "
+                    f"{_why_it_exited(code, env, left)} {reproduce}. {said}",
+                    details=tail,
                 )
             try:
                 response = await http.get(f"{api.base_url}/healthz")
@@ -277,8 +371,9 @@ async def _wait_healthy(api: LocalApi, manifest: Manifest) -> None:
                     f"Your API did not answer GET /healthz with 200 within "
                     f"{manifest.startup_timeout_s:g} s (last try: {last}). It must listen on "
                     f"127.0.0.1:$PORT and answer /healthz quickly; the command was "
-                    f"`{manifest.command}`. Raise startup_timeout_s in failfast.yaml if it is "
-                    f"just slow to start. Its output ends with the lines below.",
+                    f"`{manifest.command}`, run with {SHELL} in your repo root. Raise "
+                    f"startup_timeout_s in failfast.yaml if it is just slow to start. Its "
+                    f"output ends with the lines below.",
                     details=api.output_tail(),
                 )
             await asyncio.sleep(0.1)

@@ -40,6 +40,13 @@ class Mutant:
 APP = "app/main.py"
 NO_DEADLINE = Edit(APP, "asyncio.timeout(DEADLINE_S)", "asyncio.timeout(None)")
 
+# The provider's answer, as the reference passes it through to the client.
+PAYMENT_BODY = 'return 200, {"status": "ok", "payment": response.json()}'
+SETTLE_HEAD = (
+    "async def settle(amount_cents: int, provider_key: str) -> tuple[int, dict[str, Any]]:\n"
+    '    """Charge within the api budget; the status and body to answer with."""\n'
+)
+
 MUTANTS = (
     # Milestone 1: the table and nginx.
     Mutant(
@@ -53,6 +60,21 @@ MUTANTS = (
         "milestone-1",
         frozenset({"m1.nginx-agrees"}),
         (Edit("nginx/nginx.conf", "proxy_read_timeout 10s;", ""),),
+    ),
+    Mutant(
+        # /healthz right, but POST /checkout served by a location of its own at the default
+        # 60 s: the location nginx chooses for checkout is the one judged.
+        "checkout-location-keeps-default",
+        "milestone-1",
+        frozenset({"m1.nginx-agrees"}),
+        (
+            Edit(
+                "nginx/nginx.conf",
+                "        location / {\n",
+                "        location = /checkout {\n            proxy_pass http://api:8000;\n"
+                "        }\n\n        location / {\n",
+            ),
+        ),
     ),
     Mutant(
         "too-many-attempts",
@@ -77,6 +99,14 @@ MUTANTS = (
     ),
     # Milestone 2: the budgeted client.
     Mutant(
+        # No connect timeout, only the overall deadline (2.8 s): a hanging connect takes the
+        # whole budget, inside the api budget but past 3 x 0.5 s connect timeouts + waits.
+        "no-connect-timeout",
+        "milestone-2",
+        frozenset({"m2.connect-timeout"}),
+        (Edit(APP, '    connect=PAYMENTS["connect_timeout_s"],', "    connect=None,"),),
+    ),
+    Mutant(
         "connect-timeout-only",
         "milestone-2",
         frozenset({"m2.read-timeout", "m2.slow-body"}),
@@ -88,6 +118,49 @@ MUTANTS = (
                 "read=None,\n    write=None,\n    pool=None,",
             ),
             NO_DEADLINE,
+        ),
+    ),
+    Mutant(
+        # The API answers a payment of its own making: status, amount and one charge are all
+        # right, only the charge's id is missing, which is how a client finds the payment again.
+        # Every other m2 check builds on a working checkout, so they are skipped.
+        "payment-is-not-the-charge",
+        "milestone-2",
+        frozenset({"m2.healthy-checkout"}),
+        (
+            Edit(
+                APP,
+                PAYMENT_BODY,
+                'return 200, {"status": "ok", "payment": '
+                '{"amount_cents": amount_cents, "status": "succeeded"}}',
+            ),
+        ),
+        skips=frozenset(
+            {"m2.read-timeout", "m2.slow-body", "m2.connect-timeout", "m2.healthz-under-load"}
+        ),
+    ),
+    Mutant(
+        # No overall deadline, but each attempt's read timeout is cut to the budget left: held
+        # headers are cut in time (m2.read-timeout passes), while a body trickled a byte every
+        # 100 ms never trips a per-read timeout. Only m2.slow-body can see the difference.
+        "per-attempt-timeouts-no-deadline",
+        "milestone-2",
+        frozenset({"m2.slow-body"}),
+        (
+            NO_DEADLINE,
+            Edit(
+                APP,
+                '                headers={"Idempotency-Key": key},\n            )',
+                '                headers={"Idempotency-Key": key},\n'
+                "                timeout=httpx.Timeout(\n"
+                '                    connect=PAYMENTS["connect_timeout_s"],\n'
+                '                    read=max(0.01, min(PAYMENTS["read_timeout_s"], '
+                "deadline - time.monotonic())),\n"
+                '                    write=PAYMENTS["read_timeout_s"],\n'
+                '                    pool=PAYMENTS["connect_timeout_s"],\n'
+                "                ),\n"
+                "            )",
+            ),
         ),
     ),
     Mutant(
@@ -172,6 +245,14 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        # The same random wait before every retry: jittered, within the first cap, no backoff.
+        # Judged from the distributions (second waits no longer than first ones on average).
+        "same-wait-every-retry",
+        "milestone-3",
+        frozenset({"m3.backoff-grows"}),
+        (Edit(APP, "    return random.uniform(0, cap)", "    return random.uniform(0.04, 0.1)"),),
+    ),
+    Mutant(
         "retries-a-decline",
         "milestone-3",
         frozenset({"m3.no-retry-on-decline"}),
@@ -215,6 +296,63 @@ MUTANTS = (
         skips=frozenset({"m4.recovers"}),
     ),
     Mutant(
+        # A bucket per TCP connection: m4.budget-shared's 20 clients on their own connections
+        # get 20 bursts. m4.outage-capped's 4 clients share one pool, so they use 4 connections,
+        # the warm-up's and 3 fresh ones: 3 extra bursts. With the course's burst of 10 that is
+        # 30 extra attempts over 200 checkouts, past its 0.05 slack, so no per-client bucket
+        # can fail m4.budget-shared alone there; with a burst of 2 (the table's, edited below)
+        # the 3 extra bursts fit the slack (at most 226 attempts against 230), and the 20 do
+        # not (at least 240). A connection that gets a success forgets its bucket, so the next
+        # one starts full: without it m4.recovers' probe, sent on the oldest pooled connection,
+        # would find that connection's own bucket as the outage left it, and pass or fail by
+        # chance. No check tells the two refill rules apart on a shared bucket.
+        "budget-per-connection",
+        "milestone-4",
+        frozenset({"m4.budget-shared"}),
+        (
+            Edit("budgets.yaml", "burst: 10 ", "burst: 2  "),
+            Edit(APP, "import asyncio\n", "import asyncio\nimport contextvars\n"),
+            Edit(
+                APP,
+                "from fastapi import FastAPI, Header\n",
+                "from fastapi import FastAPI, Header, Request\n",
+            ),
+            Edit(
+                APP,
+                'budget = RetryBudget(BUCKET["ratio"], BUCKET["burst"])\n',
+                'budget = RetryBudget(BUCKET["ratio"], BUCKET["burst"])\n'
+                "buckets: dict[Any, RetryBudget] = {}  # by (host, port) of the client\n"
+                'peer: contextvars.ContextVar[Any] = contextvars.ContextVar("peer")\n',
+            ),
+            Edit(
+                APP,
+                "    budget.deposit()\n",
+                '    budget = buckets.setdefault(peer.get(), RetryBudget(BUCKET["ratio"], '
+                'BUCKET["burst"]))\n'
+                "    budget.deposit()\n",
+            ),
+            Edit(
+                APP,
+                "            if response.status_code not in RETRYABLE_STATUSES:\n",
+                "            if response.status_code == 200:\n"
+                "                buckets.pop(peer.get(), None)\n"
+                "            if response.status_code not in RETRYABLE_STATUSES:\n",
+            ),
+            Edit(
+                APP,
+                "    body: CheckoutRequest, idempotency_key: str | None = Header(default=None)\n"
+                ") -> JSONResponse:\n"
+                '    """Charge the customer once per Idempotency-Key, within the api budget."""\n',
+                "    body: CheckoutRequest,\n"
+                "    request: Request,\n"
+                "    idempotency_key: str | None = Header(default=None),\n"
+                ") -> JSONResponse:\n"
+                '    """Charge the customer once per Idempotency-Key, within the api budget."""\n'
+                "    peer.set(request.client)\n",
+            ),
+        ),
+    ),
+    Mutant(
         "budget-never-refills",
         "milestone-4",
         frozenset({"m4.recovers"}),
@@ -233,6 +371,25 @@ MUTANTS = (
         frozenset({"m5.double-submit", "m5.replayed-from-store", "m5.key-reuse-other-body"}),
         (Edit(APP, "    if idempotency_key is None:\n", "    if True:  # the key is ignored\n"),),
         skips=frozenset({"m5.shared-across-instances", "m5.concurrent-double-submit"}),
+    ),
+    Mutant(
+        # A completed key is settled again through the provider, with the same provider key:
+        # the provider replays its charge, so one charge and the same answer (m5.double-submit
+        # passes), but a provider attempt per repeat. m5.shared-across-instances fails with it,
+        # unavoidably: it demands the same of a repeat sent to the second instance, and no
+        # realistic store answers a repeat from the store on one instance and not the other.
+        "completed-key-replayed-by-the-provider",
+        "milestone-5",
+        frozenset({"m5.replayed-from-store", "m5.shared-across-instances"}),
+        (
+            Edit(
+                APP,
+                '            status, payload = existing["status"], existing["body"]\n',
+                "            status, payload = await settle(\n"
+                '                body.amount_cents, f"checkout:{idempotency_key}"\n'
+                "            )\n",
+            ),
+        ),
     ),
     Mutant(
         "in-process-dict-store",
@@ -281,7 +438,107 @@ MUTANTS = (
         frozenset({"m5.key-reuse-other-body"}),
         (Edit(APP, 'if existing["fingerprint"] != print_:', "if False:"),),
     ),
+    Mutant(
+        # The provider key is derived from the body, not the client's key: two keys for the
+        # same amount reach the provider as one key, and it replays the first charge. The store
+        # itself still keys on Idempotency-Key, so repeats, reuse with another body and lost
+        # responses behave. (A store keyed on the body instead would also turn a key reused with
+        # another amount into a second charge, failing m5.key-reuse-other-body too.)
+        "provider-key-from-the-body",
+        "milestone-5",
+        frozenset({"m5.distinct-keys"}),
+        (
+            Edit(
+                APP,
+                'provider_key = f"checkout:{idempotency_key}"',
+                'provider_key = f"checkout:{print_}"',
+            ),
+        ),
+    ),
+    # The load test: one real k6 run per mutant (13 to 18 s each), one mutant per threshold;
+    # lt.k6-run has none (see UNMUTABLE below).
+    Mutant(
+        # Per-attempt read timeouts without the overall deadline: while the bucket lasts, a held
+        # checkout is retried and answers after two read timeouts, about 4 s.
+        "no-deadline-under-load",
+        "loadtest",
+        frozenset({"lt.slow-phase-fails-fast"}),
+        (NO_DEADLINE,),
+    ),
+    Mutant(
+        # A successful checkout e-mails the receipt before it answers, through a relay that
+        # takes 4.5 s. The slow phase has no successes to slow down; every recovery checkout
+        # succeeds, 4.5 s late. (A leaked or undersized connection pool, the hint's example,
+        # makes recovery checkouts wait inside the api deadline: they fail at 2.8 s and trip
+        # lt.recovery-succeeds instead. A receipt writer serialised behind a lock queues the
+        # recovery phase too, but its p95 hangs on how many arrivals k6 drops while it starts
+        # VUs: it measured 3.49 s and 3.51 s, so it is not a stable mutant.)
+        "receipt-mailed-before-answering",
+        "loadtest",
+        frozenset({"lt.recovery-latency"}),
+        (
+            Edit(
+                APP,
+                PAYMENT_BODY,
+                "await asyncio.sleep(4.5)  # e-mailing the receipt\n        " + PAYMENT_BODY,
+            ),
+        ),
+    ),
+    Mutant(
+        # A circuit breaker that opens after five timeouts and never closes: the slow phase
+        # fails fast (a quick 503 once open), and so does every checkout after the provider
+        # recovered.
+        "circuit-never-closes",
+        "loadtest",
+        frozenset({"lt.recovery-succeeds"}),
+        (
+            Edit(
+                APP,
+                SETTLE_HEAD,
+                "timeouts = [0]  # provider timeouts so far; five open the circuit for good\n\n\n"
+                + SETTLE_HEAD
+                + "    if timeouts[0] >= 5:\n"
+                '        return error(503, "circuit_open")\n',
+            ),
+            Edit(
+                APP,
+                '        return error(504, "payments_timeout")',
+                '        timeouts[0] += 1\n        return error(504, "payments_timeout")',
+            ),
+        ),
+    ),
+    Mutant(
+        # /healthz refreshes a status snapshot with a blocking call every 2 s: the probe that
+        # triggers it, and those sent while it runs, wait up to 300 ms (p99 of 110 probes is
+        # 200 ms past the 100 ms limit, far past the 50 ms noise floor), while the loop is blocked
+        # 15 % of the time, too little to push either checkout p95 past its limit.
+        "healthz-refresh-blocks",
+        "loadtest",
+        frozenset({"lt.healthz-fast"}),
+        (
+            Edit(
+                APP,
+                '@app.get("/healthz")\nasync def healthz() -> dict[str, str]:\n'
+                '    """Liveness: answers without touching the provider."""\n',
+                "refreshed = 0.0  # when /healthz last refreshed its status snapshot\n\n\n"
+                '@app.get("/healthz")\nasync def healthz() -> dict[str, str]:\n'
+                '    """Liveness: answers without touching the provider."""\n'
+                "    global refreshed\n"
+                "    if time.monotonic() - refreshed >= 2.0:\n"
+                "        time.sleep(0.3)  # a blocking refresh: the whole event loop waits\n"
+                "        refreshed = time.monotonic()\n",
+            ),
+        ),
+    ),
 )
+
+
+# Checks no mutant can fail, and why. A check listed here must not be able to FAIL at all
+# (tests/test_mutant_coverage.py holds it to that), or it needs a mutant instead.
+UNMUTABLE = {
+    "lt.k6-run": "it judges the grader's own k6 script and k6 itself, not the learner's repo: "
+    "what goes wrong there is ERROR (an environment problem), never FAIL",
+}
 
 
 def materialize(source: Path, target: Path, edits: tuple[Edit, ...] = ()) -> Path:

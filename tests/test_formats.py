@@ -7,17 +7,24 @@ Each format is read back with a real consumer: junitparser, markdown-it, the run
 from __future__ import annotations
 
 import io
+import json
+import math
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 from junitparser import Error, Failure, JUnitXml, Skipped
 from markdown_it import MarkdownIt
 
 from grader.errors import BudgetsError
+from grader.formats import OutputFormat
 from grader.formats.github import AnnotationsFormat, GitHubActions, command
+from grader.formats.json import JsonFormat
 from grader.formats.junit import JUnitFormat
 from grader.formats.markdown import MarkdownFormat, code_block
-from grader.model import CheckResult, Evidence, Location, Report, Status
+from grader.model import BudgetSource, CheckResult, Evidence, Location, Report, Status
+from grader.yamlfile import schema
 from tests.gha import commands
 
 FORGED = "\n::error::forged\n::set-output name=grade::100"
@@ -217,3 +224,83 @@ def test_github_actions_detection(environ: dict[str, str], detected: bool) -> No
     assert (found is not None) is detected
     if found is not None:
         assert found.summary == Path("/tmp/s.md")
+
+
+NAN, INF = float("nan"), float("inf")
+NON_FINITE_DATA: dict[Any, Any] = {
+    "p95_s": NAN,
+    "limit_s": INF,
+    "floor_s": -INF,
+    "waits": [1.0, NAN, {"deep": (INF, 2)}],
+    (1, 2): "a key JSON has no word for",
+    NAN: "a key that is NaN",
+}
+# Numbers no JSON can carry, where a check's data, a duration or the budget may hold them.
+NON_FINITE = Report(
+    milestone="milestone-2",
+    repo="/repos/learner",
+    started_at="2026-11-26T10:00:00+00:00",
+    duration_s=NAN,
+    budgets=BudgetSource("learner", "your budgets.yaml", {"layers": {"api_s": INF}}),
+    results=(
+        CheckResult(
+            id="m2.read-timeout",
+            title="title",
+            milestone="milestone-2",
+            status=Status.FAIL,
+            evidence=Evidence("cut late", data=NON_FINITE_DATA),
+            duration_s=INF,
+        ),
+    ),
+)
+
+
+def _no_constants(name: str) -> Any:
+    raise AssertionError(f"the report holds {name}, which is not JSON")
+
+
+def test_json_report_never_holds_nan_or_infinity() -> None:
+    """NaN and Infinity become null (as JSON.stringify does), durations 0: valid strict JSON."""
+    document = json.loads(JsonFormat().render(NON_FINITE), parse_constant=_no_constants)
+    jsonschema.validate(document, schema("report"))
+    data = document["checks"][0]["data"]
+    assert (data["p95_s"], data["limit_s"], data["floor_s"]) == (None, None, None)
+    assert data["waits"] == [1.0, None, {"deep": [None, 2]}]
+    assert data["(1, 2)"] == "a key JSON has no word for" and data["nan"] == "a key that is NaN"
+    assert document["duration_s"] == 0.0 and document["checks"][0]["duration_s"] == 0.0
+    assert document["budgets"]["values"]["layers"]["api_s"] is None
+
+
+def test_junit_times_are_decimals_even_for_nan(tmp_path: Path) -> None:
+    """A non-finite duration never reaches a time attribute, which JUnit's readers parse."""
+    file = tmp_path / "junit.xml"
+    file.write_text(JUnitFormat().render(NON_FINITE), "utf-8")
+    xml = JUnitXml.fromfile(str(file))
+    times = [xml._elem.get("time")] + [e.get("time") for e in xml._elem.iter("testcase")]
+    assert times and all(math.isfinite(float(t)) for t in times), times
+
+
+@pytest.mark.parametrize("fmt", list(OutputFormat), ids=lambda f: f.value)
+def test_every_format_renders_a_non_finite_report(fmt: OutputFormat) -> None:
+    """No format crashes on NaN or Infinity: each report file is still written."""
+    assert fmt.to_format().render(NON_FINITE)
+
+
+def interrupted(status: Status) -> CheckResult:
+    """A check that grading was interrupted before it ended."""
+    evidence = Evidence("not run: grading was interrupted", data={"interrupted": True})
+    return CheckResult("m2.slow-body", "t", "milestone-2", status, evidence)
+
+
+def test_an_interrupted_report_says_so_in_every_format(tmp_path: Path) -> None:
+    """Exit code 130 in the JSON (valid against the schema), the Markdown and the text report."""
+    done = result("m2.healthy-checkout", Status.PASS)
+    results = (done, interrupted(Status.SKIP))
+    report = Report("milestone-2", "/r", "2026-11-26T10:00:00Z", 1.0, results, interrupted=True)
+    document = json.loads(JsonFormat().render(report))
+    jsonschema.validate(document, schema("report"))
+    assert document["exit_code"] == 130
+    assert document["checks"][1]["data"] == {"interrupted": True}
+    assert "interrupted" in MarkdownFormat().render(report).splitlines()[0]
+    text = OutputFormat.TEXT.to_format().render(report)
+    assert "exit code 130: grading was interrupted" in text

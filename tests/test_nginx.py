@@ -1,65 +1,90 @@
-"""Unit tests of reading proxy_read_timeout out of an nginx config with crossplane."""
+"""m1.nginx-agrees on configs written here: it judges the location nginx serves POST /checkout from.
+
+The location matching itself (exact, prefix, regex, nesting, units) is unit-tested in
+tests/test_nginxconf.py; these run the check on a repo with the reference's table (nginx 10 s).
+"""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from checks.m1_budget_table import nginx_seconds, proxy_read_timeouts
+from checks.m1_budget_table import nginx_agrees
+from grader import budgets
+from grader.context import Context
 from grader.errors import CheckFailed
+from grader.model import Location
+from grader.repo import LearnerRepo
+from tests.mutants import REFERENCE
 
 
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("10", 10), ("10s", 10), ("500ms", 0.5), ("1m", 60), ("1m30s", 90), ("2h", 7200)],
-)
-def test_nginx_time_units(text: str, seconds: float) -> None:
-    """Nginx time values convert to seconds."""
-    assert nginx_seconds(text) == pytest.approx(seconds)
+def grade(tmp_path: Path, http_body: str) -> Context:
+    """A repo with the reference's budgets.yaml and an nginx.conf whose http block is given."""
+    shutil.copy(REFERENCE / "budgets.yaml", tmp_path / "budgets.yaml")
+    (tmp_path / "nginx").mkdir()
+    (tmp_path / "nginx" / "nginx.conf").write_text("events {}\nhttp {\n" + http_body + "\n}\n")
+    return Context(LearnerRepo.open(tmp_path), budgets.COURSE, 0)
 
 
-@pytest.mark.parametrize("text", ["", "10x", "s", "1.5s", "ten"])
-def test_nginx_time_rejects_nonsense(text: str) -> None:
-    """What nginx would reject is None."""
-    assert nginx_seconds(text) is None
-
-
-def conf(tmp_path: Path, body: str) -> Path:
-    """Write an nginx.conf whose http block holds ``body``."""
-    path = tmp_path / "nginx.conf"
-    path.write_text("events {}\nhttp {\n" + body + "\n}\n")
-    return path
-
-
-def test_location_inherits_from_server(tmp_path: Path) -> None:
-    """A location without its own timeout inherits the server's."""
-    path = conf(
+def test_checkout_location_is_judged_not_healthz(tmp_path: Path) -> None:
+    """The issue's config: /checkout sets 10 s, /healthz keeps nginx's default: a PASS."""
+    ctx = grade(
         tmp_path,
-        "server {\n proxy_read_timeout 10s;\n location / {\n proxy_pass http://api;\n }\n}",
+        "server {\n location /checkout {\n proxy_read_timeout 10;\n proxy_pass http://api;\n }\n"
+        " location /healthz {\n proxy_pass http://api;\n }\n}",
     )
-    assert proxy_read_timeouts(path) == [("location /", 6, 10.0, 4)]
+    passed = nginx_agrees(ctx)
+    assert "location /checkout" in passed.measured and "10 s" in passed.measured
 
 
-def test_location_without_any_timeout_gets_nginx_default(tmp_path: Path) -> None:
-    """No proxy_read_timeout anywhere means nginx's 60 s default."""
-    path = conf(tmp_path, "server {\n location /checkout {\n proxy_pass http://api;\n }\n}")
-    assert proxy_read_timeouts(path) == [("location /checkout", 5, 60.0, None)]
-
-
-def test_own_timeout_wins(tmp_path: Path) -> None:
-    """A location's own timeout overrides the server's."""
-    path = conf(
+def test_location_inherits_from_server_in_any_unit(tmp_path: Path) -> None:
+    """A location without its own timeout inherits the server's; 10000ms is 10 s."""
+    ctx = grade(
         tmp_path,
-        "proxy_read_timeout 30s;\nserver {\n location / {\n proxy_read_timeout 9s;\n"
-        " proxy_pass http://api;\n }\n}",
+        "server {\n proxy_read_timeout 10000ms;\n location / {\n proxy_pass http://api;\n }\n}",
     )
-    assert [t[2] for t in proxy_read_timeouts(path)] == [9.0]
+    assert "server block" in nginx_agrees(ctx).measured
+
+
+def test_default_timeout_fails_on_the_judged_location(tmp_path: Path) -> None:
+    """No proxy_read_timeout anywhere: nginx's 60 s, pointed at the location's line."""
+    ctx = grade(tmp_path, "server {\n location /checkout {\n proxy_pass http://api;\n }\n}")
+    with pytest.raises(CheckFailed) as failed:
+        nginx_agrees(ctx)
+    evidence = failed.value.evidence
+    assert "default 60 s" in evidence.measured
+    assert evidence.location == Location("nginx/nginx.conf", 4)
+
+
+def test_regex_location_beats_prefix(tmp_path: Path) -> None:
+    """A regex location wins over a prefix one, as in nginx: its 30 s timeout fails."""
+    ctx = grade(
+        tmp_path,
+        "server {\n proxy_read_timeout 10s;\n location / {\n proxy_pass http://api;\n }\n"
+        " location ~ ^/check {\n proxy_read_timeout 30s;\n proxy_pass http://api;\n }\n}",
+    )
+    with pytest.raises(CheckFailed) as failed:
+        nginx_agrees(ctx)
+    assert failed.value.evidence.location == Location("nginx/nginx.conf", 9)
+
+
+def test_location_that_does_not_proxy_fails(tmp_path: Path) -> None:
+    """A /checkout location that answers by itself means nginx is not in front of the api."""
+    ctx = grade(
+        tmp_path,
+        "server {\n proxy_read_timeout 10s;\n location /checkout {\n root /srv;\n }\n"
+        " location / {\n proxy_pass http://api;\n }\n}",
+    )
+    with pytest.raises(CheckFailed, match="does not proxy"):
+        nginx_agrees(ctx)
 
 
 def test_unparseable_config_fails_with_line(tmp_path: Path) -> None:
     """A config nginx would reject fails the check with its line."""
-    path = conf(tmp_path, "server {\n location / {\n proxy_pass http://api;\n")
+    ctx = grade(tmp_path, "server {\n location / {\n proxy_pass http://api;\n")
     with pytest.raises(CheckFailed) as failed:
-        proxy_read_timeouts(path)
+        nginx_agrees(ctx)
     assert "nginx.conf:" in failed.value.evidence.measured
+    assert failed.value.evidence.location is not None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from typing import Any
 
 from grader import __version__
@@ -12,13 +14,39 @@ from grader.model import Report
 SCHEMA_VERSION = 1
 
 
+def finite(value: Any) -> Any:
+    """``value`` as JSON can carry it: NaN and Infinity become null (as JSON.stringify does).
+
+    Python's json writes them as bare ``NaN`` and ``Infinity``, which no JSON parser need
+    accept. Keys that are not str, int, bool or None (a tuple, say) become their str.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {_key(k): finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def _key(key: Any) -> str | int | bool | None:
+    if isinstance(key, str | int | bool) or key is None:
+        return key
+    return str(key)
+
+
+def _seconds(value: float) -> float:
+    """A duration the schema accepts: a number, at least 0."""
+    return value if math.isfinite(value) and value >= 0 else 0.0
+
+
 class JsonFormat:
     """One JSON document per run, for machines: CI steps, dashboards, course tooling."""
 
     def render(self, report: Report) -> str:
         """The report as JSON: the checks, or why the grader could not grade."""
         document = self.to_dict(report) if report.not_graded is None else self._not_graded(report)
-        return json.dumps(document, indent=2, default=str) + "\n"
+        return json.dumps(finite(document), indent=2, default=str, allow_nan=False) + "\n"
 
     def to_dict(self, report: Report) -> dict[str, Any]:
         """The report as plain data, as the schema describes it."""
@@ -31,7 +59,7 @@ class JsonFormat:
             "milestones": list(report.milestones),
             "repo": report.repo,
             "started_at": report.started_at,
-            "duration_s": report.duration_s,
+            "duration_s": _seconds(report.duration_s),
             "exit_code": int(report.exit_code),
             "summary": {word: report.count(status) for status, word in COUNTED},
             "budgets": None
@@ -47,7 +75,7 @@ class JsonFormat:
                     "measured": r.measured,
                     "expected": r.expected,
                     "hint": r.hint,
-                    "duration_s": r.duration_s,
+                    "duration_s": _seconds(r.duration_s),
                     "data": dict(r.data),
                     "api_output": list(r.api_output),
                     "figure": list(r.figure),

@@ -8,6 +8,7 @@ failure's text, so a CI's test view says what to fix without the terminal log.
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 import xml.etree.ElementTree as ET
@@ -29,12 +30,17 @@ def _xml(text: str) -> str:
     return _NOT_XML.sub("", text)
 
 
+def _seconds(value: float) -> str:
+    """A ``time`` attribute JUnit's readers parse: a non-negative decimal, never nan or inf."""
+    return f"{value:.3f}" if math.isfinite(value) and value >= 0 else "0.000"
+
+
 def _counts(element: ET.Element, results: Iterable[CheckResult], time_s: float) -> None:
     listed = list(results)
     element.set("tests", str(len(listed)))
     for name, statuses in _COUNTED.items():
         element.set(name, str(sum(r.status in statuses for r in listed)))
-    element.set("time", f"{time_s:.3f}")
+    element.set("time", _seconds(time_s))
 
 
 def _text(result: CheckResult) -> str:
@@ -79,10 +85,10 @@ class JUnitFormat:
             "testcase",
             name=result.id,
             classname=f"failfast.{result.milestone}",
-            time=f"{result.duration_s:.3f}",
+            time=_seconds(result.duration_s),
         )
         if result.location is not None:
-            case.set("file", result.location.path)
+            case.set("file", _xml(result.location.path))
             if result.location.line:
                 case.set("line", str(result.location.line))
         message = _xml(f"{result.title}: {result.summary}")

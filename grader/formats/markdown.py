@@ -63,6 +63,8 @@ class MarkdownFormat:
             if report.count(status) or status in (Status.PASS, Status.FAIL)
         ]
         verdict = "✅ passed" if report.exit_code == 0 else "❌ not passed"
+        if report.interrupted:
+            verdict = "⏹️ interrupted, the checks not run are SKIP"
         out = [
             f"## failfast {report.milestone}{' --through' if report.through else ''}: {verdict}",
             "",

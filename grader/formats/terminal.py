@@ -35,6 +35,8 @@ EXIT_MEANING = {
     ExitCode.FAILED: "a check failed: the hints above say what to fix",
     ExitCode.NOT_GRADED: "the grader could not grade, or could not tell (an ERROR or "
     "INCONCLUSIVE above is not your fault: grade again)",
+    ExitCode.INTERRUPTED: "grading was interrupted (Ctrl-C or SIGTERM): the checks above marked "
+    "SKIP were not run or not finished; grade again to finish",
 }
 
 
@@ -60,6 +62,11 @@ def print_to(console: Console, renderable: RenderableType) -> None:
         console.print(renderable)
     console.file.write(_rstrip(captured.get()))
     console.file.flush()
+
+
+def _g(value: object) -> str:
+    """A budget's number as the report shows it; "?" where there is none to show."""
+    return f"{value:g}" if isinstance(value, int | float) else "?"
 
 
 def _rstrip(text: str) -> str:
@@ -101,8 +108,8 @@ class TerminalFormat:
         if report.budgets is not None:
             layers = report.budgets.values.get("layers", {})
             held = (
-                f"api {layers.get('api_s'):g} s, payments read {layers.get('read_s'):g} s, "
-                f"connect {layers.get('connect_s'):g} s"
+                f"api {_g(layers.get('api_s'))} s, payments read {_g(layers.get('read_s'))} s, "
+                f"connect {_g(layers.get('connect_s'))} s"
             )
             parts.append(Text.assemble(("budget  ", "dim"), f"{held} ({report.budgets.note})"))
         parts.append(Text())

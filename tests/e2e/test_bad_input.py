@@ -5,14 +5,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
+from grader import registry
+from grader.context import AMOUNT_BLOCK
 from tests.conftest import ROOT, leftovers, run_failfast
 from tests.mutants import APP, REFERENCE, Edit, materialize
 
@@ -139,6 +145,187 @@ def test_api_that_dies_while_graded(tmp_path: Path) -> None:
     assert read["status"] == "FAIL" and "exited with code 7" in read["summary"]
 
 
+@dataclass(frozen=True, slots=True)
+class Proc:
+    """A process as /proc showed it; ``(pid, start)`` names it even once its pid is reused."""
+
+    pid: int
+    start: int  # clock ticks after boot, proc(5) stat field 22
+    ppid: int = field(compare=False)
+    sid: int = field(compare=False)
+    comm: str = field(compare=False)
+    cmdline: str = field(compare=False)
+    in_repo: bool = field(compare=False)  # its working directory is in the learner repo
+
+
+def _stat(entry: Path) -> tuple[str, int, int, int, str] | None:
+    """State, parent, session, start time and command name of a process; None once gone."""
+    try:
+        text = (entry / "stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may itself hold spaces or parentheses.
+    rest = text[text.rindex(")") + 2 :].split()
+    # rest[0] is proc(5) field 3 (state); 4 is the parent, 6 the session, 22 the start time.
+    return (
+        rest[0],
+        int(rest[1]),
+        int(rest[3]),
+        int(rest[19]),
+        text[text.index("(") + 1 : text.rindex(")")],
+    )
+
+
+def _listening_ports(pid: int) -> set[int]:
+    """The TCP ports process ``pid`` listens on: its socket inodes, looked up in /proc/net."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A is LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def amounts_of(milestone: str, *, through: bool = False) -> range:
+    """The amounts a grading run hands ``milestone``'s checks."""
+    selection = registry.select(milestone, through=through)
+    catalog = registry.load("checks")
+    specs = [spec for m in selection.milestones for spec in catalog.for_milestone(m)]
+    # As the runner numbers them: the run's i-th check owns [(i + 1) * AMOUNT_BLOCK, + BLOCK).
+    first = next(i for i, spec in enumerate(specs) if spec.milestone == milestone)
+    return range((first + 1) * AMOUNT_BLOCK, (len(specs) + 1) * AMOUNT_BLOCK)
+
+
+class GraderRun:
+    """`failfast check` as a child of the test, and every process it started, found in /proc.
+
+    A process counts as the grader's when it runs under the grader (parent links), or in the
+    session of one that did: the grader starts each child in a session of its own, so even a
+    grandchild is found once the grader is dead and its children have been reparented.
+    """
+
+    def __init__(self, repo: Path, *args: str) -> None:
+        """Start grading ``repo``; ``args`` follow `failfast check`."""
+        self.repo = repo.resolve()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "grader", "check", *args, "--repo", str(repo)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._seen: dict[tuple[int, int], Proc] = {}
+
+    def __enter__(self) -> GraderRun:
+        """The run, to watch."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Kill whatever is left, so that a failed assertion leaks nothing into other tests."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc.stdout is not None and not self.proc.stdout.closed:
+            self.proc.communicate(timeout=10)
+        for sid in {p.sid for p in self.running()} | self._sessions():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(sid, signal.SIGKILL)
+
+    def _sessions(self) -> set[int]:
+        # Sessions the grader's children lead; never the test's own, which the grader shares.
+        return {p.sid for p in self._seen.values() if p.sid == p.pid}
+
+    def running(self) -> list[Proc]:
+        """The grader's live processes (not the grader itself); remembers each one seen."""
+        table = {
+            int(e.name): stat
+            for e in Path("/proc").iterdir()
+            if e.name.isdigit() and (stat := _stat(e)) is not None
+        }
+
+        def under_grader(pid: int) -> bool:
+            for _ in range(64):  # parent links end at 0 or 1; the bound guards a race's loop
+                pid = table[pid][1] if pid in table else 0
+                if pid == self.proc.pid:
+                    return True
+                if pid <= 1:
+                    return False
+            return False
+
+        sessions, live = self._sessions(), []
+        for pid, (state, ppid, sid, start, comm) in table.items():
+            if state in "ZX":  # dead: only the reaping by its (new) parent is missing
+                continue
+            key = (pid, start)
+            if key in self._seen or sid in sessions or under_grader(pid):
+                # Read afresh each time: a child caught between fork and exec still shows the
+                # grader's command line and directory, and would keep them if remembered.
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                    cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+                except OSError:
+                    continue  # exited meanwhile
+                in_repo = cwd.is_relative_to(self.repo)
+                proc = Proc(pid, start, ppid, sid, comm, cmdline.decode(errors="replace"), in_repo)
+                self._seen[key] = proc
+                live.append(proc)
+        return live
+
+    def seen(self) -> list[Proc]:
+        """Every process of the grader's seen so far, running or not."""
+        return list(self._seen.values())
+
+    def left_after(self, within_s: float) -> list[str]:
+        """What of the grader's is still running ``within_s`` from now (empty once all gone)."""
+        deadline = time.monotonic() + within_s
+        while (left := self.running()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return [f"{p.pid} ({p.comm}): {p.cmdline}" for p in left]
+
+    def _still_grading(self, what: str) -> None:
+        if self.proc.poll() is not None:
+            output, _ = self.proc.communicate()
+            pytest.fail(f"the grader exited ({self.proc.returncode}) before {what}:\n{output}")
+
+    def stub_admin(self, timeout_s: float = 15.0) -> str:
+        """The admin URL of the stub the grader started: the port whose /info names its pid."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self._still_grading("its stub was up")
+            owner = f"--owner-pid {self.proc.pid}"
+            for stub in (p for p in self.running() if owner in p.cmdline):
+                for port in sorted(_listening_ports(stub.pid)):
+                    url = f"http://127.0.0.1:{port}"
+                    # The connect-hang port never accepts: a short timeout passes it by. The
+                    # provider answers 404, journalled without an amount: no check's range.
+                    with contextlib.suppress(httpx.HTTPError, ValueError):
+                        info = httpx.get(f"{url}/info", timeout=0.5).json()
+                        if isinstance(info, dict) and info.get("pid") == stub.pid:
+                            return url
+            time.sleep(0.05)
+        pytest.fail(f"no stub of the grader's answered /info within {timeout_s:g} s")
+
+    def wait_for_attempt(self, admin: str, amounts: range, timeout_s: float = 60.0) -> None:
+        """Wait until an attempt with an amount in ``amounts`` reaches the stub."""
+        deadline = time.monotonic() + timeout_s
+        bounds = {"amount_min": amounts.start, "amount_max": amounts.stop - 1}
+        while time.monotonic() < deadline:
+            self._still_grading(f"an attempt in {amounts} reached the stub")
+            self.running()  # watch processes come and go meanwhile
+            journal = httpx.get(f"{admin}/journal", params=bounds, timeout=5).json()
+            if journal["attempts"]:
+                return
+            time.sleep(0.05)
+        pytest.fail(f"no attempt with an amount in {amounts} reached the stub in {timeout_s:g} s")
+
+
 def interrupt_while_grading(
     tmp_path: Path, sig: signal.Signals, *target: str, after_s: float = 3.0
 ) -> tuple[int, str]:
@@ -173,17 +360,44 @@ def test_interrupt_stops_everything(sig: signal.Signals, tmp_path: Path) -> None
 
 
 def test_interrupt_between_milestones_stops_everything(tmp_path: Path) -> None:
-    """Interrupted in milestone 3 of a --through run, after milestone 2's API was replaced."""
-    code, output = interrupt_while_grading(
-        tmp_path, signal.SIGINT, "milestone-3", "--through", after_s=6.0
-    )
-    assert code == 130, output
+    """Ctrl-C once milestone 3's checkouts reach the stub exits 130 and leaves nothing behind."""
+    repo = reference(tmp_path)
+    with GraderRun(repo, "milestone-3", "--through") as grader:
+        admin = grader.stub_admin()
+        # The milestone-3 attempt is the known point: milestones 1 and 2 are over, and milestone
+        # 3's own API instance is up and working when the interrupt lands.
+        grader.wait_for_attempt(admin, amounts_of("milestone-3", through=True))
+        apis = sorted((p for p in grader.seen() if p.in_repo), key=lambda p: p.start)
+        assert apis, "no learner API was seen under the grader"
+        assert apis[0] not in grader.running(), "milestone 2's API was not replaced"
+        assert any(p in grader.running() for p in apis[1:]), "no API of milestone 3 runs"
+        grader.proc.send_signal(signal.SIGINT)
+        output, _ = grader.proc.communicate(timeout=20)
+        assert grader.proc.returncode == 130, output
+        assert "grading interrupted" in output and "Traceback" not in output
+        # A graceful stop waits for what it stops: only a moment's slack for the kernel.
+        left = grader.left_after(2.0)
+        assert not left, "still running:\n" + "\n".join(left)
+        assert leftovers(grader.proc.pid, repo) == []
 
 
 def test_killed_grader_leaves_nothing(tmp_path: Path) -> None:
-    """Even a SIGKILLed grader takes the stub and the learner's API down with it."""
-    code, _ = interrupt_while_grading(tmp_path, signal.SIGKILL)
-    assert code == -signal.SIGKILL
+    """A grader SIGKILLed mid-run takes the stub, Redis and the API down within 5 s."""
+    repo = reference(tmp_path)
+    with GraderRun(repo, "milestone-2") as grader:
+        admin = grader.stub_admin()
+        # A checkout of milestone 2 reached the stub: every process is up, checks are running.
+        grader.wait_for_attempt(admin, amounts_of("milestone-2"))
+        children = [p for p in grader.running() if p.ppid == grader.proc.pid]
+        # Killing before these were up would prove nothing: each must be there to be taken down.
+        assert any(f"--owner-pid {grader.proc.pid}" in p.cmdline for p in children), children
+        assert any(p.comm == "redis-server" for p in children), children
+        assert any(p.in_repo for p in children), children
+        grader.proc.kill()
+        grader.proc.communicate(timeout=10)
+        left = grader.left_after(5.0)
+        assert not left, "still running:\n" + "\n".join(left)
+        assert leftovers(grader.proc.pid, repo) == []
 
 
 def test_learner_gets_only_contract_environment(tmp_path: Path) -> None:

@@ -120,6 +120,20 @@ def test_template_load_test_shows_the_hang(tmp_path: Path, grade_json: Any) -> N
     assert "p(95) = 5," in slow["measured"] and slow["figure"]
 
 
+# Where a mutant could fail its target for another reason than the one it was written for,
+# what the target's evidence (measured, then figure) must show.
+EVIDENCE = {
+    # Not a missing payment or a second charge: a payment without the charge's id.
+    "payment-is-not-the-charge": ("m2.healthy-checkout", "payment id None is not the charge"),
+    # The repeat reached the provider, which replayed the charge: no second charge.
+    "completed-key-replayed-by-the-provider": ("m5.replayed-from-store", ", replayed ch_"),
+    # The two keys met at the provider as one, which replayed the first charge.
+    "provider-key-from-the-body": ("m5.distinct-keys", ", replayed ch_"),
+    # The trickled body held the checkout open: the timeouts per read never fired.
+    "per-attempt-timeouts-no-deadline": ("m2.slow-body", "still open after"),
+}
+
+
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
 def test_mutant_fails_its_target_only(mutant: Mutant, tmp_path: Path, grade_json: Any) -> None:
     """A mutant fails the checks it breaks, and passes (or skips) every other check."""
@@ -138,3 +152,7 @@ def test_mutant_fails_its_target_only(mutant: Mutant, tmp_path: Path, grade_json
     for check_id in mutant.fails:
         entry = run.check(check_id)
         assert entry["measured"] and entry["expected"] and entry["hint"], entry
+    if mutant.name in EVIDENCE:
+        check_id, shown = EVIDENCE[mutant.name]
+        entry = run.check(check_id)
+        assert shown in "\n".join([entry["measured"], *(entry.get("figure") or [])]), entry

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -46,15 +48,47 @@ def test_latency_knob_slows_every_response(make_stub: StubFactory) -> None:
     assert attempt["fault"] == {"type": "latency", "delay_ms": 300}
 
 
+def fail_rate_draws(seed: int, rate: float, count: int) -> list[int]:
+    """The amounts 1..count that the stub's FAIL_RATE rule fails, drawn as the stub draws them."""
+    # reference/stub/provider.py: one draw per charge attempt no fault rule took, from
+    # random.Random(f"{seed}:fail_rate"); a draw below the rate answers 503.
+    draws = random.Random(f"{seed}:fail_rate")
+    return [amount for amount in range(1, count + 1) if draws.random() < rate]
+
+
 def test_fail_rate_knob_fails_a_seeded_fraction(make_stub: StubFactory) -> None:
-    """FAIL_RATE answers 503 unavailable to about that fraction of attempts."""
+    """FAIL_RATE=0.5 with SEED=7 answers 503 to exactly the attempts its seeded draws pick."""
     stub = make_stub(env={"FAIL_RATE": "0.5", "SEED": "7"})
     results = statuses_and_ids(stub.url, 20)
-    failed = [status for status, _ in results if status == 503]
-    assert 3 <= len(failed) <= 17
+    failed = [amount for amount, (status, _) in enumerate(results, 1) if status == 503]
+    # Pinned as well as recomputed: a change of the stub's seeding rule must show up here.
+    expected = [1, 2, 3, 4, 6, 7, 9, 11, 13, 16, 17, 20]
+    assert fail_rate_draws(7, 0.5, 20) == expected
+    assert failed == expected
+    assert {status for status, _ in results} == {200, 503}
     failures = [a for a in stub.journal() if a["status"] == 503]
     assert all(a["fault"] == {"type": "fail_rate", "rate": 0.5} for a in failures)
     assert len(stub.ledger()) == 20 - len(failed)
+
+
+# A fresh seed each run, 1000 attempts at FAIL_RATE=0.2: a correct stub fails Binomial(1000, 0.2)
+# of them (mean 200, sd 12.6), outside [138, 262] with probability 9.99e-7 (the exact two-sided
+# binomial tail), so a false failure is about one run in a million. A stub that inverts the draw
+# (800 expected) is inside with probability below 1e-290, one that ignores the rate (0) never,
+# one that halves it (100 expected) with probability 8e-5.
+FRACTION_ATTEMPTS, FRACTION_RATE, FRACTION_BOUNDS = 1000, 0.2, (138, 262)
+
+
+def test_fail_rate_knob_fails_that_fraction_whatever_the_seed(make_stub: StubFactory) -> None:
+    """FAIL_RATE=0.2 with a random seed fails 13.8 % to 26.2 % of 1000 attempts."""
+    seed = secrets.randbelow(2**31)
+    stub = make_stub(env={"FAIL_RATE": str(FRACTION_RATE), "SEED": str(seed)})
+    results = statuses_and_ids(stub.url, FRACTION_ATTEMPTS)
+    failed = sum(status == 503 for status, _ in results)
+    low, high = FRACTION_BOUNDS
+    assert low <= failed <= high, f"SEED={seed}: {failed} of {FRACTION_ATTEMPTS} failed"
+    assert {status for status, _ in results} == {200, 503}, f"SEED={seed}"
+    assert len(stub.ledger()) == FRACTION_ATTEMPTS - failed
 
 
 def test_rules_take_precedence_over_fail_rate(make_stub: StubFactory) -> None:
