@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -154,9 +155,11 @@ def judge(
 ) -> tuple[str, str]:
     """The verdicts of m3.jitter-spread and m3.backoff-grows for one simulated grading."""
     bounds = [declared_bounds(retries, 1), declared_bounds(retries, 2)]
-    waits, noise, noise_iqr = wave(rng, policy, rng.choice(storms))
+    storm = rng.choice(storms)
+    noise_late = storm.lockstep_late
+    waits, noise, noise_iqr = wave(rng, policy, storm)
     firsts = [w for w, _ in waits]
-    ratio, iqr = spread(firsts)
+    ratio, iqr = spread(firsts, shift=statistics.median(noise_late))
     if ratio < SPREAD_MIN:
         jitter = "FAIL"
     else:

@@ -63,12 +63,12 @@ def policies(args: argparse.Namespace) -> int:
             if (path / "app").is_dir()
         ]
         for mutant in MUTANTS:
-            if mutant.milestone in milestones:
+            if mutant.milestone in milestones and (not args.mutants or mutant.name in args.mutants):
                 repo = materialize(REFERENCE, Path(tmp) / mutant.name, mutant.edits)
                 repos.append((f"mutant {mutant.name}", repo, mutant.fails))
         for load in args.loads:
             started = time.monotonic()
-            print(f"\n## {load} busy loops, {args.runs} runs each\n")
+            print(f"\n## {load} busy loops, {args.runs} runs per correct repo\n")
             print("| repo | check | verdicts | expected |")
             print("|---|---|---|---|")
             with busy_loops(load):
@@ -76,7 +76,8 @@ def policies(args: argparse.Namespace) -> int:
                     ms = [
                         m for m in milestones if not fails or any(f"m{m[-1]}." in f for f in fails)
                     ]
-                    counts = grade_many(repo, ms, args.runs)
+                    runs = args.mutant_runs if fails else args.runs
+                    counts = grade_many(repo, ms, runs)
                     for check_id, counter in sorted(counts.items()):
                         wanted = "FAIL" if check_id in fails else "not FAIL"
                         print(f"| {name} | {check_id} | {cell(counter)} | {wanted} |", flush=True)
@@ -93,6 +94,8 @@ def main() -> int:
     parser.add_argument("--load", type=int, default=0, help="busy loops meanwhile")
     parser.add_argument("--policies", action="store_true", help="the accuracy table")
     parser.add_argument("--loads", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--mutants", nargs="*", help="only these mutants (default: every m3/m4)")
+    parser.add_argument("--mutant-runs", type=int, default=10, help="runs per mutant")
     args = parser.parse_args()
     if args.policies:
         return policies(args)

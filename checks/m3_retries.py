@@ -437,7 +437,7 @@ async def jitter_spread(ctx: Context) -> Passed:
             expected=expected,
             figure=figure,
         )
-    observed, iqr = spread(firsts)
+    observed, iqr = spread(firsts, shift=statistics.median(wave.late_s) if wave.late_s else 0.0)
     data = {
         "first_retry_waits_ms": [round(w * 1000, 1) for w in firsts],
         "spread": round(observed, 3),

@@ -41,11 +41,15 @@ def quantile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def spread(values: Sequence[float]) -> tuple[float, float]:
-    """(IQR / median, IQR) of ``values``; the ratio is infinite for a zero median."""
+def spread(values: Sequence[float], shift: float = 0.0) -> tuple[float, float]:
+    """(IQR / median, IQR) of ``values``; the ratio is infinite for a zero median.
+
+    ``shift`` is taken off the median first: the lateness common to every wait on a busy
+    machine, which lengthens the waits without spreading them.
+    """
     quartiles = statistics.quantiles(values, n=4)
     iqr = quartiles[2] - quartiles[0]
-    median = statistics.median(values)
+    median = statistics.median(values) - shift
     return (iqr / median if median > 0 else math.inf), iqr
 
 

@@ -8,14 +8,19 @@ Every error the grader raises on purpose derives from ``FailfastError``::
     │   ├── ManifestError       failfast.yaml cannot be read or is invalid
     │   ├── BudgetsError        budgets.yaml cannot be used to hold the service to
     │   ├── ApiStartError       the learner's API exited or never answered /healthz
+    │   ├── LearnerFileError    a learner's file that is not a regular file in the repo, too big,
+    │   │                       or not UTF-8 (grader/learnerfile.py)
     │   └── EnvironmentProblem  this machine lacks something (a free port, a tool, the stub)
     │       └── ToolTimeout     a tool the grader runs (k6) did not finish within its limit
+    ├── NginxConfError          a learner's nginx.conf nginx would reject (grader/nginxconf.py);
+    │                           m1.nginx-agrees turns it into its FAIL
     └── CheckVerdict            raised inside a check, with the evidence
         ├── CheckFailed         the learner's service did the wrong thing
         └── CheckInconclusive   the machine was too noisy to tell right from wrong
 
-Third-party errors (yaml, jsonschema, httpx, OSError) are translated into these at the boundary
-where they happen, so the CLI catches ``GradingError`` alone and prints its one paragraph.
+Third-party errors (yaml, jsonschema, httpx, crossplane, OSError, k6's processes) are translated
+into these at the boundary where they happen, so the CLI catches ``GradingError`` alone and
+prints its one paragraph.
 """
 
 from __future__ import annotations
