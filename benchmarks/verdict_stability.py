@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.load import busy_loops, grade_json
-from tests.mutants import MUTANTS, REFERENCE, materialize
+from tests.mutants import MUTANTS, REFERENCE, materialize, materialize_variant
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ROOT / "tests" / "variants"
@@ -54,11 +54,15 @@ def cell(counter: collections.Counter[str]) -> str:
 
 def policies(args: argparse.Namespace) -> int:
     """The accuracy table: correct repos and mutants, milestones 3 and 4, at each load."""
-    milestones = ["milestone-3", "milestone-4"]
+    milestones = args.milestones
     with tempfile.TemporaryDirectory() as tmp:
         repos: list[tuple[str, Path, frozenset[str]]] = [("reference", REFERENCE, frozenset())]
         repos += [
-            (f"variant {path.name}", path, frozenset())
+            (
+                f"variant {path.name}",
+                materialize_variant(path.name, Path(tmp) / path.name),
+                frozenset(),
+            )
             for path in sorted(VARIANTS.iterdir())
             if (path / "app").is_dir()
         ]
@@ -96,6 +100,9 @@ def main() -> int:
     parser.add_argument("--loads", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--mutants", nargs="*", help="only these mutants (default: every m3/m4)")
     parser.add_argument("--mutant-runs", type=int, default=10, help="runs per mutant")
+    parser.add_argument(
+        "--milestones", nargs="+", default=["milestone-3", "milestone-4"], help="with --policies"
+    )
     args = parser.parse_args()
     if args.policies:
         return policies(args)

@@ -44,14 +44,21 @@ from grader.stubclient import Attempt, Decline, Status
 # machine (benchmarks/data/lateness.json: the no-jitter mutant's waits minus their declared
 # length, graded quiet, with two and with four busy loops). It prints the rates quoted here.
 #
-# Spread of first retries: S = IQR / median of the first-retry waits of one storm of
-# STORM_CHECKOUTS checkouts whose first attempts fail at the same instant. Population S: full
-# jitter 1.0, equal 0.33, decorrelated 0.5, stamina's additive 0.05-0.1 s ~0.3; no jitter ~0.05.
+# Spread of first retries: S = IQR / (median - lateness) of the first-retry waits of one storm
+# of STORM_CHECKOUTS checkouts whose first attempts fail at the same instant, the lateness being
+# the median of how late the grader's own lockstep retries came. Population S: full jitter 1.0,
+# equal 0.33, decorrelated 0.5, stamina's additive 0.05-0.1 s ~0.3; no jitter ~0.05-0.1.
 # Noise only widens the spread, so a narrow spread is never noise's fault: FAIL below SPREAD_MIN.
-# A wide one is a PASS only when it is NOISE_FACTOR times the spread of lockstep retries the
-# grader sends itself in the same run; otherwise noise could explain it: INCONCLUSIVE.
-#   False FAIL (S < 0.12) with measured noise, 20 checkouts: equal jitter 0.03 %, others
-#   < 0.01 %; a policy without jitter FAILs > 99 % (see the simulation's table).
+# A wide one is a PASS only when its IQR is NOISE_FACTOR times that of the grader's own lockstep
+# retries in the same run; otherwise noise could explain it: INCONCLUSIVE.
+#   Simulated (2000 gradings per row, quiet / 2 / 4 busy loops): false FAIL 0-0.2 % for equal
+#   jitter and stamina's waits, 0 % for full and decorrelated; INCONCLUSIVE 0-1 % quiet, 2-27 %
+#   with two loops, 16-63 % with four (equal and stamina the most). No jitter FAILs 76 / 66 /
+#   43 % and PASSes 17 / 10 / 9 % there. Measured (benchmarks/verdict_stability.py --policies,
+#   10 runs per correct repo): 0 FAIL, 2-3 % INCONCLUSIVE of jitter-spread verdicts with two
+#   loops and with four; no jitter FAILed 9 of 10 runs and never PASSed. The simulation draws
+#   the lockstep calibration from the 5 samples per storm recorded in lateness.json and each
+#   checkout's lateness independently, so it is the harsher of the two: read it as a bound.
 SPREAD_MIN = 0.12
 NOISE_FACTOR = 2.0
 # Bounds: a wait is compared with its declared range widened by BOUND_SLACK_S (the API learns
@@ -69,9 +76,11 @@ OUTSIDE_ALLOWED = 0.10
 # Growth: mean(second waits) - mean(first waits), against its standard error (a lateness common
 # to both cancels out). GROWS when > 0 by Z_GROWS standard errors; FLAT (FAIL) when below half
 # the declared mean gain by Z_FLAT standard errors; otherwise another storm of fresh instances
-# adds data, up to MAX_STORMS, and then it is INCONCLUSIVE. For the course's policy (gain
-# 50 ms for full jitter): full jitter falsely FAILs < 0.01 % and ends INCONCLUSIVE ~0.1 %; a
-# fixed delay (gain 0) FAILs > 99 % and PASSes < 0.1 % (see the simulation's table).
+# adds data, up to MAX_STORMS, and then it is INCONCLUSIVE. Simulated with the measured noise
+# (quiet / 2 / 4 busy loops): full jitter falsely FAILs 0 / 0 / 0.1 % and ends INCONCLUSIVE
+# 0.3-0.9 %; equal, decorrelated and stamina's waits never FAIL (INCONCLUSIVE <= 2.4 %); a
+# fixed cap, or the same 40-100 ms before every retry, FAILs 97.6-99.8 % and PASSes <= 1.1 %.
+# Measured: 0 FAIL on every correct repo at two and four loops; both mutants FAILed 10 of 10.
 Z_GROWS = 3.09  # one-sided 0.1 %
 Z_FLAT = 2.33  # one-sided 1 %
 MAX_STORMS = 3
@@ -437,7 +446,8 @@ async def jitter_spread(ctx: Context) -> Passed:
             expected=expected,
             figure=figure,
         )
-    observed, iqr = spread(firsts, shift=statistics.median(wave.late_s) if wave.late_s else 0.0)
+    shift = statistics.median(wave.late_s) if wave.late_s else 0.0
+    observed, iqr = spread(firsts, shift=shift)
     data = {
         "first_retry_waits_ms": [round(w * 1000, 1) for w in firsts],
         "spread": round(observed, 3),
@@ -447,7 +457,9 @@ async def jitter_spread(ctx: Context) -> Passed:
     }
     measured = (
         f"{len(firsts)} first-retry waits: median {statistics.median(firsts) * 1000:.0f} ms, IQR "
-        f"{iqr * 1000:.0f} ms, IQR/median {observed:.2f} (the grader's own lockstep retries: "
+        f"{iqr * 1000:.0f} ms, IQR/median {observed:.2f} with the median less the "
+        f"{shift * 1000:.0f} ms the machine made every wait late (the grader's own lockstep "
+        "retries: "
         f"IQR {wave.noise_iqr_s * 1000:.0f} ms, up to "
         f"{max(wave.late_s, default=0) * 1000:.0f} ms late)"
     )

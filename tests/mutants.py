@@ -15,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "reference" / "solution"
 TEMPLATE = ROOT / "learner_template"
+VARIANTS = ROOT / "tests" / "variants"
 
 
 @dataclass(frozen=True, slots=True)
@@ -539,6 +540,17 @@ UNMUTABLE = {
     "lt.k6-run": "it judges the grader's own k6 script and k6 itself, not the learner's repo: "
     "what goes wrong there is ERROR (an environment problem), never FAIL",
 }
+
+
+def materialize_variant(name: str, target: Path) -> Path:
+    """A correct variant as a whole learner repo: the reference's files, the variant's on top.
+
+    A variant keeps only what it writes differently (its app, requirements, table); the rest
+    (nginx.conf, the k6 script, the manifest, the workflow) is the reference's.
+    """
+    materialize(REFERENCE, target)
+    shutil.copytree(VARIANTS / name, target, dirs_exist_ok=True)
+    return target
 
 
 def materialize(source: Path, target: Path, edits: tuple[Edit, ...] = ()) -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, run_failfast
-from tests.mutants import materialize
+from tests.mutants import materialize_variant
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def test_every_variant_is_graded() -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variant_passes_milestones_1_to_5(variant: str, tmp_path: Path) -> None:
     """A correct solution of another style gets no FAIL and no ERROR from milestones 1 to 5."""
-    repo = materialize(VARIANTS_DIR / variant, tmp_path / variant)
+    repo = materialize_variant(variant, tmp_path / variant)
     run = run_failfast(
         "check", "milestone-5", "--through", "--format", "json", repo=repo, timeout_s=240
     )
