@@ -56,10 +56,11 @@ from grader.stubclient import Attempt, Decline, Status
 #   with two loops, 16-63 % with four (equal and stamina the most). No jitter FAILs 76 / 66 /
 #   43 % and PASSes 17 / 10 / 9 % there. Measured (benchmarks/verdict_stability.py --policies,
 #   10 runs per correct repo): 0 FAIL; INCONCLUSIVE 4 of 60 jitter-spread verdicts with two
-#   loops, 3 of 60 with four (0.7 % of all m3 and m4 verdicts); no jitter FAILed 9 of 10 runs and
-#   never PASSed. The simulation draws
-#   the lockstep calibration from the 5 samples per storm recorded in lateness.json and each
-#   checkout's lateness independently, so it is the harsher of the two: read it as a bound.
+#   loops, 3 of 60 with four (0.7 % of all m3 and m4 verdicts). No jitter FAILed 9 of 10 runs
+#   (one INCONCLUSIVE), but a later 15 runs with two loops PASSed it 3 times: under load the
+#   grader's lockstep IQR can understate the API's own lateness spread. A known miss, open.
+#   The simulation draws the lockstep calibration from the 5 samples per storm recorded in
+#   lateness.json and each checkout's lateness independently.
 SPREAD_MIN = 0.12
 NOISE_FACTOR = 2.0
 # Bounds: a wait is compared with its declared range widened by BOUND_SLACK_S (the API learns
