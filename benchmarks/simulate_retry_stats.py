@@ -38,7 +38,7 @@ from checks.m3_retries import (
     declared_bounds,
     declared_mean,
 )
-from checks.stats import Growth, count_bounds, growth, lateness_noise, spread
+from checks.stats import Growth, Zone, count_bounds, growth, lateness_noise, spread
 from grader.budgets import Jitter, Retries
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,12 +142,8 @@ def wave(
 
 def bounds_verdict(triples: list[tuple[float, float, float]], noise: float) -> str | None:
     """FAIL or INCONCLUSIVE from the bounds, as the checks judge them; None when within."""
-    counted = count_bounds(triples, BOUND_SLACK_S, noise)
-    if counted.beyond > OUTSIDE_ALLOWED * counted.total:
-        return "FAIL"
-    if counted.beyond + counted.noisy > OUTSIDE_ALLOWED * counted.total:
-        return "INCONCLUSIVE"
-    return None
+    found = count_bounds(triples, BOUND_SLACK_S, noise).zone(OUTSIDE_ALLOWED)
+    return {Zone.BEYOND: "FAIL", Zone.NOISY: "INCONCLUSIVE", Zone.WITHIN: None}[found]
 
 
 def judge(

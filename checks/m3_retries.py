@@ -28,7 +28,15 @@ from checks.common import (
     fail_fast_problems,
     held_to,
 )
-from checks.stats import Growth, GrowthTest, count_bounds, growth, lateness_noise, spread
+from checks.stats import (
+    Growth,
+    GrowthTest,
+    Zone,
+    count_bounds,
+    growth,
+    lateness_noise,
+    spread,
+)
 from grader.budgets import COURSE_RETRIES, Retries
 from grader.context import Context
 from grader.errors import CheckFailed, CheckInconclusive
@@ -395,8 +403,8 @@ def _bounds_verdict(
 ) -> None:
     """FAIL when waits lie beyond their declared bounds; INCONCLUSIVE when noise may explain."""
     counted = count_bounds(triples, BOUND_SLACK_S, storm.noise_s)
-    allowed = OUTSIDE_ALLOWED * counted.total
-    if counted.beyond > allowed:
+    found = counted.zone(OUTSIDE_ALLOWED)
+    if found is Zone.BEYOND:
         raise CheckFailed(
             f"{counted.beyond} of {counted.total} {what} lie outside the declared bounds, by "
             f"more than this machine's timing noise ({storm.noise_s * 1000:.0f} ms) explains",
@@ -405,7 +413,7 @@ def _bounds_verdict(
             "min(max_delay_s, base_delay_s * 2 ** (n - 1)).",
             **evidence,
         )
-    if counted.beyond + counted.noisy > allowed:
+    if found is Zone.NOISY:
         raise CheckInconclusive(
             f"{counted.beyond + counted.noisy} of {counted.total} {what} came later than the "
             f"declared bounds allow, by no more than this machine's timing noise "

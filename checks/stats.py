@@ -75,6 +75,13 @@ class BoundsCount:
         """Every wait counted."""
         return self.within + self.noisy + self.beyond
 
+    def zone(self, allowed_share: float) -> Zone:
+        """Too many waits (over ``allowed_share``) beyond their bounds, or only with the noise."""
+        allowed = allowed_share * self.total
+        if self.beyond > allowed:
+            return Zone.BEYOND
+        return Zone.NOISY if self.beyond + self.noisy > allowed else Zone.WITHIN
+
 
 def count_bounds(
     waits: Sequence[tuple[float, float, float]], slack: float, noise: float

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import os
 import signal
 import sys
@@ -26,7 +25,7 @@ from grader.formats import OutputFormat
 from grader.formats.github import GitHubActions
 from grader.model import MILESTONES, ExitCode, Report, Selection
 from grader.output import Delivery, ReportFile
-from grader.runner import Hooks, Tally, grade
+from grader.runner import Hooks, Tally, grade, now_iso
 
 CHECKS_PACKAGE = "checks"  # where the milestone checks live: checks/m<N>_*.py
 STUB_PORT = 8081
@@ -140,11 +139,11 @@ def check(
             tally = Tally(selection, str(repo))
             report = _run(selection, repo, delivery, tally)
         except GradingError as error:
-            report = Report(milestone, str(repo), _now(), not_graded=error.not_graded())
+            report = Report(milestone, str(repo), now_iso(), not_graded=error.not_graded())
         except (KeyboardInterrupt, asyncio.CancelledError):
             # Everything the grader started is stopped by now; the checks done are reported.
             report = (
-                Report(milestone, str(repo), _now(), interrupted=True)
+                Report(milestone, str(repo), now_iso(), interrupted=True)
                 if tally is None
                 else tally.report(interrupted=True)
             )
@@ -171,10 +170,6 @@ def check(
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 @contextlib.contextmanager

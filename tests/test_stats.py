@@ -187,3 +187,10 @@ def test_no_answer_fails_whatever_the_noise() -> None:
 def test_outage_cap_is_one_plus_ratio_plus_slack() -> None:
     """The course's bucket (ratio 0.1) allows 1.15 attempts per checkout once spent."""
     assert cap_of(RetryBudget(ratio=0.1, burst=10)) == pytest.approx(1.15)
+
+
+def test_bounds_zone_counts_noise_only_to_reach_the_share() -> None:
+    """Over 10 % beyond is BEYOND; over 10 % only with the noisy ones is NOISY."""
+    assert BoundsCount(18, 0, 2).zone(0.10) is Zone.WITHIN
+    assert BoundsCount(17, 0, 3).zone(0.10) is Zone.BEYOND
+    assert BoundsCount(17, 2, 1).zone(0.10) is Zone.NOISY
