@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DECLARED_MS = (100.0, 200.0)  # the reference's caps before retries 1 and 2, without jitter
 
 
-def storm_lateness(report: dict[str, Any]) -> dict[str, list[float]] | None:
+def storm_lateness(report: dict[str, Any]) -> dict[str, Any] | None:
     """One storm's lateness: each wait past its exact length, and the lockstep calibration."""
     checks = {check["id"]: check for check in report.get("checks", [])}
     spread, growth = checks.get("m3.jitter-spread"), checks.get("m3.backoff-grows")
@@ -36,7 +36,16 @@ def storm_lateness(report: dict[str, Any]) -> dict[str, list[float]] | None:
     waits = growth["data"].get("waits_ms", [])[
         : len(spread["data"].get("first_retry_waits_ms", []))
     ]
+    data = spread["data"]
     return {
+        "w1_late_by_instance_ms": [
+            [round(w - DECLARED_MS[0], 1) for w in group]
+            for group in data.get("first_retry_waits_by_instance_ms", [])
+        ],
+        "lockstep_late_by_group_ms": [
+            [round(w - DECLARED_MS[0], 1) for w in group]
+            for group in data.get("lockstep_waits_by_group_ms", [])
+        ],
         "w1_late_ms": [round(ws[0] - DECLARED_MS[0], 1) for ws in waits if ws],
         "w2_late_ms": [round(ws[1] - DECLARED_MS[1], 1) for ws in waits if len(ws) > 1],
         "lockstep_late_ms": spread["data"].get("lateness_ms", []),
@@ -51,7 +60,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "data" / "lateness.json")
     args = parser.parse_args()
     mutant = next(m for m in MUTANTS if m.name == "retries-without-jitter")
-    measured: dict[str, list[dict[str, list[float]]]] = {}
+    measured: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         repo = materialize(REFERENCE, Path(tmp) / "repo", mutant.edits)
         for load in args.loads:

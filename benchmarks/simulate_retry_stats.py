@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -31,14 +30,14 @@ from checks.m3_retries import (
     MAX_STORMS,
     NOISE_FACTOR,
     OUTSIDE_ALLOWED,
-    SPREAD_MIN,
-    STORM_CHECKOUTS,
+    SPREAD_LOCKSTEP,
+    SPREAD_PASS,
     Z_FLAT,
     Z_GROWS,
     declared_bounds,
     declared_mean,
 )
-from checks.stats import Growth, Zone, count_bounds, growth, lateness_noise, spread
+from checks.stats import Growth, Spread, Zone, count_bounds, growth, lateness_noise, spread_test
 from grader.budgets import Jitter, Retries
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,11 +102,15 @@ POLICIES: dict[str, Policy] = {
 
 @dataclass(frozen=True, slots=True)
 class Storm:
-    """One recorded storm's lateness, in seconds."""
+    """One recorded storm's lateness, in seconds: per instance, and the lockstep calibration."""
 
-    w1_late: list[float]
+    w1_late: list[list[float]]  # first waits' lateness, one list per instance
     w2_late: list[float]
-    lockstep_late: list[float]
+    lockstep_late: list[list[float]]  # the grader's own retries' lateness, per group
+
+
+def _seconds(groups: list[list[float]]) -> list[list[float]]:
+    return [[max(0.0, x / 1000) for x in group] for group in groups if group]
 
 
 def load_storms(path: Path) -> dict[str, list[Storm]]:
@@ -116,12 +119,12 @@ def load_storms(path: Path) -> dict[str, list[Storm]]:
     return {
         load: [
             Storm(
-                [max(0.0, x / 1000) for x in s["w1_late_ms"]],
+                _seconds(s["w1_late_by_instance_ms"]),
                 [max(0.0, x / 1000) for x in s["w2_late_ms"]],
-                [x / 1000 for x in s["lockstep_late_ms"]],
+                _seconds(s["lockstep_late_by_group_ms"]),
             )
             for s in storms
-            if s["w1_late_ms"] and s["w2_late_ms"] and s["lockstep_late_ms"]
+            if s["w1_late_by_instance_ms"] and s["w2_late_ms"] and s["lockstep_late_by_group_ms"]
         ]
         for load, storms in measured.items()
     }
@@ -129,15 +132,22 @@ def load_storms(path: Path) -> dict[str, list[Storm]]:
 
 def wave(
     rng: random.Random, policy: Policy, storm: Storm
-) -> tuple[list[tuple[float, float]], float, float]:
-    """One wave: (first, second) waits made late as ``storm`` was, noise band, lockstep IQR."""
-    waits = []
-    for _ in range(STORM_CHECKOUTS):
-        first, second = policy.draw(rng)
-        waits.append((first + rng.choice(storm.w1_late), second + rng.choice(storm.w2_late)))
-    noise = lateness_noise(storm.lockstep_late, LATENESS_FACTOR, LATENESS_FLOOR_S)
-    noise_iqr = spread([capped(1) + late for late in storm.lockstep_late])[1]
-    return waits, noise, noise_iqr
+) -> tuple[list[list[tuple[float, float]]], float, list[list[float]]]:
+    """One wave: (first, second) waits per instance, the noise band, lockstep waits per group.
+
+    Each simulated instance's waits are made late as one of ``storm``'s instances was.
+    """
+    instances = []
+    for late in storm.w1_late:
+        waits = []
+        for _ in late:
+            first, second = policy.draw(rng)
+            waits.append((first + rng.choice(late), second + rng.choice(storm.w2_late)))
+        instances.append(waits)
+    flat_lockstep = [x for group in storm.lockstep_late for x in group]
+    noise = lateness_noise(flat_lockstep, LATENESS_FACTOR, LATENESS_FLOOR_S)
+    lockstep = [[capped(1) + late for late in group] for group in storm.lockstep_late]
+    return instances, noise, lockstep
 
 
 def bounds_verdict(triples: list[tuple[float, float, float]], noise: float) -> str | None:
@@ -152,24 +162,32 @@ def judge(
     """The verdicts of m3.jitter-spread and m3.backoff-grows for one simulated grading."""
     bounds = [declared_bounds(retries, 1), declared_bounds(retries, 2)]
     storm = rng.choice(storms)
-    noise_late = storm.lockstep_late
-    waits, noise, noise_iqr = wave(rng, policy, storm)
-    firsts = [w for w, _ in waits]
-    ratio, iqr = spread(firsts, shift=statistics.median(noise_late))
-    if ratio < SPREAD_MIN:
+    instances, noise, lockstep = wave(rng, policy, storm)
+    groups = [[w for w, _ in waits] for waits in instances]
+    spread = spread_test(
+        groups,
+        bounds[0][1] - bounds[0][0],
+        lockstep,
+        lockstep_below=SPREAD_LOCKSTEP,
+        spread_from=SPREAD_PASS,
+        noise_factor=NOISE_FACTOR,
+    )
+    if spread.verdict is Spread.LOCKSTEP:
         jitter = "FAIL"
     else:
+        firsts = [w for group in groups for w in group]
         jitter = bounds_verdict([(w, *bounds[0]) for w in firsts], noise) or (
-            "INCONCLUSIVE" if iqr < NOISE_FACTOR * noise_iqr else "PASS"
+            "INCONCLUSIVE" if spread.verdict is Spread.UNSURE else "PASS"
         )
     gain = declared_mean(retries, 2) - declared_mean(retries, 1)
+    waits = [pair for group in instances for pair in group]
     all_waits, noises = list(waits), [noise]
     test = growth(
         [a for a, _ in all_waits], [b for _, b in all_waits], gain, z_grows=Z_GROWS, z_flat=Z_FLAT
     )
     while test.verdict is Growth.UNSURE and len(noises) < MAX_STORMS:
         more, more_noise, _ = wave(rng, policy, rng.choice(storms))
-        all_waits += more
+        all_waits += [pair for group in more for pair in group]
         noises.append(more_noise)
         test = growth(
             [a for a, _ in all_waits],

@@ -9,6 +9,7 @@ functions and thresholds to compute the error rates written beside them in the c
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 import statistics
 from collections.abc import Sequence
@@ -41,16 +42,15 @@ def quantile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def spread(values: Sequence[float], shift: float = 0.0) -> tuple[float, float]:
-    """(IQR / median, IQR) of ``values``; the ratio is infinite for a zero median.
+def mean_difference(groups: Sequence[Sequence[float]]) -> float | None:
+    """The mean absolute difference of two values of the same group, over every such pair.
 
-    ``shift`` is taken off the median first: the lateness common to every wait on a busy
-    machine, which lengthens the waits without spreading them.
+    Gini's mean difference, pooled over groups: a uniform draw over a range of width W gives
+    W / 3. Taken within groups that share a lateness (the waits of one process, which a busy
+    machine wakes late together), that lateness cancels out of it. None without a pair.
     """
-    quartiles = statistics.quantiles(values, n=4)
-    iqr = quartiles[2] - quartiles[0]
-    median = statistics.median(values) - shift
-    return (iqr / median if median > 0 else math.inf), iqr
+    diffs = [abs(a - b) for group in groups for a, b in itertools.combinations(group, 2)]
+    return statistics.fmean(diffs) if diffs else None
 
 
 def lateness_noise(late: Sequence[float], factor: float, floor: float) -> float:
@@ -149,3 +149,54 @@ def growth(
     else:
         verdict = Growth.UNSURE
     return GrowthTest(gain, stderr, declared_gain_s, verdict)
+
+
+class Spread(enum.Enum):
+    """What the first-retry waits of one storm say about jitter."""
+
+    LOCKSTEP = "lockstep"  # far less spread than the declared range gives: no jitter
+    SPREAD = "spread"  # spread as jitter spreads them, beyond what noise explains
+    UNSURE = "unsure"  # in between, or the machine's own noise is as wide
+
+
+@dataclass(frozen=True, slots=True)
+class SpreadTest:
+    """The spread test's numbers: mean differences within instances, their ratio, the verdict."""
+
+    difference_s: float  # two waits of the same instance, apart on average
+    ratio: float  # difference_s over the declared range's width (a uniform draw: 1/3)
+    noise_difference_s: float  # the same of the grader's own lockstep retries
+    verdict: Spread
+
+
+def spread_test(
+    groups: Sequence[Sequence[float]],
+    width_s: float,
+    noise_groups: Sequence[Sequence[float]],
+    *,
+    lockstep_below: float,
+    spread_from: float,
+    noise_factor: float,
+) -> SpreadTest:
+    """Judge jitter from how far apart waits of the same instance are, against the declared range.
+
+    Waits of one instance are made late together by a busy machine, so their differences are
+    the policy's jitter plus little noise; waits of different instances differ by their
+    processes' lateness too. LOCKSTEP below ``lockstep_below`` of the range's width; SPREAD from
+    ``spread_from`` when also ``noise_factor`` times the grader's own lockstep retries' mean
+    difference; UNSURE otherwise. Groups of one wait are pooled, so a storm of single-checkout
+    instances is still judged (with the lateness between processes in it).
+    """
+    difference = mean_difference(groups)
+    if difference is None:
+        difference = mean_difference([[x for group in groups for x in group]]) or 0.0
+    noise = mean_difference(noise_groups)
+    noise_s = math.inf if noise is None else noise
+    ratio = difference / width_s if width_s > 0 else math.inf
+    if ratio < lockstep_below:
+        verdict = Spread.LOCKSTEP
+    elif ratio >= spread_from and difference >= noise_factor * noise_s:
+        verdict = Spread.SPREAD
+    else:
+        verdict = Spread.UNSURE
+    return SpreadTest(difference, ratio, noise_s, verdict)

@@ -12,12 +12,14 @@ from checks.m4_retry_budget import cap_of
 from checks.stats import (
     BoundsCount,
     Growth,
+    Spread,
     Zone,
     count_bounds,
     growth,
     lateness_noise,
+    mean_difference,
     quantile,
-    spread,
+    spread_test,
     zone,
 )
 from grader import budgets
@@ -45,12 +47,41 @@ def test_quantile_interpolates() -> None:
         quantile([], 0.5)
 
 
-def test_spread_of_lockstep_and_of_jitter() -> None:
-    """Equal waits have no spread; uniform ones an IQR/median near 1."""
-    assert spread([0.1] * 8) == (0.0, 0.0)
-    ratio, iqr = spread([0.01 * n for n in range(1, 21)])
-    assert 0.9 < ratio < 1.1 and math.isclose(iqr, 0.1, abs_tol=0.011)
-    assert spread([0.0, 0.0, 0.0, 1.0])[0] == math.inf
+def test_mean_difference_is_within_groups() -> None:
+    """Pairs are taken within a group only: a lateness shared by a group cancels out."""
+    assert mean_difference([[0.1, 0.1], [0.5, 0.5]]) == 0.0
+    assert mean_difference([[0.0, 0.3]]) == pytest.approx(0.3)
+    assert mean_difference([[0.0, 0.1, 0.2]]) == pytest.approx((0.1 + 0.2 + 0.1) / 3)
+    assert mean_difference([[0.1], [0.2]]) is None
+    uniform = [0.001 * n for n in range(101)]
+    assert mean_difference([uniform]) == pytest.approx(0.1 / 3, rel=0.03)  # (n + 1) / 3n of it
+
+
+def _spread(groups: list[list[float]], noise: list[list[float]]) -> Spread:
+    return spread_test(
+        groups, 0.1, noise, lockstep_below=0.08, spread_from=0.1, noise_factor=2.0
+    ).verdict
+
+
+def test_spread_test_has_three_outcomes() -> None:
+    """Lockstep within instances FAILs even when instances differ; jitter passes unless noisy."""
+    quiet = [[0.1, 0.101], [0.2, 0.2005]]
+    # Each instance late by its own amount, no jitter within: lockstep, whatever the lateness.
+    assert _spread([[0.10, 0.101, 0.102], [0.13, 0.131, 0.13]], quiet) is Spread.LOCKSTEP
+    jittered = [[0.01, 0.05, 0.09], [0.02, 0.06, 0.095]]
+    assert _spread(jittered, quiet) is Spread.SPREAD
+    # The grader's own lockstep retries as far apart: noise could explain it.
+    assert _spread(jittered, [[0.1, 0.15], [0.1, 0.2]]) is Spread.UNSURE
+    # Between the two thresholds (0.09 of the range): neither.
+    assert _spread([[0.1, 0.109]], quiet) is Spread.UNSURE
+    # Instances of one checkout each are pooled rather than judged lockstep.
+    assert _spread([[0.01], [0.05], [0.09]], quiet) is Spread.SPREAD
+    assert (
+        spread_test(
+            jittered, 0.1, [], lockstep_below=0.08, spread_from=0.1, noise_factor=2.0
+        ).noise_difference_s
+        == math.inf
+    )
 
 
 def test_lateness_noise_scales_the_latest_and_has_a_floor() -> None:
