@@ -371,7 +371,7 @@ async def _lockstep_noise(
     at once, one after another: one instance's share of the storm at a time on one event loop,
     as each instance of the learner's API has its own.
     """
-    url = f"{ctx.stack.payments_url}/charge"
+    url = f"{ctx.stack.provider_url}/charge"
 
     async def retry_once(amount: int) -> None:
         await ctx.driver.http.post(url, json={"amount_cents": amount}, timeout=5.0)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from grader.errors import CheckFailed
-from grader.procs import sanitize
+from grader.lines import sanitize
 from grader.stack import ApiInstance, Stack
 
 TEXT_CHARS = 200  # of a body, kept to show in evidence

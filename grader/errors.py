@@ -10,17 +10,21 @@ Every error the grader raises on purpose derives from ``FailfastError``::
     │   ├── ApiStartError       the learner's API exited or never answered /healthz
     │   ├── LearnerFileError    a learner's file that is not a regular file in the repo, too big,
     │   │                       or not UTF-8 (grader/learnerfile.py)
+    │   ├── ImageBuildError     the learner's Dockerfile did not build (docker backend)
     │   └── EnvironmentProblem  this machine lacks something (a free port, a tool, the stub)
     │       └── ToolTimeout     a tool the grader runs (k6) did not finish within its limit
     ├── NginxConfError          a learner's nginx.conf nginx would reject (grader/nginxconf.py);
     │                           m1.nginx-agrees turns it into its FAIL
+    ├── EdgeUnavailable         the learner's nginx cannot run here (no nginx binary): the check
+    │                           that needs it is SKIP, with the reason, not the learner's fault
     └── CheckVerdict            raised inside a check, with the evidence
         ├── CheckFailed         the learner's service did the wrong thing
-        └── CheckInconclusive   the machine was too noisy to tell right from wrong
+        ├── CheckInconclusive   the machine was too noisy to tell right from wrong
+        └── CheckSkipped        the check cannot run here, through nobody's fault
 
-Third-party errors (yaml, jsonschema, httpx, crossplane, OSError, k6's processes) are translated
-into these at the boundary where they happen, so the CLI catches ``GradingError`` alone and
-prints its one paragraph.
+Third-party errors (yaml, jsonschema, httpx, crossplane, docker, OSError, k6's processes) are
+translated into these at the boundary where they happen, so the CLI catches ``GradingError``
+alone and prints its one paragraph.
 """
 
 from __future__ import annotations
@@ -67,6 +71,14 @@ class BudgetsError(GradingError):
 
 class ApiStartError(GradingError):
     """The learner's API exited before it was ready, or never answered GET /healthz."""
+
+
+class ImageBuildError(GradingError):
+    """The learner's Dockerfile did not build: a base image missing, or a step failing."""
+
+
+class EdgeUnavailable(FailfastError):
+    """The learner's nginx cannot run under this backend here; the message says why."""
 
 
 class EnvironmentProblem(GradingError):
@@ -123,3 +135,7 @@ class CheckFailed(CheckVerdict):
 
 class CheckInconclusive(CheckVerdict):
     """Noise alone could explain what was measured: neither PASS nor FAIL would be honest."""
+
+
+class CheckSkipped(CheckVerdict):
+    """The check cannot run here (a tool missing), through no fault of the learner's."""

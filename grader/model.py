@@ -257,6 +257,8 @@ class Report:
     not_graded: NotGraded | None = None
     # Ctrl-C or SIGTERM cut the run short: the checks it did not finish are SKIP, "not run".
     interrupted: bool = False
+    backend: str = "local"  # what ran the learner's code: "local" processes or "docker"
+    notes: tuple[str, ...] = ()  # what the grader could not do to isolate it, say
 
     def __post_init__(self) -> None:
         """A report of one milestone lists just that one."""

@@ -42,15 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grader.lines import LineLog, sanitize
+
 # Variables a learner's API may inherit from the grader's environment: enough to find its
 # interpreter and speak UTF-8, nothing that could carry a secret (tokens, cloud credentials).
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
-
-# Control sequences (colours, cursor moves, OSC hyperlinks) and other control characters: a
-# learner's output must not be able to restyle or overwrite the grader's report.
-_CONTROL = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f]"
-)
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -60,12 +56,6 @@ _SCAN_FAST_S, _SCAN_SLOW_S, _FAST_FOR_S = 0.25, 1.0, 5.0
 # Killing is repeated until nothing is found: a process may fork while it is being killed.
 _KILL_ROUNDS_S = 3.0
 STATE_VERSION = 1
-
-
-def sanitize(line: str, limit: int = 300) -> str:
-    """One line of untrusted output, safe to show: no control characters, bounded length."""
-    clean = _CONTROL.sub("", line.rstrip("\r\n").replace("\n", " ")).replace("\t", "    ")
-    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
 
 
 def child_env(extra: Mapping[str, str]) -> dict[str, str]:
@@ -445,10 +435,7 @@ class ManagedProcess:
         preexec: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
-        self._lines: collections.deque[str] = collections.deque(maxlen=keep_lines)
-        self._changed = threading.Condition()
-        self._eof = False
-        self._count = 0  # lines seen so far, kept or not: marks for output_since()
+        self.output = LineLog(keep_lines)
         self._popen = subprocess.Popen(
             list(argv),
             cwd=cwd,
@@ -477,14 +464,8 @@ class ManagedProcess:
     def _read(self) -> None:
         assert self._popen.stdout is not None
         for raw in iter(self._popen.stdout.readline, b""):
-            line = sanitize(raw.decode("utf-8", errors="replace"))
-            with self._changed:
-                self._lines.append(line)
-                self._count += 1
-                self._changed.notify_all()
-        with self._changed:
-            self._eof = True
-            self._changed.notify_all()
+            self.output.append(raw)
+        self.output.end()
 
     def drain(self, timeout_s: float) -> bool:
         """Wait at most ``timeout_s`` for the end of the output; True once it is all read.
@@ -492,43 +473,23 @@ class ManagedProcess:
         After the process exits, its last lines may still be on their way through the pipe, or
         a process it left behind may still hold the pipe open: hence the bound.
         """
-        deadline = time.monotonic() + timeout_s
-        with self._changed:
-            while not self._eof:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
-            return True
+        return self.output.drain(timeout_s)
 
     def tail(self, n: int = 15) -> tuple[str, ...]:
         """The last ``n`` lines of output."""
-        with self._changed:
-            return tuple(self._lines)[-n:]
+        return self.output.tail(n)
 
     def mark(self) -> int:
         """A position in the output, for :meth:`since`."""
-        with self._changed:
-            return self._count
+        return self.output.mark()
 
     def since(self, mark: int, n: int = 15) -> tuple[str, ...]:
         """At most the last ``n`` lines printed after ``mark``."""
-        with self._changed:
-            new = min(self._count - mark, len(self._lines), n)
-            return tuple(self._lines)[len(self._lines) - new :] if new > 0 else ()
+        return self.output.since(mark, n)
 
     def wait_for_line(self, predicate: Callable[[str], bool], timeout_s: float) -> str | None:
         """The first kept line matching ``predicate``, waiting at most ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        with self._changed:
-            while True:
-                for line in self._lines:
-                    if predicate(line):
-                        return line
-                remaining = deadline - time.monotonic()
-                if self._eof or remaining <= 0:
-                    return None
-                self._changed.wait(remaining)
+        return self.output.wait_for_line(predicate, timeout_s)
 
     def signal_group(self, sig: signal.Signals) -> None:
         """Send ``sig`` to the whole process group, if it is still there."""

@@ -26,6 +26,7 @@ from grader.errors import (
     BudgetsError,
     CheckFailed,
     CheckInconclusive,
+    CheckSkipped,
     EnvironmentProblem,
     GradingError,
     ToolTimeout,
@@ -42,7 +43,7 @@ from grader.model import (
 from grader.noise import LagMeter
 from grader.registry import Catalog, CheckSpec
 from grader.repo import LearnerRepo
-from grader.stack import LocalStack, Stack
+from grader.stack import LocalStack, Stack, StartStack
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,8 @@ class Tally:
     results: dict[str, CheckResult] = field(default_factory=dict)
     running: dict[str, float] = field(default_factory=dict)  # check id -> when it started
     budgets: BudgetSource | None = None
+    backend: str = "local"
+    notes: tuple[str, ...] = ()  # what the stack says of how the run was isolated
 
     def hooks(self, inner: Hooks) -> Hooks:
         """``inner``, also recording which checks run and what each finished with."""
@@ -122,6 +125,8 @@ class Tally:
             milestones=self.selection.milestones,
             through=self.selection.through,
             interrupted=interrupted,
+            backend=self.backend,
+            notes=self.notes,
         )
 
 
@@ -131,6 +136,8 @@ async def grade(
     catalog: Catalog,
     hooks: Hooks = Hooks(),
     tally: Tally | None = None,
+    start_stack: StartStack = LocalStack.start,
+    backend: str = "local",
 ) -> Report:
     """Grade one milestone or several; raises :class:`GradingError` when it cannot grade at all.
 
@@ -143,6 +150,7 @@ async def grade(
     """
     if tally is None:
         tally = Tally(selection, str(repo_path))
+    tally.backend = backend
     repo = LearnerRepo.open(repo_path)
     tally.repo = str(repo.path)
     groups = [catalog.for_milestone(milestone) for milestone in selection.milestones]
@@ -163,7 +171,9 @@ async def grade(
     run = _Run(repo, budgets, specs, tally.hooks(hooks))
     # Timing noise matters only to live checks: a static run samples none.
     metering = LagMeter.running() if live else contextlib.nullcontext(None)
-    async with _stack(repo, live and unusable is None) as (stack, http), metering as run.lag:
+    live_stack = live and unusable is None
+    async with _stack(repo, live_stack, start_stack) as (stack, http), metering as run.lag:
+        tally.notes = stack.notes if stack is not None else ()
         fresh = True
         for group in groups:
             if any(spec.live for spec in group):
@@ -179,13 +189,13 @@ async def grade(
 
 @contextlib.asynccontextmanager
 async def _stack(
-    repo: LearnerRepo, live: bool
+    repo: LearnerRepo, live: bool, start_stack: StartStack
 ) -> AsyncIterator[tuple[Stack | None, httpx.AsyncClient | None]]:
     if not live:
         yield None, None
         return
     manifest = repo.manifest()
-    stack = await LocalStack.start(repo, manifest)
+    stack = await start_stack(repo, manifest)
     # Generous pool limits: a check may hold twenty checkouts open at once.
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     try:
@@ -313,6 +323,8 @@ async def _verdict(spec: CheckSpec, ctx: Context) -> tuple[Status, Evidence]:
         return Status.FAIL, verdict.evidence
     except CheckInconclusive as verdict:
         return Status.INCONCLUSIVE, verdict.evidence
+    except CheckSkipped as verdict:
+        return Status.SKIP, verdict.evidence
     except TimeoutError:
         return Status.ERROR, Evidence(
             f"the check did not finish within its limit of {spec.timeout_s:g} s",

@@ -1,7 +1,8 @@
 """Bringing the stack up: the reference stub, the learner's API, and the services it needs.
 
-Checks see only :class:`Stack` and :class:`ApiInstance`; which backend runs them (processes on
-loopback here; containers later) stays behind this interface.
+Checks see only :class:`Stack`, :class:`ApiInstance` and :class:`Edge`; which backend runs them
+(processes on loopback here, :class:`LocalStack`; containers in grader/docker_stack.py) stays
+behind this interface. The CLI picks the backend (:data:`StartStack`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -62,13 +63,25 @@ class ApiInstance(Protocol):
         """At most the last ``n`` lines it printed after ``mark``."""
 
 
+class Edge(Protocol):
+    """The learner's own nginx, in front of the main API instance."""
+
+    base_url: str  # as the grader reaches it
+    config: str  # which nginx.conf runs, and how it was wired, in words
+
+    def output_tail(self, n: int = 15) -> tuple[str, ...]:
+        """The last lines nginx printed."""
+
+
 class Stack(Protocol):
     """What checks may use: the stub's admin API, provider URLs and the learner's API."""
 
     stub: StubAdmin
-    payments_url: str  # base URL of the provider the API is given
-    connect_hang_url: str  # a provider URL whose connects hang
+    payments_url: str  # base URL of the provider, as the API is given it
+    provider_url: str  # the same provider, as the grader itself reaches it
+    connect_hang_url: str  # a provider URL whose connects hang, as the API is given it
     api: ApiInstance  # the instance started with the stack
+    notes: tuple[str, ...]  # what the report should say about how this run was isolated
 
     async def start_api(self, name: str, *, payments_url: str | None = None) -> ApiInstance:
         """Start another instance of the learner's API, e.g. against another provider URL."""
@@ -76,8 +89,15 @@ class Stack(Protocol):
     async def restart_api(self) -> None:
         """Stop every instance of the learner's API, then start a fresh main one as ``api``."""
 
+    async def start_edge(self) -> Edge:
+        """Start the learner's nginx.conf in front of ``api``; EdgeUnavailable says why not."""
+
     async def aclose(self) -> None:
         """Stop everything the stack started."""
+
+
+# How the CLI hands the runner a backend: start a stack for this repo and manifest.
+StartStack = Callable[[LearnerRepo, Manifest], Awaitable[Stack]]
 
 
 def free_port() -> int:
@@ -137,8 +157,10 @@ class LocalStack:
         self._env_extra: dict[str, str] = {}
         self.stub: StubAdmin
         self.payments_url: str
+        self.provider_url: str
         self.connect_hang_url: str
         self.api: ApiInstance
+        self.notes: tuple[str, ...] = ()
 
     @classmethod
     async def start(cls, repo: LearnerRepo, manifest: Manifest) -> LocalStack:
@@ -188,7 +210,7 @@ class LocalStack:
             )
         ready = json.loads(line)
         host = ready.get("host", "127.0.0.1")
-        self.payments_url = f"http://{host}:{ready['port']}"
+        self.payments_url = self.provider_url = f"http://{host}:{ready['port']}"
         self.connect_hang_url = f"http://{host}:{ready['connect_hang_port']}"
         self.stub = StubAdmin(f"http://{host}:{ready['admin_port']}")
 
@@ -267,6 +289,12 @@ class LocalStack:
         _, api = await asyncio.gather(stopped, self.start_api("api"))
         self._processes = [p for p in self._processes if p not in old]
         self.api = api
+
+    async def start_edge(self) -> Edge:
+        """The learner's nginx.conf as a local nginx process, rewired to loopback ports."""
+        from grader.edge import start_local_edge  # only graders with an nginx need it
+
+        return await start_local_edge(self.repo, self.api.base_url, self._spawn)
 
     async def aclose(self) -> None:
         """Stop every process the stack started, whatever state it is in."""

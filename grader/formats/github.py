@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from grader.lines import sanitize
 from grader.model import CheckResult, Location, Report, Status
-from grader.procs import sanitize
 
 # The runner's escapes (actions/toolkit, command.ts): data, and property values on top.
 _DATA_ESCAPES = (("%", "%25"), ("\r", "%0D"), ("\n", "%0A"))

@@ -61,6 +61,8 @@ class JsonFormat:
             "started_at": report.started_at,
             "duration_s": _seconds(report.duration_s),
             "exit_code": int(report.exit_code),
+            "backend": report.backend,
+            "notes": list(report.notes),
             "summary": {word: report.count(status) for status, word in COUNTED},
             "budgets": None
             if budgets is None

@@ -10,8 +10,8 @@ import html
 import re
 
 from grader.formats.base import COUNTED
+from grader.lines import sanitize
 from grader.model import CheckResult, NotGraded, Report, Status, milestone
-from grader.procs import sanitize
 
 ICON = {
     Status.PASS: "✅",

@@ -1,7 +1,7 @@
 """The terminal report: live progress while checks run, then one block per check.
 
 The only module that touches rich. Every string that may carry the learner's words (bodies,
-output lines) is shown as plain ``Text`` after :func:`grader.procs.sanitize`, never as markup.
+output lines) is shown as plain ``Text`` after :func:`grader.lines.sanitize`, never as markup.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from grader.formats.base import COUNTED
+from grader.lines import sanitize
 from grader.model import CheckResult, ExitCode, NotGraded, Report, Status, milestone
-from grader.procs import sanitize
 
 STYLE = {
     Status.PASS: "bold green",
@@ -105,6 +105,10 @@ class TerminalFormat:
             )
         )
         parts.append(Text.assemble(("repo    ", "dim"), report.repo))
+        if report.backend != "local":
+            parts.append(Text.assemble(("backend ", "dim"), report.backend))
+        for note in report.notes:
+            parts.append(Text.assemble(("note    ", "bold yellow"), note))
         if report.budgets is not None:
             layers = report.budgets.values.get("layers", {})
             held = (
