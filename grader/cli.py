@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import functools
 import os
 import signal
 import sys
@@ -20,16 +22,27 @@ import typer
 from rich.console import Console
 
 from grader import __version__, registry
+from grader.docker_stack import DockerOptions, DockerStack, Limits
 from grader.errors import GradingError
 from grader.formats import OutputFormat
 from grader.formats.github import GitHubActions
 from grader.model import MILESTONES, ExitCode, Report, Selection
 from grader.output import Delivery, ReportFile
 from grader.runner import Hooks, Tally, grade, now_iso
+from grader.stack import LocalStack, StartStack
 
 CHECKS_PACKAGE = "checks"  # where the milestone checks live: checks/m<N>_*.py
 STUB_PORT = 8081
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+DEFAULT_LIMITS = Limits()
+
+
+class Backend(enum.Enum):
+    """What runs the learner's code."""
+
+    LOCAL = "local"  # processes on loopback ports: a learner's laptop, their own CI
+    DOCKER = "docker"  # containers on an internal network: strangers' repos (grader/docker_stack)
+
 
 app = typer.Typer(
     name="failfast",
@@ -115,6 +128,34 @@ def check(
             + ". Repeatable.",
         ),
     ] = None,
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            "--backend",
+            envvar="FAILFAST_BACKEND",
+            help="What runs the learner's code: local processes, or docker containers (built "
+            "from the repo's Dockerfile, isolated and limited: for grading strangers' repos).",
+        ),
+    ] = Backend.LOCAL,
+    pull: Annotated[
+        bool, typer.Option("--pull", help="docker: pull missing base images (never by default).")
+    ] = False,
+    api_memory: Annotated[
+        str, typer.Option("--api-memory", help="docker: the API container's memory limit.")
+    ] = DEFAULT_LIMITS.memory,
+    api_cpus: Annotated[
+        float, typer.Option("--api-cpus", help="docker: the API container's CPUs.", min=0.1)
+    ] = DEFAULT_LIMITS.cpus,
+    api_pids: Annotated[
+        int, typer.Option("--api-pids", help="docker: the API container's process limit.", min=16)
+    ] = DEFAULT_LIMITS.pids,
+    redis_image: Annotated[
+        str, typer.Option("--redis-image", help="docker: the image Redis runs from.")
+    ] = DockerOptions().redis_image,
+    nginx_image: Annotated[
+        str | None,
+        typer.Option("--nginx-image", help="docker: the image the learner's nginx runs in."),
+    ] = None,
 ) -> None:
     """Grade a milestone of a learner repo and report every check with its evidence.
 
@@ -137,7 +178,13 @@ def check(
         try:
             selection = registry.select(milestone, through=through)
             tally = Tally(selection, str(repo))
-            report = _run(selection, repo, delivery, tally)
+            options = DockerOptions(
+                Limits(memory=api_memory, cpus=api_cpus, pids=api_pids),
+                pull=pull,
+                redis_image=redis_image,
+                nginx_image=nginx_image,
+            )
+            report = _run(selection, repo, delivery, tally, backend, options)
         except GradingError as error:
             report = Report(milestone, str(repo), now_iso(), not_graded=error.not_graded())
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -187,8 +234,18 @@ def _signals_deferred() -> Iterator[list[int]]:
             signal.signal(sig, handler)
 
 
-def _run(selection: Selection, repo: Path, delivery: Delivery, tally: Tally) -> Report:
+def _run(
+    selection: Selection,
+    repo: Path,
+    delivery: Delivery,
+    tally: Tally,
+    backend: Backend,
+    options: DockerOptions,
+) -> Report:
     checks = catalog()
+    start_stack: StartStack = LocalStack.start
+    if backend is Backend.DOCKER:
+        start_stack = functools.partial(DockerStack.start, options=options)
 
     async def main() -> Report:
         # Ctrl-C and SIGTERM (CI cancelling a job, `kill`) cancel grading wherever it waits; the
@@ -208,7 +265,9 @@ def _run(selection: Selection, repo: Path, delivery: Delivery, tally: Tally) -> 
             loop.add_signal_handler(sig, stop)
         hooks: Hooks
         with delivery.progress() as hooks:
-            return await grade(selection, repo, checks, hooks, tally)
+            return await grade(
+                selection, repo, checks, hooks, tally, start_stack, backend=backend.value
+            )
 
     return asyncio.run(main())
 

@@ -66,8 +66,13 @@ class ApiInstance(Protocol):
 class Edge(Protocol):
     """The learner's own nginx, in front of the main API instance."""
 
-    base_url: str  # as the grader reaches it
-    config: str  # which nginx.conf runs, and how it was wired, in words
+    @property
+    def base_url(self) -> str:
+        """The address of the learner's nginx, as the grader reaches it."""
+
+    @property
+    def config(self) -> str:
+        """Which nginx.conf runs, and how it was wired, in words."""
 
     def output_tail(self, n: int = 15) -> tuple[str, ...]:
         """The last lines nginx printed."""
