@@ -277,11 +277,15 @@ def doctor(
     repo: Annotated[Path, typer.Option("--repo", help="Root of the learner's checkout.")] = Path(
         "."
     ),
+    backend: Annotated[
+        Backend,
+        typer.Option("--backend", envvar="FAILFAST_BACKEND", help="The backend to check for."),
+    ] = Backend.LOCAL,
 ) -> None:
     """Say what the grader needs, whether this machine has it, and the exact fix for each."""
     from grader import doctor as doctor_mod
 
-    findings = doctor_mod.diagnose(repo)
+    findings = doctor_mod.diagnose(repo, docker_backend=backend is Backend.DOCKER)
     doctor_mod.render(findings, Console(highlight=False))
     raise typer.Exit(doctor_mod.exit_code(findings))
 

@@ -24,7 +24,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from grader import budgets, k6
+from grader import budgets, docker_stack, k6
 from grader.errors import BudgetsError, GradingError
 from grader.formats.terminal import print_to
 from grader.procs import child_env, sweep_dead_runs
@@ -59,8 +59,11 @@ class Finding:
     required: bool  # whether a missing one stops grading this repo
 
 
-def diagnose(repo: Path) -> tuple[Finding, ...]:
-    """Every finding for grading ``repo`` on this machine; never raises."""
+def diagnose(repo: Path, docker_backend: bool = False) -> tuple[Finding, ...]:
+    """Every finding for grading ``repo`` on this machine; never raises.
+
+    With ``docker_backend``, the engine is required, and so are the images the run needs.
+    """
     # What graders killed before they could stop it left running (it never raises either).
     sweep_dead_runs()
     findings = [_guard("Python", "every command", True, _python)]
@@ -90,9 +93,16 @@ def diagnose(repo: Path) -> tuple[Finding, ...]:
         else "milestone 5, once failfast.yaml lists redis"
     )
     findings.append(_guard("redis-server", redis_for, listed, _redis))
-    findings.append(
-        _guard("Docker engine", "course authors' container grading only", False, _docker)
-    )
+    docker_for = "--backend docker" if docker_backend else "course authors' container grading only"
+    engine = _guard("Docker engine", docker_for, docker_backend, _docker)
+    findings.append(engine)
+    if engine.ok:
+        findings.append(_guard("earlier runs", docker_for, False, _sweep))
+        dockerfile = repo / "Dockerfile"
+        findings.append(
+            _guard("images", docker_for, docker_backend, lambda: _images(dockerfile, manifest))
+        )
+        findings.append(_guard("host firewall", docker_for, False, _firewall))
     return tuple(findings)
 
 
@@ -287,7 +297,11 @@ def _docker() -> Finding:
             client = docker.from_env(timeout=int(DOCKER_TIMEOUT_S))
             try:
                 client.ping()
-                outcome.append(str(client.version().get("Version", "of unknown version")))
+                version = client.version()
+                outcome.append(
+                    f"{version.get('Version', 'of unknown version')} (API "
+                    f"{version.get('ApiVersion', '?')})"
+                )
             finally:
                 client.close()
         except Exception as exc:
@@ -303,3 +317,51 @@ def _docker() -> Finding:
     if isinstance(outcome[0], Exception):
         return _result(False, f"no engine answered at {where}", DOCKER_FIX)
     return _result(True, f"Docker Engine {outcome[0]} at {where}")
+
+
+def _images(dockerfile: Path, manifest: Manifest | None) -> Finding:
+    """The images --backend docker needs here: the Dockerfile's bases, the stub's, Redis's."""
+    client = docker_stack.connect()
+    try:
+        wanted = [docker_stack.STUB_BASE_IMAGE]
+        if manifest is not None and "redis" in manifest.services:
+            wanted.append(docker_stack.DockerOptions().redis_image)
+        if dockerfile.is_file():
+            wanted += docker_stack.base_images(dockerfile.read_text("utf-8", errors="replace"))
+        missing = docker_stack.missing_base_images(
+            client, "".join(f"FROM {image}\n" for image in dict.fromkeys(wanted))
+        )
+        nginx = docker_stack.nginx_image(client, docker_stack.DockerOptions())
+    finally:
+        client.close()
+    found = ", ".join(dict.fromkeys(wanted)) + (f"; nginx: {nginx}" if nginx else "; no nginx")
+    if missing:
+        return _result(
+            False,
+            f"missing: {', '.join(missing)}",
+            "bash scripts/setup.sh images (builds them without a registry), or docker pull "
+            "them where a registry is reachable",
+        )
+    return _result(True, f"present: {found}")
+
+
+def _sweep() -> Finding:
+    """Remove what docker-backend runs whose grader was killed left behind."""
+    client = docker_stack.connect()
+    try:
+        swept = docker_stack.sweep_dead_runs(client)
+    finally:
+        client.close()
+    return _result(True, f"removed what {len(swept)} dead run(s) left" if swept else "none left")
+
+
+def _firewall() -> Finding:
+    """Whether runs' containers are kept from the host's own services."""
+    why_not = docker_stack.isolate_from_host()
+    if why_not is None:
+        return _result(True, "runs' bridges cannot open connections to this host")
+    return _result(
+        False,
+        f"containers could reach this host's services ({why_not})",
+        "sudo bash scripts/setup.sh isolate, or grade as root",
+    )
