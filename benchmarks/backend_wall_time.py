@@ -5,6 +5,9 @@ Prints figures; asserts nothing. For each backend: the median wall time of N run
 layers cached as on a second grading; the stub's image is built once per failfast version),
 bringing the containers up (network, stub, Redis, the first API instance), and the rest spread
 over the checks (per check: its duration under docker minus under local, median over runs).
+Last, what containers add to what the timing checks measure: each check's `elapsed_s` (how long
+the checkout took to answer) under both backends, against the tolerance the checks allow
+(checks/common.py's ANSWER_TOLERANCE_S).
 
     python benchmarks/backend_wall_time.py [--runs 3] [--repo reference/solution]
 """
@@ -23,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from checks.common import ANSWER_TOLERANCE_S
 from grader.docker_stack import DockerStack
 from grader.repo import LearnerRepo
 
@@ -64,12 +68,15 @@ def main() -> int:
     args = parser.parse_args()
     walls: dict[str, list[float]] = {"local": [], "docker": []}
     durations: dict[str, dict[str, list[float]]] = {"local": {}, "docker": {}}
+    elapsed: dict[str, dict[str, list[float]]] = {"local": {}, "docker": {}}
     for _ in range(args.runs):
         for backend in walls:
             wall, report = grade_all(args.repo, backend)
             walls[backend].append(wall)
             for check in report.get("checks", []):
                 durations[backend].setdefault(check["id"], []).append(check["duration_s"])
+                if isinstance(check["data"].get("elapsed_s"), int | float):
+                    elapsed[backend].setdefault(check["id"], []).append(check["data"]["elapsed_s"])
     splits = [asyncio.run(_start_split(args.repo)) for _ in range(args.runs)]
     local, docker = (statistics.median(walls[b]) for b in ("local", "docker"))
     print(f"`check all` on {args.repo}, median of {args.runs} runs")
@@ -93,6 +100,12 @@ def main() -> int:
     )
     for check_id, extra in sorted(per_check.items(), key=lambda item: -abs(item[1]))[:8]:
         print(f"    {check_id:<28} {extra:+6.2f} s")
+    print(f"what containers add to answer times (tolerance {ANSWER_TOLERANCE_S:g} s):")
+    for check_id in sorted(elapsed["docker"]):
+        here, there = elapsed["local"].get(check_id), elapsed["docker"][check_id]
+        if here:
+            a, b = statistics.median(here), statistics.median(there)
+            print(f"  {check_id:<28} local {a:6.3f} s  docker {b:6.3f} s  ({b - a:+.3f} s)")
     return 0
 
 

@@ -299,7 +299,9 @@ def test_fork_bomb_and_memory_hog_are_contained(
     assert left_behind(engine) == []
 
 
-def test_memory_hog_is_the_apis_crash_not_the_graders(tmp_path: Path) -> None:
+def test_memory_hog_is_the_apis_crash_not_the_graders(
+    tmp_path: Path, engine: docker.DockerClient
+) -> None:
     """A checkout that exhausts memory FAILs checks with the crash named; exit 1, not 2."""
     repo = materialize(REFERENCE, tmp_path / "repo", ())
     main = repo / "app" / "main.py"
@@ -320,6 +322,36 @@ def test_memory_hog_is_the_apis_crash_not_the_graders(tmp_path: Path) -> None:
     assert run.report is not None
     crashed = [c for c in run.report["checks"] if "memory limit" in c["summary"]]
     assert crashed and all(c["status"] == "FAIL" for c in crashed), run.report
+    assert left_behind(engine) == []
+
+
+def _until_api_runs(engine: docker.DockerClient, limit_s: float = 90) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        running = engine.containers.list(filters={"label": RUN_LABEL})
+        if any(c.labels.get("failfast.role", "").startswith("api") for c in running):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"the run started no API container within {limit_s:g} s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_interrupted_run_removes_everything(
+    sig: signal.Signals, engine: docker.DockerClient
+) -> None:
+    """Ctrl-C or SIGTERM mid-run: exit 130, and no container, network or image of it left."""
+    argv = [sys.executable, "-m", "grader", "check", "milestone-3", *DOCKER, "--repo"]
+    grader = subprocess.Popen(
+        [*argv, str(REFERENCE)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _until_api_runs(engine)
+        grader.send_signal(sig)
+        assert grader.wait(60) == 130
+    finally:
+        if grader.poll() is None:
+            grader.kill()
+    assert left_behind(engine) == []
 
 
 def test_sigkilled_grader_is_swept_by_the_next_run(engine: docker.DockerClient) -> None:
@@ -329,14 +361,7 @@ def test_sigkilled_grader_is_swept_by_the_next_run(engine: docker.DockerClient) 
         [*argv, str(REFERENCE)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            running = engine.containers.list(filters={"label": RUN_LABEL})
-            if any(c.labels.get("failfast.role", "").startswith("api") for c in running):
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the run started no API container within 90 s")
+        _until_api_runs(engine)
     finally:
         grader.send_signal(signal.SIGKILL)
         grader.wait(10)
