@@ -135,10 +135,12 @@ class Driver:
         api: ApiInstance | None = None,
         headers: dict[str, str] | None = None,
         http: httpx.AsyncClient | None = None,
+        base_url: str | None = None,
     ) -> CheckoutResult:
         """POST /checkout for ``amount_cents``, waiting at most ``timeout_s`` for the answer.
 
-        ``http`` sends it through another client (another connection pool) than the grader's.
+        ``http`` sends it through another client (another connection pool) than the grader's;
+        ``base_url`` to a proxy in front of ``api`` (the learner's nginx) instead of the API.
         """
         target = self._use(api or self.stack.api)
         started = time.monotonic()
@@ -150,7 +152,7 @@ class Driver:
                 asyncio.timeout(timeout_s),
                 (http or self.http).stream(
                     "POST",
-                    f"{target.base_url}/checkout",
+                    f"{base_url or target.base_url}/checkout",
                     json={"amount_cents": amount_cents},
                     headers=headers,
                     timeout=timeout_s,

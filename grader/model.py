@@ -283,13 +283,15 @@ class Report:
         """What the run exits with.
 
         An ERROR means the grader could not grade at all. A FAIL outranks an INCONCLUSIVE: the
-        learner has something to fix either way. An interrupted run is 130 whatever it found.
+        learner has something to fix either way. A SKIP alone is no failure: it follows a
+        FAIL (which decides), an INCONCLUSIVE (grade again) or a tool this machine lacks (not
+        the learner's doing). An interrupted run is 130 whatever it found.
         """
         if self.interrupted:
             return ExitCode.INTERRUPTED
         if self.not_graded is not None or self.count(Status.ERROR):
             return ExitCode.NOT_GRADED
-        if self.count(Status.FAIL) or self.count(Status.SKIP):
+        if self.count(Status.FAIL):
             return ExitCode.FAILED
         if self.count(Status.INCONCLUSIVE):
             return ExitCode.NOT_GRADED

@@ -11,7 +11,7 @@
 #
 #   bash scripts/setup.sh            # = all
 #   bash scripts/setup.sh all        # packages engine images isolate
-#   bash scripts/setup.sh packages   # apt: redis-server docker.io debootstrap iptables (+ chromium)
+#   bash scripts/setup.sh packages   # apt: redis-server nginx-light docker.io debootstrap iptables (+ chromium)
 #   bash scripts/setup.sh engine     # dockerd in the background, without systemd
 #   bash scripts/setup.sh images     # local base images (debootstrap + docker import/build)
 #   bash scripts/setup.sh isolate    # iptables: containers cannot open connections to the host
@@ -35,9 +35,11 @@ DOCKERD_LOG=${DOCKERD_LOG:-$LOG_DIR/failfast-dockerd.log}
 DOCKERD_PIDFILE=/var/run/docker.pid          # dockerd's default --pidfile
 BASE_LABEL=dev.failfast.local-base           # marks the images built here
 
-# Debian packages the suite needs: Redis for milestone 5, a Docker engine (docker.io pulls in
-# containerd and runc), debootstrap for the base images, iptables for `isolate`.
-REQUIRED_PACKAGES=(redis-server docker.io debootstrap iptables)
+# Debian packages the suite needs: Redis for milestone 5, nginx for the local backend's edge
+# (m1.edge-answers-first runs the learner's nginx.conf; nginx-light is the smallest build with
+# the proxy module), a Docker engine (docker.io pulls in containerd and runc), debootstrap for
+# the base images, iptables for `isolate`.
+REQUIRED_PACKAGES=(redis-server nginx-light docker.io debootstrap iptables)
 # Optional packages: installed when apt has a candidate for them, skipped otherwise.
 # chromium: the headless browser the HTML-report test uses (/usr/bin/chromium).
 OPTIONAL_PACKAGES=(chromium)

@@ -135,7 +135,7 @@ def test_an_interrupted_run_writes_every_report(sig: signal.Signals, tmp_path: P
         # Grading stops at once; the API's graceful stop has a grace of 1.5 s.
         assert took < 3.0, f"took {took:.1f} s to exit"
         assert "Traceback" not in output
-        assert re.search(r"grading interrupted after 1 of 5 checks", output), output
+        assert re.search(r"grading interrupted after 1 of 6 checks", output), output
         assert "exit code 130: grading was interrupted" in output
         assert not grader.left_after(2.0)
         assert leftovers(grader.proc.pid, repo) == []
@@ -145,7 +145,7 @@ def test_an_interrupted_run_writes_every_report(sig: signal.Signals, tmp_path: P
     statuses = {c["id"]: c["status"] for c in document["checks"]}
     assert statuses["m2.healthy-checkout"] == "PASS"
     rest = [c for c in document["checks"] if c["id"] != "m2.healthy-checkout"]
-    assert len(rest) == 4 and all(c["status"] == "SKIP" for c in rest), statuses
+    assert len(rest) == 5 and all(c["status"] == "SKIP" for c in rest), statuses
     assert all(c["data"] == {"interrupted": True} for c in rest)
     assert all("grading was interrupted" in c["summary"] for c in rest)
     running = next(c for c in rest if c["id"] == "m2.read-timeout")

@@ -1,0 +1,156 @@
+"""Milestone 2, through the learner's own nginx: the api answers first, nginx passes it on.
+
+Id: m2.edge-answers-first. The table's order nginx > api > payments, seen from the customer's
+side: with the provider stuck, the answer through nginx is the api's own 502/503/504. It needs
+the api's deadline (milestone 2's m2.read-timeout) and the learner's nginx/nginx.conf running:
+under --backend docker, unchanged in front of the API; under --backend local, rewired to
+loopback ports when an nginx binary is on PATH (grader/edge.py), else SKIP, not the learner's
+fault.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from checks.common import (
+    ANSWER_TOLERANCE_S,
+    HOLD_S,
+    answer_wait_s,
+    expected_fail_fast,
+    fail_fast_problems,
+)
+from grader import learnerfile, nginxconf
+from grader.context import Context
+from grader.driver import CheckoutResult
+from grader.errors import CheckFailed, CheckSkipped, EdgeUnavailable
+from grader.model import Location, Passed
+from grader.registry import check
+from grader.stubclient import Delay
+
+NGINX_FILE = "nginx/nginx.conf"
+
+
+def _relative(ctx: Context, file: str) -> str:
+    """A file of the learner's as the report shows it: relative to the repo, forward slashes."""
+    path = Path(file)
+    with contextlib.suppress(ValueError):
+        return path.resolve().relative_to(ctx.repo.path.resolve()).as_posix()
+    return path.as_posix()
+
+
+# Starting nginx is bounded by grader/edge.py (5 s), the checkout by answer_wait_s (5.5 s for
+# the course's table); the rest is margin for a busy machine.
+EDGE_CHECK_LIMIT_S = 30.0
+
+
+def _served_by(ctx: Context) -> tuple[str, Location | None]:
+    """Which location of nginx.conf serves POST /checkout, in words, and where it is."""
+    try:
+        judged = nginxconf.judge_file(ctx.repo.path / NGINX_FILE, root=ctx.repo.path)
+    except (learnerfile.LearnerFileError, nginxconf.NginxConfError):
+        return f"{NGINX_FILE} (it changed while grading)", None  # m1.nginx-agrees read it
+    where = Location(
+        _relative(ctx, judged.location_file or judged.server_file),
+        judged.location_line or judged.server_line,
+    )
+    return judged.summary(ctx.repo.path), where
+
+
+def _nginx_page(result: CheckoutResult) -> bool:
+    """Whether the answer is a page of nginx's: its own error page, or an error_page's HTML.
+
+    An API answers JSON, or a framework's plain-text 500 when it crashes; HTML, or a page
+    signed "nginx", is what nginx sends when it answers for the api.
+    """
+    if result.status is None or result.body_is_json:
+        return False
+    media = (result.content_type or "").split(";", 1)[0].strip().lower()
+    return media == "text/html" or "nginx" in result.text.lower()
+
+
+@check(
+    "m2.edge-answers-first",
+    "Through nginx, a stuck provider gets the api's own answer, not nginx's",
+    # The api's own deadline is m2.read-timeout's to judge: with it passed, only nginx can fail
+    # this one (a page of its own, or a budget shorter than the api's).
+    depends=("m2.read-timeout",),
+    why="The table's order is a promise to the customer: when the provider hangs, the api gives "
+    "up first and answers a 502/503/504 with a JSON body a client can act on, and nginx passes it "
+    "on. If nginx answers instead, with its HTML 504 after its own budget, the customer waited "
+    "longest for the least useful answer, and the api's work was done for nobody.",
+    hint="Keep the table's order nginx > api > payments true at run time: the api must answer "
+    "within its own budget whatever the provider does (an overall deadline around the provider "
+    "call, as m2.read-timeout checks), and nginx must pass that answer on as it is (no "
+    "proxy_intercept_errors with an error_page that replaces it).",
+    timeout_s=EDGE_CHECK_LIMIT_S,
+)
+async def edge_answers_first(ctx: Context) -> Passed:
+    """Hold the provider past the api budget; POST /checkout through nginx; expect the api's 5xx."""
+    try:
+        edge = await ctx.stack.start_edge()
+    except EdgeUnavailable as why:
+        raise CheckSkipped(
+            "not run: this machine cannot run your nginx (nothing to fix in your repo)",
+            measured=str(why),
+            expected=f"nginx running your {NGINX_FILE} in front of your API",
+            hint="Nothing to fix in your repo: it is this machine that cannot run nginx (the "
+            "line above says why). m1.nginx-agrees still judges your nginx.conf; grade where "
+            "nginx runs (or with --backend docker) to get this check's verdict.",
+        ) from None
+    api = ctx.budgets.layers.api_s
+    amounts = ctx.amounts(1)
+    # Held far past the api budget (and past nginx's, if it is short): only a layer that gives
+    # up on its own ends this checkout, and which layer answers is the verdict.
+    await ctx.stack.stub.add_fault(Delay(delay_ms=int(HOLD_S * 1000)), amounts=amounts)
+    result = await ctx.driver.checkout(
+        amounts[0], timeout_s=answer_wait_s(ctx), base_url=edge.base_url
+    )
+    served_by, location = _served_by(ctx)
+    # The api's own answer within its budget, with the tolerance every fail-fast answer gets
+    # (checks/common.py: ANSWER_TOLERANCE_S, measured on a busy 2-core machine); nginx adds a
+    # millisecond or two on loopback.
+    problems = fail_fast_problems(ctx, result)
+    nginx_said = _nginx_page(result)
+    if nginx_said:
+        problems.insert(0, f"nginx answered {result.status} itself, with an HTML page")
+    measured = (
+        f"through nginx, checkout {result.describe()}, with {result.describe_body()}; "
+        f"{served_by}; ran {edge.config}"
+    )
+    expected = f"the api's own {expected_fail_fast(ctx)}, passed on by nginx as it is"
+    data = {
+        "elapsed_s": round(result.elapsed_s, 3),
+        "status": result.status,
+        "nginx_page": nginx_said,
+        "nginx_output": list(edge.output_tail(8)),
+    }
+    if problems:
+        hint = (
+            f"nginx answered for the api: with the table's order nginx > api > payments it "
+            f"should never have to. Look at {location or NGINX_FILE}: a proxy_read_timeout "
+            f"shorter than the api budget of {api:g} s, or proxy_intercept_errors with an "
+            f"error_page that replaces the api's 502/503/504, makes nginx speak first."
+            if nginx_said
+            else f"Through nginx the answer must be your api's own 502/503/504 with a JSON "
+            f"body, within its budget of {api:g} s (+{ANSWER_TOLERANCE_S:g} s): with the order "
+            f"nginx > api > payments the api gives up on the provider and answers long before "
+            f"nginx would. Bound the whole provider call with a deadline inside the api budget "
+            f"and turn its failures into 502/503/504 with a JSON body (m2.read-timeout checks the "
+            f"api alone)."
+        )
+        raise CheckFailed(
+            f"through nginx, a stuck provider does not get the api's own answer: {problems[0]}",
+            measured=measured,
+            expected=expected,
+            hint=hint,
+            data=data,
+            location=location if nginx_said else None,
+        )
+    problems.judge("through nginx, the answer came late", measured=measured, expected=expected)
+    return Passed(
+        f"through nginx, checkout {result.describe()}: the api's own answer, passed on",
+        measured=measured,
+        expected=expected,
+        data=data,
+    )

@@ -1,0 +1,64 @@
+"""m2.edge-answers-first on the local backend: the learner's own nginx, a real one, in front.
+
+The reference passes; an nginx that gives up before the api fails it; without nginx on PATH the
+check is SKIP, saying why, and the run still exits 0. scripts/setup.sh installs nginx.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from grader.edge import NO_NGINX
+from tests.mutants import REFERENCE, materialize
+
+pytestmark = pytest.mark.slow
+CHECK = "m2.edge-answers-first"
+
+
+def test_reference_gets_its_own_answer_through_nginx(tmp_path: Path, grade_json: Any) -> None:
+    """Through the reference's nginx the api's own 504, with its JSON body, comes in time."""
+    run = grade_json("milestone-2", materialize(REFERENCE, tmp_path / "repo"))
+    entry = run.check(CHECK)
+    assert entry["status"] == "PASS", entry
+    assert entry["data"]["status"] == 504 and not entry["data"]["nginx_page"]
+    assert entry["data"]["elapsed_s"] < 3.5
+    assert "location / (nginx/nginx.conf:18)" in entry["measured"]
+    # nginx's access log line for the checkout: the grader read nginx's own output.
+    assert any('"POST /checkout HTTP/1.1" 504' in line for line in entry["data"]["nginx_output"])
+
+
+def test_nginx_that_gives_up_first_fails(tmp_path: Path, grade_json: Any) -> None:
+    """A proxy_read_timeout of 1 s: nginx's own HTML 504 reaches the customer, not the api's."""
+    repo = materialize(REFERENCE, tmp_path / "repo")
+    conf = repo / "nginx" / "nginx.conf"
+    conf.write_text(conf.read_text().replace("proxy_read_timeout 10s;", "proxy_read_timeout 1s;"))
+    run = grade_json("milestone-2", repo)
+    entry = run.check(CHECK)
+    assert entry["status"] == "FAIL", entry
+    assert entry["data"]["nginx_page"] and entry["data"]["status"] == 504
+    assert entry["data"]["elapsed_s"] == pytest.approx(1.0, abs=0.4)
+    assert entry["location"] == {"path": "nginx/nginx.conf", "line": 18}
+    assert {s for c, s in run.statuses().items() if c != CHECK} == {"PASS"}
+    assert run.returncode == 1
+
+
+def test_without_nginx_the_check_is_skipped_with_the_reason(
+    tmp_path: Path, grade_json: Any
+) -> None:
+    """No nginx on PATH: SKIP, saying why and that the repo is not at fault; the rest passes."""
+    # PATH without any directory holding nginx; the API's uvicorn is still found, beside the
+    # grader's interpreter (grader.procs.child_env), and so is k6.
+    path = os.pathsep.join(
+        d for d in os.environ["PATH"].split(os.pathsep) if not os.path.exists(f"{d}/nginx")
+    )
+    run = grade_json("milestone-2", materialize(REFERENCE, tmp_path / "repo"), env={"PATH": path})
+    entry = run.check(CHECK)
+    assert entry["status"] == "SKIP", entry
+    assert entry["measured"].startswith(NO_NGINX)
+    assert "Nothing to fix in your repo" in entry["hint"]
+    assert {s for c, s in run.statuses().items() if c != CHECK} == {"PASS"}
+    assert run.returncode == 0, "a check this machine cannot run is not the learner's failure"
