@@ -8,9 +8,11 @@ then the same traffic against a healthy provider.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from checks.common import ANSWER_TOLERANCE_S, HOLD_S, noise_s
 from grader import k6
@@ -84,6 +86,44 @@ def latency_figure(ctx: Context, run: k6.Run) -> tuple[str, ...]:
     return bars(rows, limit=checkout_limit_ms(ctx)) if rows else ()
 
 
+# The latency metrics of the run, per phase, and the percentiles the reports' data keeps of
+# each (k6's summary names; checkout.js's summaryTrendStats asks for all of them).
+PHASES = (
+    ("slow", "http_req_duration{scenario:slow}"),
+    ("recovery", "http_req_duration{scenario:recovery}"),
+    ("healthz", "http_req_duration{scenario:health}"),
+)
+PERCENTILES = (("p50", "med"), ("p90", "p(90)"), ("p95", "p(95)"), ("p99", "p(99)"))
+
+
+def latency_data(run: k6.Run) -> dict[str, Any]:
+    """Latency percentiles per phase, and the upper thresholds k6 held them to, in ms.
+
+    For the HTML report's chart: ``phase_latency_ms`` is {phase: {"p95": ms, ...}} and
+    ``phase_thresholds_ms`` {phase: {"p95": limit}}, both as k6's own summary says.
+    """
+    latency: dict[str, dict[str, float]] = {}
+    thresholds: dict[str, dict[str, float]] = {}
+    names = {stat: name for name, stat in PERCENTILES}
+    for phase, metric in PHASES:
+        found = run.summary.metrics.get(metric)
+        if found is None:
+            continue
+        latency[phase] = {
+            name: round(found.values[stat], 1)
+            for name, stat in PERCENTILES
+            if stat in found.values and math.isfinite(found.values[stat])
+        }
+        for threshold in found.thresholds:
+            try:
+                expression = k6.Expression.parse(threshold.expression)
+            except ValueError:
+                continue  # not one the grader wrote: judge() says so
+            if expression.aggregate in names and expression.operator in ("<", "<="):
+                thresholds.setdefault(phase, {})[names[expression.aggregate]] = expression.limit
+    return {"phase_latency_ms": latency, "phase_thresholds_ms": thresholds}
+
+
 def judge(ctx: Context, load: Load, metric: str, what: str) -> Passed:
     """Hold one threshold of the run, with the samples guard and both summaries cross-checked.
 
@@ -135,7 +175,7 @@ def judge(ctx: Context, load: Load, metric: str, what: str) -> Passed:
             hint="Nothing to fix yet: grade again on a quieter machine.",
             measured=measured,
             expected=expected,
-            data=data,
+            data=data | latency_data(run),
             figure=latency_figure(ctx, run),
         )
     if not threshold.passed:
@@ -144,7 +184,7 @@ def judge(ctx: Context, load: Load, metric: str, what: str) -> Passed:
             f"{what} crossed its threshold",
             measured=measured,
             expected=expected,
-            data=data,
+            data=data | latency_data(run),
             figure=latency_figure(ctx, run),
         )
     return Passed(
@@ -179,7 +219,11 @@ async def k6_run(ctx: Context) -> Passed:
     return Passed(
         f"k6 sent {count:.0f} requests in {run.duration_s:.1f} s",
         measured=f"exit code {run.exit_code}, {count:.0f} requests",
-        data={"k6_duration_s": round(run.duration_s, 3), "exit_code": run.exit_code},
+        data={
+            "k6_duration_s": round(run.duration_s, 3),
+            "exit_code": run.exit_code,
+            **latency_data(run),
+        },
         figure=latency_figure(ctx, run),
     )
 

@@ -53,20 +53,37 @@ def _timeline(result: CheckoutResult, attempts: Sequence[Attempt]) -> str:
     return "; ".join(parts)
 
 
+def _ended_at(attempt: Attempt) -> float | None:
+    """When an attempt ended, however it did: given up on by the client, or answered."""
+    if attempt.gave_up_at is not None:
+        return attempt.gave_up_at
+    return attempt.finished_at if attempt.ended else None
+
+
 def _attempt_data(result: CheckoutResult, attempts: Sequence[Attempt]) -> list[dict[str, object]]:
-    return [
-        {
-            "arrived_after_s": round(a.arrived_at - result.started_at, 3),
-            "outcome": a.outcome,
-            "abandoned_after_s": None
-            if a.abandoned_after_s is None
-            else round(a.abandoned_after_s, 3),
-        }
-        for a in attempts
-    ]
+    """The attempts of one checkout, in seconds after the grader sent it, for the reports.
+
+    ``ended_after_s`` (on the same clock as ``arrived_after_s``) is None while one is open; the
+    HTML report draws each attempt as a bar between the two.
+    """
+    data: list[dict[str, object]] = []
+    for a in attempts:
+        ended = _ended_at(a)
+        data.append(
+            {
+                "arrived_after_s": round(a.arrived_at - result.started_at, 3),
+                "outcome": a.outcome,
+                "abandoned_after_s": None
+                if a.abandoned_after_s is None
+                else round(a.abandoned_after_s, 3),
+                "ended_after_s": None if ended is None else round(ended - result.started_at, 3),
+            }
+        )
+    return data
 
 
 def _verdict(
+    ctx: Context,
     result: CheckoutResult,
     attempts: Sequence[Attempt],
     problems: Problems,
@@ -77,10 +94,15 @@ def _verdict(
 ) -> Passed:
     """FAIL on the first of ``problems``, INCONCLUSIVE on a doubt, else PASS; with a timeline."""
     timeline = _timeline(result, attempts)
+    layers = ctx.budgets.layers
     data = {
         "elapsed_s": round(result.elapsed_s, 3),
         "status": result.status,
         "attempts": _attempt_data(result, attempts),
+        # The limits the timeline is judged against, for the HTML report's chart.
+        "read_timeout_s": layers.read_s,
+        "api_budget_s": layers.api_s,
+        "answer_tolerance_s": ANSWER_TOLERANCE_S,
     }
     problems.judge(
         failed, measured=f"{result.describe()}; {timeline}", expected=expected, data=data
@@ -191,6 +213,7 @@ async def read_timeout(ctx: Context) -> Passed:
         f"(±{ABANDON_TOLERANCE_S:g} s)"
     )
     return _verdict(
+        ctx,
         result,
         attempts,
         problems,
@@ -226,6 +249,7 @@ async def slow_body(ctx: Context) -> Passed:
         problems.append(f"{len(open_ones)} provider attempt(s) still open past the api budget")
     expected = f"{expected_fail_fast(ctx)}, with no provider attempt left open"
     return _verdict(
+        ctx,
         result,
         attempts,
         problems,
@@ -266,7 +290,16 @@ async def connect_timeout(ctx: Context) -> Passed:
             f"attempts each given up at the {connect:g} s connect timeout, and the declared "
             f"waits ({source})"
         )
-    data = {"elapsed_s": round(result.elapsed_s, 3), "status": result.status}
+    data = {
+        "elapsed_s": round(result.elapsed_s, 3),
+        "status": result.status,
+        "connect_timeout_s": connect,
+        "max_attempts": retries.max_attempts,
+        "api_budget_s": api_s,
+        "answer_tolerance_s": ANSWER_TOLERANCE_S,
+        # The connect bound the answer was held to, when it was (else the api budget is).
+        "connect_bound_s": round(worst + CONNECT_TOLERANCE_S, 3) if held else None,
+    }
     if problems:
         ctx.driver.raise_if_dead(api)
     problems.judge(
@@ -338,7 +371,11 @@ async def healthz_under_load(ctx: Context) -> Passed:
         f"{STUCK_CHECKOUTS} checkouts"
     )
     expected = f"every probe 200 within {HEALTHZ_LIMIT_S * 1000:.0f} ms"
-    data = {"latencies_ms": [round(x * 1000, 1) for x in latencies], "in_flight": in_flight}
+    data = {
+        "latencies_ms": [round(x * 1000, 1) for x in latencies],
+        "in_flight": in_flight,
+        "limit_ms": round(HEALTHZ_LIMIT_S * 1000, 1),
+    }
     problems = Problems()
     problems.extend(f"/healthz {failure}" for failure in failures)
     problems.late(ctx, "/healthz answered", worst, HEALTHZ_LIMIT_S)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from checks.common import (
+    ANSWER_TOLERANCE_S,
     Problems,
     answer_wait_s,
     attempt_rows,
@@ -99,6 +100,11 @@ GROWTH_OBSERVABLE = 1.3  # declared cap ratio below which growth is not asserted
 STORM_CHECKOUTS = 20
 MAX_STORM_INSTANCES = 4
 FIGURE_ROWS = 12
+# What the reports' data keeps of a storm for a chart: every checkout of the first wave (20),
+# and at most this many attempts of each (and of declared bounds), so a policy with a hundred
+# attempts cannot bloat the report.
+CHART_CHECKOUTS = 40
+CHART_ATTEMPTS = 10
 
 
 def policy(ctx: Context) -> tuple[Retries, str]:
@@ -126,8 +132,7 @@ def waits(attempts: Sequence[Attempt]) -> list[float]:
     """The waits between consecutive attempts: from the end of one to the next's arrival."""
     gaps = []
     for previous, following in itertools.pairwise(attempts):
-        ended = previous.finished_at or previous.gave_up_at or previous.arrived_at
-        gaps.append(following.arrived_at - ended)
+        gaps.append(following.arrived_at - _ended(previous))
     return gaps
 
 
@@ -139,6 +144,20 @@ def declared_bounds(retries: Retries, retry: int) -> tuple[float, float]:
     if retries.jitter == "decorrelated":
         return min(retries.base_delay_s, cap), cap
     return 0.0, cap
+
+
+def _ended(attempt: Attempt) -> float:
+    """When an attempt ended (answered or given up on); its arrival while it is still open."""
+    return attempt.finished_at or attempt.gave_up_at or attempt.arrived_at
+
+
+def bounds_data(retries: Retries) -> list[list[float]]:
+    """The declared range of each wait, in ms, for the reports: [low, high] per retry."""
+    retries_made = min(retries.max_attempts - 1, CHART_ATTEMPTS)
+    return [
+        [round(x * 1000, 1) for x in declared_bounds(retries, n)]
+        for n in range(1, retries_made + 1)
+    ]
 
 
 def declared_mean(retries: Retries, retry: int) -> float:
@@ -214,17 +233,13 @@ async def attempts_bounded(ctx: Context) -> Passed:
     counts = [len(grouped.get(a, [])) for a in amounts]
     measured = f"attempts per checkout: {counts}; " + "; ".join(r.describe() for r in results)
     expected = f"2 to {retries.max_attempts} attempts each ({source}); {expected_fail_fast(ctx)}"
-    problems.judge(
-        "the attempts were not bounded",
-        measured=measured,
-        expected=expected,
-        data={"attempts": counts},
-    )
+    data = {"attempts": counts, "max_attempts": retries.max_attempts}
+    problems.judge("the attempts were not bounded", measured=measured, expected=expected, data=data)
     return Passed(
         f"each checkout stopped after {max(counts)} attempts",
         measured=measured,
         expected=expected,
-        data={"attempts": counts},
+        data=data,
     )
 
 
@@ -293,14 +308,36 @@ async def retries_fit_budget(ctx: Context) -> Passed:
         expected_fail_fast(ctx) + f", although {retries.max_attempts} attempts could take "
         f"{worst:g} s ({source})"
     )
+    # The attempts in seconds after the grader sent the checkout, for the HTML report's chart.
+    data = {
+        "elapsed_s": round(result.elapsed_s, 3),
+        "status": result.status,
+        "attempts": [
+            {
+                "arrived_after_s": round(a.arrived_at - result.started_at, 3),
+                "ended_after_s": round(_ended(a) - result.started_at, 3) if a.ended else None,
+                "outcome": a.outcome,
+            }
+            for a in attempts[:CHART_ATTEMPTS]
+        ],
+        "attempt_delay_s": round(delay_s, 3),
+        "max_attempts": retries.max_attempts,
+        "api_budget_s": layers.api_s,
+        "answer_tolerance_s": ANSWER_TOLERANCE_S,
+    }
     problems.judge(
-        "retries overran the api budget", measured=measured, expected=expected, figure=row
+        "retries overran the api budget",
+        measured=measured,
+        expected=expected,
+        figure=row,
+        data=data,
     )
     return Passed(
         f"checkout {result.describe()}: the deadline cut the retries short",
         measured=measured,
         expected=expected,
         figure=row,
+        data=data,
     )
 
 
@@ -355,6 +392,30 @@ class Storm:
     def figure(self) -> tuple[str, ...]:
         """The first wave's attempts per checkout, as a timeline."""
         return timeline(attempt_rows(self.first.grouped)[:FIGURE_ROWS])
+
+    def chart_data(self, retries: Retries) -> dict[str, Any]:
+        """The first wave on one time axis, for the HTML report's chart of the storm.
+
+        Times are ms after the wave's first attempt arrived: ``storm_attempts_ms`` holds, per
+        checkout (in order of its first attempt), [arrival, end] of each attempt, so a chart
+        can shade where each retry was declared to come (its previous attempt's end plus
+        ``declared_bounds_ms`` of that retry). ``storm_instances`` is the instance of each.
+        """
+        wave = self.first
+        rows = list(wave.grouped.items())[:CHART_CHECKOUTS]
+        origin = min((a.arrived_at for _, attempts in rows for a in attempts), default=0.0)
+
+        def ms(t: float) -> float:
+            return round((t - origin) * 1000, 1)
+
+        return {
+            "storm_attempts_ms": [
+                [[ms(a.arrived_at), ms(_ended(a))] for a in attempts[:CHART_ATTEMPTS]]
+                for _, attempts in rows
+            ],
+            "storm_instances": [wave.instance_of.get(amount, -1) for amount, _ in rows],
+            "declared_bounds_ms": bounds_data(retries),
+        }
 
     async def add_wave(self, ctx: Context) -> None:
         """Measure another wave on fresh instances."""
@@ -502,6 +563,7 @@ async def jitter_spread(ctx: Context) -> Passed:
         "lateness_ms": [round(x * 1000, 1) for x in wave.late_s],
         "lockstep_waits_by_group_ms": [[round(w * 1000, 1) for w in g] for g in wave.noise_groups],
         "noise_ms": round(storm.noise_s * 1000, 1),
+        **storm.chart_data(retries),
     }
     measured = (
         f"{len(firsts)} first-retry waits from {len(groups)} instance(s), median "
@@ -582,6 +644,7 @@ async def backoff_grows(ctx: Context) -> Passed:
             "declared_gain_ms": round(gain * 1000, 1),
             "storms": len(storm.waves),
             "noise_ms": round(storm.noise_s * 1000, 1),
+            **storm.chart_data(retries),
         },
         "figure": storm.figure,
     }

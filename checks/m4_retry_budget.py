@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from checks.common import answer_wait_s, attempt_rows, attempts_by_checkout, held_to
+from checks.common import answer_wait_s, attempt_rows, attempts_by_checkout, held_to, per_checkout
 from grader.budgets import COURSE_RETRY_BUDGET, RetryBudget
 from grader.context import Context
 from grader.driver import CheckoutResult
@@ -40,6 +40,9 @@ CAP_SLACK = 0.05
 SHARED_CLIENTS = 20
 OUTAGE_CONCURRENCY = 4
 BLIP_CHECKOUTS = 5
+# The reports keep at most this many warm-up checkouts' attempt counts (a burst of 1000 would
+# need over a thousand).
+MAX_WARMUP_KEPT = 200
 # Successful checkouts that refill even a bucket that allows retries only when more than half
 # full (gRFC A6's throttling): burst / ratio, plus a margin.
 REFILL_MARGIN = 10
@@ -93,6 +96,10 @@ class Outage:
     checkouts: int
     attempts: int
     warmup: int
+    # Provider attempts of each checkout, in the order their first attempts arrived: of the
+    # warm-up (spending the burst), then of the measured outage. For the HTML report's chart.
+    warmup_counts: tuple[int, ...] = ()
+    counts: tuple[int, ...] = ()
 
     @property
     def per_checkout(self) -> float:
@@ -113,7 +120,16 @@ async def _outage(ctx: Context, name: str, workers: int, separate: bool) -> Outa
     journal = await ctx.stack.stub.wait_for_journal(
         measured, arrived=len(measured), ended=True, timeout_s=answer_wait_s(ctx)
     )
-    return Outage(api, len(measured), len(journal), warmup)
+    # The warm-up ran one checkout after another, so its attempts have all ended by now.
+    warmed = await ctx.stack.stub.journal(amounts[:warmup])
+    return Outage(
+        api,
+        len(measured),
+        len(journal),
+        warmup,
+        warmup_counts=tuple(len(a) for a in per_checkout(warmed).values()),
+        counts=tuple(len(a) for a in per_checkout(journal).values()),
+    )
 
 
 def _judge(ctx: Context, outage: Outage, clients: str) -> Passed:
@@ -127,7 +143,17 @@ def _judge(ctx: Context, outage: Outage, clients: str) -> Passed:
         f"at most 1 + ratio {declared.ratio:g} + {CAP_SLACK:g} slack = {limit:.3f} attempts per "
         f"checkout (burst {declared.burst}, {source})"
     )
-    data = {"per_checkout": round(outage.per_checkout, 4), "limit": round(limit, 4)}
+    data = {
+        "per_checkout": round(outage.per_checkout, 4),
+        "limit": round(limit, 4),
+        # For the HTML report's chart: attempts of each checkout over the outage (at most
+        # OUTAGE_CHECKOUTS, and a warm-up of about burst / (1 - ratio)), against 1 + ratio.
+        "ratio": declared.ratio,
+        "burst": declared.burst,
+        "cap_slack": CAP_SLACK,
+        "warmup_attempts": list(outage.warmup_counts[:MAX_WARMUP_KEPT]),
+        "attempts_per_checkout": list(outage.counts[:OUTAGE_CHECKOUTS]),
+    }
     if outage.per_checkout > limit:
         raise CheckFailed(
             f"retries multiplied the outage: {outage.per_checkout:.2f} attempts per checkout",

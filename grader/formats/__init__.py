@@ -2,7 +2,8 @@
 
 Find a format by its name: ``text`` is :mod:`grader.formats.terminal` (rich, for people),
 ``json`` :mod:`grader.formats.json` (for machines), ``junit`` :mod:`grader.formats.junit` (CI
-test reports), ``markdown`` :mod:`grader.formats.markdown` (the GitHub job summary). GitHub's
+test reports), ``markdown`` :mod:`grader.formats.markdown` (the GitHub job summary), ``html``
+:mod:`grader.formats.html` (one self-contained page, with charts, for people). GitHub's
 workflow-command annotations (:mod:`grader.formats.github`) are written under GitHub Actions
 only. Formats import the model and nothing that grades; only the terminal format touches rich.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import enum
 
 from grader.formats.base import COUNTED, Format
+from grader.formats.html import HtmlFormat
 from grader.formats.json import JsonFormat
 from grader.formats.junit import JUnitFormat
 from grader.formats.markdown import MarkdownFormat
@@ -27,6 +29,7 @@ class OutputFormat(enum.StrEnum):
     JSON = "json"
     JUNIT = "junit"
     MARKDOWN = "markdown"
+    HTML = "html"
 
     def to_format(self) -> Format:
         """A renderer of this format; text for a file is plain, at a fixed width."""
@@ -34,5 +37,6 @@ class OutputFormat(enum.StrEnum):
             OutputFormat.JSON: JsonFormat,
             OutputFormat.JUNIT: JUnitFormat,
             OutputFormat.MARKDOWN: MarkdownFormat,
+            OutputFormat.HTML: HtmlFormat,
         }
         return TerminalFormat.for_file() if self is OutputFormat.TEXT else formats[self]()

@@ -1,0 +1,246 @@
+"""The HTML report in a real browser: Debian's Chromium, driven by Playwright, network off.
+
+Real reports written by `failfast check ... --report html=FILE` (the reference's `check all`,
+the template's `milestone-3 --through`, and a template whose API prints and answers markup) are
+opened from disk in headless Chromium with the network off. Each test asserts what a person
+would see: charts laid out at a real size, no console error, no request but the file itself,
+and a learner's `<script>` shown as text, never run. Full-page screenshots are written to
+build/screenshots/ (ignored by git) for a person to look at.
+
+Playwright drives the system's Chromium (`scripts/setup.sh` installs Debian's `chromium`;
+`FAILFAST_CHROMIUM` names another); it downloads no browser. Without one, these tests fail:
+the suite's set-up provides it, and a skip would hide a page nobody opened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import playwright.sync_api as playwright  # the dev extra installs it; it downloads no browser
+import pytest
+
+from tests.conftest import ROOT, Run, run_failfast
+from tests.mutants import REFERENCE, TEMPLATE, Edit, materialize
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = os.environ.get("FAILFAST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+SCREENSHOTS = ROOT / "build" / "screenshots"
+SCRIPT = "<script>document.title='pwned'</script>"
+IMG = "<img src=x onerror=\"document.title='pwned-img'\">"
+# The template, printing markup on every checkout and answering it as the payment's status: its
+# output and its values reach the report (m2.healthy-checkout FAILs on that body).
+FORGING_HTML = (
+    Edit(
+        "app/main.py",
+        '    """Charge the customer and report the outcome."""\n',
+        '    """Charge the customer and report the outcome."""\n'
+        f"    print({SCRIPT!r}, flush=True)\n"
+        f"    print({IMG!r}, flush=True)\n",
+    ),
+    Edit(
+        "app/main.py",
+        'return JSONResponse({"status": "ok", "payment": resp.json()})',
+        f'return JSONResponse({{"status": {SCRIPT!r}, "payment": resp.json()}})',
+    ),
+)
+# Checks whose data holds measurements: each gets a chart where it ran (not SKIP or ERROR).
+REFERENCE_CHARTS = {
+    "m2.read-timeout",
+    "m2.slow-body",
+    "m2.connect-timeout",
+    "m2.healthz-under-load",
+    "m3.attempts-bounded",
+    "m3.retries-fit-budget",
+    "m3.jitter-spread",
+    "m3.backoff-grows",
+    "m4.outage-capped",
+    "m4.budget-shared",
+    "lt.k6-run",
+}
+TEMPLATE_CHARTS = {
+    "m2.read-timeout",
+    "m2.slow-body",
+    "m2.connect-timeout",
+    "m2.healthz-under-load",
+    "m3.attempts-bounded",
+    "m3.retries-fit-budget",
+}
+
+
+@dataclass
+class Written:
+    """An HTML report the real CLI wrote, with the run that wrote it."""
+
+    path: Path
+    run: Run
+    statuses: dict[str, str]
+
+
+def write_report(tmp: Path, repo: Path, *args: str) -> Written:
+    """Grade ``repo`` with the real CLI, writing the HTML report (and JSON, for the statuses)."""
+    page, report = tmp / "report.html", tmp / "report.json"
+    run = run_failfast(
+        "check", *args, "--report", f"html={page}", "--json", str(report), repo=repo,
+        timeout_s=300,
+    )  # fmt: skip
+    checks = json.loads(report.read_text("utf-8"))["checks"]
+    return Written(page, run, {c["id"]: c["status"] for c in checks})
+
+
+@pytest.fixture(scope="module")
+def reference_page(tmp_path_factory: pytest.TempPathFactory) -> Written:
+    """`failfast check all` on the reference solution, as an HTML report."""
+    tmp = tmp_path_factory.mktemp("html-reference")
+    return write_report(tmp, materialize(REFERENCE, tmp / "repo"), "all")
+
+
+@pytest.fixture(scope="module")
+def template_page(tmp_path_factory: pytest.TempPathFactory) -> Written:
+    """`failfast check milestone-3 --through` on the learner template, as an HTML report."""
+    tmp = tmp_path_factory.mktemp("html-template")
+    return write_report(tmp, materialize(TEMPLATE, tmp / "repo"), "milestone-3", "--through")
+
+
+@pytest.fixture(scope="module")
+def forging_page(tmp_path_factory: pytest.TempPathFactory) -> Written:
+    """Milestones 1-2 of a template whose API prints and answers markup, as an HTML report."""
+    tmp = tmp_path_factory.mktemp("html-forging")
+    repo = materialize(TEMPLATE, tmp / "repo", FORGING_HTML)
+    return write_report(tmp, repo, "milestone-2", "--through")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium, the system's own."""
+    with playwright.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=CHROMIUM)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Opened:
+    """A report open in a tab, and everything the tab asked for or complained about."""
+
+    page: Any
+    url: str
+    requests: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)  # errors and warnings
+    errors: list[str] = field(default_factory=list)  # uncaught exceptions
+
+    def charts(self) -> dict[str, dict[str, float]]:
+        """Check id -> the laid-out box of its chart's SVG."""
+        found = {}
+        for figure in self.page.query_selector_all("figure.chart[data-check]"):
+            svg = figure.query_selector("svg")
+            box = svg.bounding_box() if svg is not None else None
+            found[figure.get_attribute("data-check")] = box or {"width": 0.0, "height": 0.0}
+        return found
+
+    def screenshot(self, name: str) -> Path:
+        """A full-page screenshot under build/screenshots/, checked not to be blank."""
+        from PIL import Image
+
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        with Image.open(path) as image:
+            colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours is None or len(colours) > 20, f"{path} looks blank"
+        return path
+
+
+@pytest.fixture
+def open_report(browser: Any) -> Iterator[Any]:
+    """Open a report file in a fresh tab with the network off, recording what it does."""
+    contexts = []
+
+    def open_(path: Path) -> Opened:
+        context = browser.new_context(offline=True, viewport={"width": 1100, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        opened = Opened(page, path.resolve().as_uri())
+        page.on("request", lambda request: opened.requests.append(request.url))
+        page.on(
+            "console",
+            lambda m: (
+                opened.console.append(f"{m.type}: {m.text}")
+                if m.type in ("error", "warning")
+                else None
+            ),
+        )
+        page.on("pageerror", lambda error: opened.errors.append(str(error)))
+        page.goto(opened.url, wait_until="load")
+        return opened
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+def assert_quiet(opened: Opened) -> None:
+    """Nothing fetched but the file, nothing logged, nothing thrown."""
+    assert opened.requests == [opened.url]
+    assert opened.console == [] and opened.errors == []
+
+
+def expected_charts(written: Written, wanted: set[str]) -> set[str]:
+    """The wanted charts of checks that ran: a SKIP or ERROR measured nothing to draw."""
+    return {c for c in wanted if written.statuses.get(c) not in (None, "SKIP", "ERROR")}
+
+
+def test_reference_check_all_page_draws_its_charts(
+    reference_page: Written, open_report: Any
+) -> None:
+    """Every measured check of the reference has a chart of real size; the page is quiet."""
+    assert reference_page.path.stat().st_size < 1_000_000
+    opened = open_report(reference_page.path)
+    charts = opened.charts()
+    wanted = expected_charts(reference_page, REFERENCE_CHARTS)
+    assert wanted >= REFERENCE_CHARTS - {"lt.k6-run"}, reference_page.statuses
+    assert set(charts) >= wanted
+    assert all(box["width"] > 100 and box["height"] > 50 for box in charts.values()), charts
+    assert opened.page.evaluate("navigator.onLine") is False  # it rendered with the network off
+    assert_quiet(opened)
+    opened.screenshot("reference-check-all")
+
+
+def test_template_milestone_3_page_draws_its_charts(
+    template_page: Written, open_report: Any
+) -> None:
+    """The template's failures are drawn too: answers past the budget, too few attempts."""
+    opened = open_report(template_page.path)
+    charts = opened.charts()
+    assert expected_charts(template_page, TEMPLATE_CHARTS) == TEMPLATE_CHARTS
+    assert set(charts) >= TEMPLATE_CHARTS
+    assert all(box["width"] > 100 and box["height"] > 50 for box in charts.values()), charts
+    statuses = opened.page.eval_on_selector_all(
+        "article.check", "els => els.map(e => e.dataset.status)"
+    )
+    assert len(statuses) == len(template_page.statuses) and "FAIL" in statuses
+    assert_quiet(opened)
+    opened.screenshot("template-milestone-3-through")
+
+
+def test_a_learners_markup_is_shown_as_text_and_never_runs(
+    forging_page: Written, open_report: Any
+) -> None:
+    """The app's <script> and <img onerror> are on the page as text; the title is untouched."""
+    assert forging_page.statuses["m2.healthy-checkout"] == "FAIL"
+    opened = open_report(forging_page.path)
+    page = opened.page
+    assert page.title().startswith("failfast milestone-2 --through")
+    assert "pwned" not in page.evaluate("document.title")
+    text = page.inner_text("body")
+    assert SCRIPT in text and IMG in text
+    assert page.query_selector_all("body script, body img, iframe, object, embed") == []
+    assert_quiet(opened)  # a blocked inline script would have been a console error
+    opened.screenshot("forging-app-milestone-2")
