@@ -9,7 +9,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 ALL = "all"  # `failfast check all`: every milestone in one run
 
@@ -161,6 +161,10 @@ class Passed(Evidence):
     """What a check returns when the service did the right thing: the evidence of it."""
 
 
+# Who may see a check's result: Gradescope's vocabulary, which the other platforms map onto.
+Visibility = Literal["visible", "hidden", "after_due_date", "after_published"]
+
+
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """The outcome of one check: its status and the evidence for it."""
@@ -173,6 +177,20 @@ class CheckResult:
     duration_s: float = 0.0
     # The last lines the learner's API printed, shown for FAIL and ERROR only.
     api_output: tuple[str, ...] = ()
+    # What the check is worth, and who may see it: 1 point, visible, unless a course file
+    # (grader/course.py) says otherwise.
+    max_score: float = 1.0
+    visibility: Visibility = "visible"
+
+    @property
+    def score(self) -> float:
+        """The points earned: all of them for a PASS, none otherwise (SKIP, ERROR included)."""
+        return self.max_score if self.status is Status.PASS else 0.0
+
+    @property
+    def gradable(self) -> bool:
+        """False when the grader, not the learner, decided it: ERROR or INCONCLUSIVE."""
+        return self.status not in (Status.ERROR, Status.INCONCLUSIVE)
 
     @property
     def summary(self) -> str:
@@ -277,6 +295,21 @@ class Report:
     def count(self, status: Status) -> int:
         """How many results have this status."""
         return sum(1 for r in self.results if r.status is status)
+
+    @property
+    def score(self) -> float:
+        """The points earned over every check of the run."""
+        return sum(r.score for r in self.results)
+
+    @property
+    def max_score(self) -> float:
+        """The points the run's checks are worth."""
+        return sum(r.max_score for r in self.results)
+
+    @property
+    def gradable(self) -> bool:
+        """Whether the score is the learner's: graded, and no check ERROR or INCONCLUSIVE."""
+        return self.not_graded is None and all(r.gradable for r in self.results)
 
     @property
     def exit_code(self) -> ExitCode:
