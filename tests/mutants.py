@@ -172,7 +172,8 @@ MUTANTS = (
         ),
         skips=frozenset(
             {"m2.read-timeout", "m2.slow-body", "m2.connect-timeout", "m2.healthz-under-load"}
-        ),
+        )
+        | EDGE_AFTER_READ_TIMEOUT,
     ),
     Mutant(
         # No overall deadline, but each attempt's read timeout is cut to the budget left: held
