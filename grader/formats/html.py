@@ -818,10 +818,10 @@ def safe_href(href: str | None) -> str | None:
 
 
 def _score(report: Report) -> float | None:
-    """The share of checks passed, or None when nothing was graded."""
-    if report.not_graded is not None or not report.results:
+    """The share of the points earned, or None when nothing was graded."""
+    if report.not_graded is not None or not report.results or report.max_score <= 0:
         return None
-    return report.count(Status.PASS) / len(report.results)
+    return report.score / report.max_score
 
 
 def _pass_rates(entries: Sequence[ClassEntry]) -> list[tuple[str, float, int]]:
