@@ -19,6 +19,9 @@ T = TypeVar("T")
 # (limit 3 s + 0.5 s tolerance, so 0.66 s of margin), the first held attempt was
 # cut within 0.005 s of the 2 s read timeout, and the slowest /healthz probe took 21 ms.
 # The mutants miss these bounds by far more: a 2.8 s cut where 2 s is declared, answers at 5 s.
+# Containers (--backend docker: the API limited to one CPU, reached over a bridge) add nothing
+# measurable: `benchmarks/backend_wall_time.py`, median of each timing check's answer time,
+# docker minus local, -0.08 to +0.00 s (the answers at 2.80-2.81 s on both backends).
 ANSWER_TOLERANCE_S = 0.5  # an answer "within the api budget" may come this much later
 ABANDON_TOLERANCE_S = 0.3  # the stub may see an attempt cut this far from the declared timeout
 # A provider whose connects hang must be given up on at the declared connect timeout, so the

@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 
 from grader import __version__, registry
+from grader.course import Course
 from grader.docker_stack import DockerOptions, DockerStack, Limits
 from grader.errors import GradingError
 from grader.formats import OutputFormat
@@ -156,6 +157,14 @@ def check(
         str | None,
         typer.Option("--nginx-image", help="docker: the image the learner's nginx runs in."),
     ] = None,
+    course_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--course",
+            help="The course file (YAML): points and visibility per check or milestone. "
+            "Without it every check is worth 1 point and is visible.",
+        ),
+    ] = None,
 ) -> None:
     """Grade a milestone of a learner repo and report every check with its evidence.
 
@@ -175,7 +184,10 @@ def check(
         signal.signal(signal.SIGTERM, _interrupt)
     with delivery.fenced():
         tally: Tally | None = None
+        course = Course.DEFAULT
         try:
+            if course_file is not None:  # before grading: a bad course file is bad input
+                course = Course.load(course_file, catalog())
             selection = registry.select(milestone, through=through)
             tally = Tally(selection, str(repo))
             options = DockerOptions(
@@ -194,6 +206,7 @@ def check(
                 if tally is None
                 else tally.report(interrupted=True)
             )
+        report = course.apply(report)
         # Reports are written whatever comes now: a signal here waits until they are.
         with _signals_deferred() as received:
             unwritten = delivery.write_files(report)

@@ -11,6 +11,7 @@ Every error the grader raises on purpose derives from ``FailfastError``::
     │   ├── LearnerFileError    a learner's file that is not a regular file in the repo, too big,
     │   │                       or not UTF-8 (grader/learnerfile.py)
     │   ├── ImageBuildError     the learner's Dockerfile did not build (docker backend)
+    │   ├── CourseError         the course file (--course) cannot be read or is invalid
     │   └── EnvironmentProblem  this machine lacks something (a free port, a tool, the stub)
     │       └── ToolTimeout     a tool the grader runs (k6) did not finish within its limit
     ├── NginxConfError          a learner's nginx.conf nginx would reject (grader/nginxconf.py);
@@ -75,6 +76,10 @@ class ApiStartError(GradingError):
 
 class ImageBuildError(GradingError):
     """The learner's Dockerfile did not build: a base image missing, or a step failing."""
+
+
+class CourseError(GradingError):
+    """The course file (points and visibility, ``--course``) cannot be read or is invalid."""
 
 
 class EdgeUnavailable(FailfastError):

@@ -1,4 +1,5 @@
-"""Where a report goes: the terminal, report files, and GitHub Actions' summary and annotations.
+"""Where a report goes: the terminal, report files, and GitHub Actions' summary, annotations and
+step output.
 
 The CLI decides what was asked for; this module delivers one :class:`grader.model.Report` (a
 graded one, or one that says why nothing was graded) to every destination, through the formats
@@ -8,8 +9,9 @@ of :mod:`grader.formats`.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from rich.console import Console
 from rich.text import Text
 
 from grader.formats import OutputFormat
+from grader.formats.classroom import step_output
 from grader.formats.github import AnnotationsFormat, GitHubActions
 from grader.formats.markdown import MarkdownFormat
 from grader.formats.terminal import MARK, STYLE, TerminalFormat
@@ -52,6 +55,8 @@ class Delivery:
     stdout_format: OutputFormat = OutputFormat.TEXT
     files: list[ReportFile] = field(default_factory=list)
     github: GitHubActions | None = None
+    # Under GitHub Actions, the step's output file: a classroom report also sets `result`.
+    step_outputs: Path | None = field(default_factory=lambda: _github_output(os.environ))
 
     @property
     def terminal(self) -> TerminalFormat:
@@ -122,6 +127,8 @@ class Delivery:
                     f"please report it."
                 )
                 continue
+            if target.format is OutputFormat.CLASSROOM and self.step_outputs is not None:
+                problems += self._set_result(text, self.step_outputs)
             try:
                 target.path.parent.mkdir(parents=True, exist_ok=True)
                 # A lone surrogate in a learner's words cannot be UTF-8: it becomes "?".
@@ -129,6 +136,28 @@ class Delivery:
             except OSError as exc:
                 problems.append(f"failfast could not write {what}: {_why(target.path, exc)}")
         return problems
+
+    @staticmethod
+    def _set_result(document: str, outputs: Path) -> list[str]:
+        """Append the step output ``result`` (base64 of the classroom JSON) to $GITHUB_OUTPUT.
+
+        The runner reads that file line by line: ours starts a line of its own, whatever the
+        file ended with, and base64 keeps it one line.
+        """
+        line = step_output(document.encode("utf-8", errors="replace").decode("utf-8"))
+        try:
+            with outputs.open("ab+") as file:  # writes always go to the end
+                if file.seek(0, os.SEEK_END) > 0:
+                    file.seek(-1, os.SEEK_END)
+                    if file.read(1) != b"\n":
+                        line = "\n" + line
+                file.write(line.encode("ascii"))
+        except OSError as exc:
+            return [
+                f"failfast could not set the step output `result` in {outputs} "
+                f"($GITHUB_OUTPUT): {_why(outputs, exc)}"
+            ]
+        return []
 
     def show(self, report: Report) -> None:
         """Print the report on stdout in its format."""
@@ -147,6 +176,12 @@ class Delivery:
         stream.write(annotations.render(report))
         stream.flush()
         self.github.add_summary(MarkdownFormat().render(report))
+
+
+def _github_output(environ: Mapping[str, str]) -> Path | None:
+    """The step's output file under GitHub Actions ($GITHUB_OUTPUT), if there is one."""
+    found = environ.get("GITHUB_OUTPUT")
+    return Path(found) if found else None
 
 
 def _why(path: Path, exc: OSError) -> str:

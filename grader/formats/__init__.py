@@ -5,7 +5,10 @@ Find a format by its name: ``text`` is :mod:`grader.formats.terminal` (rich, for
 test reports), ``markdown`` :mod:`grader.formats.markdown` (the GitHub job summary), ``html``
 :mod:`grader.formats.html` (one self-contained page, with charts, for people). GitHub's
 workflow-command annotations (:mod:`grader.formats.github`) are written under GitHub Actions
-only. Formats import the model and nothing that grades; only the terminal format touches rich.
+only. For grading platforms: ``gradescope`` (:mod:`grader.formats.gradescope`, its
+``results.json``), ``prairielearn`` (:mod:`grader.formats.prairielearn`, its external grader's
+``results.json``) and ``classroom`` (:mod:`grader.formats.classroom`, GitHub Classroom's runner
+result). Formats import the model and nothing that grades; only the terminal format touches rich.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from __future__ import annotations
 import enum
 
 from grader.formats.base import COUNTED, Format
+from grader.formats.classroom import ClassroomFormat
+from grader.formats.gradescope import GradescopeFormat
 from grader.formats.html import HtmlFormat
 from grader.formats.json import JsonFormat
 from grader.formats.junit import JUnitFormat
 from grader.formats.markdown import MarkdownFormat
+from grader.formats.prairielearn import PrairieLearnFormat
 from grader.formats.terminal import TerminalFormat
 
 __all__ = ["COUNTED", "Format", "OutputFormat"]
@@ -30,6 +36,9 @@ class OutputFormat(enum.StrEnum):
     JUNIT = "junit"
     MARKDOWN = "markdown"
     HTML = "html"
+    GRADESCOPE = "gradescope"
+    PRAIRIELEARN = "prairielearn"
+    CLASSROOM = "classroom"
 
     def to_format(self) -> Format:
         """A renderer of this format; text for a file is plain, at a fixed width."""
@@ -38,5 +47,8 @@ class OutputFormat(enum.StrEnum):
             OutputFormat.JUNIT: JUnitFormat,
             OutputFormat.MARKDOWN: MarkdownFormat,
             OutputFormat.HTML: HtmlFormat,
+            OutputFormat.GRADESCOPE: GradescopeFormat,
+            OutputFormat.PRAIRIELEARN: PrairieLearnFormat,
+            OutputFormat.CLASSROOM: ClassroomFormat,
         }
         return TerminalFormat.for_file() if self is OutputFormat.TEXT else formats[self]()

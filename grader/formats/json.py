@@ -9,9 +9,10 @@ from typing import Any
 
 from grader import __version__
 from grader.formats.base import COUNTED
-from grader.model import Report
+from grader.model import Report, Status
 
 SCHEMA_VERSION = 1
+POINTS_DECIMALS = 4  # a course spreads points in hundredths; sums carry float noise past that
 
 
 def finite(value: Any) -> Any:
@@ -33,6 +34,48 @@ def _key(key: Any) -> str | int | bool | None:
     if isinstance(key, str | int | bool) or key is None:
         return key
     return str(key)
+
+
+def points(value: float) -> float:
+    """Points as every report writes them: rounded past float noise, finite, never -0.0."""
+    return round(value, POINTS_DECIMALS) + 0.0 if math.isfinite(value) else 0.0
+
+
+def points_text(value: float) -> str:
+    """Points for people: ``17``, ``6.67``."""
+    return f"{points(value):.2f}".rstrip("0").rstrip(".")
+
+
+def gradable(report: Report) -> bool:
+    """Whether the run's score is the learner's to keep (:attr:`Report.gradable`, not cut short).
+
+    An interrupted run scores 0 for the checks it did not finish: not the learner's doing.
+    """
+    return report.gradable and not report.interrupted
+
+
+def not_gradable_reason(report: Report) -> str | None:
+    """Why the run's score is not the learner's to keep, in a few words; None when it is."""
+    if report.not_graded is not None:
+        return "the grader could not grade"
+    if report.interrupted:
+        return "grading was interrupted before every check finished"
+    unsure = report.count(Status.ERROR) + report.count(Status.INCONCLUSIVE)
+    if unsure:
+        checks = "check" if unsure == 1 else "checks"
+        return f"{unsure} {checks} ERROR or INCONCLUSIVE, not your fault"
+    return None
+
+
+def milestone_scores(report: Report) -> dict[str, dict[str, float]]:
+    """Each milestone graded: the points earned and the points its checks are worth."""
+    return {
+        key: {
+            "score": points(sum(r.score for r in report.results_of(key))),
+            "max_score": points(sum(r.max_score for r in report.results_of(key))),
+        }
+        for key in report.milestones
+    }
 
 
 def _seconds(value: float) -> float:
@@ -64,6 +107,10 @@ class JsonFormat:
             "backend": report.backend,
             "notes": list(report.notes),
             "summary": {word: report.count(status) for status, word in COUNTED},
+            "score": points(report.score),
+            "max_score": points(report.max_score),
+            "gradable": gradable(report),
+            "scores": milestone_scores(report),
             "budgets": None
             if budgets is None
             else {"origin": budgets.origin, "note": budgets.note, "values": dict(budgets.values)},
@@ -84,6 +131,9 @@ class JsonFormat:
                     "location": None
                     if r.location is None
                     else {"path": r.location.path, "line": r.location.line},
+                    "score": points(r.score),
+                    "max_score": points(r.max_score),
+                    "visibility": r.visibility,
                 }
                 for r in report.results
             ],
@@ -99,6 +149,7 @@ class JsonFormat:
             "milestone": report.milestone,
             "repo": report.repo,
             "exit_code": int(report.exit_code),
+            "gradable": False,
             "error": {
                 "type": report.not_graded.kind,
                 "message": report.not_graded.message,

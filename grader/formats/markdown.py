@@ -10,6 +10,7 @@ import html
 import re
 
 from grader.formats.base import COUNTED
+from grader.formats.json import not_gradable_reason, points_text
 from grader.lines import sanitize
 from grader.model import CheckResult, NotGraded, Report, Status, milestone
 
@@ -65,9 +66,13 @@ class MarkdownFormat:
         verdict = "✅ passed" if report.exit_code == 0 else "❌ not passed"
         if report.interrupted:
             verdict = "⏹️ interrupted, the checks not run are SKIP"
+        score = f"score {points_text(report.score)}/{points_text(report.max_score)}"
+        reason = not_gradable_reason(report)
         out = [
-            f"## failfast {report.milestone}{' --through' if report.through else ''}: {verdict}",
+            f"## failfast {report.milestone}{' --through' if report.through else ''}: {verdict}"
+            f" · {score}",
             "",
+            *([f"**Not gradable**: {inline(reason)}: grade again.", ""] if reason else []),
             f"{', '.join(counts)} in {report.duration_s:.1f} s · repo {inline(report.repo)}"
             + (f" · budget: {inline(report.budgets.note)}" if report.budgets else ""),
             "",

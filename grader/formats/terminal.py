@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from grader.formats.base import COUNTED
+from grader.formats.json import not_gradable_reason, points_text
 from grader.lines import sanitize
 from grader.model import CheckResult, ExitCode, NotGraded, Report, Status, milestone
 
@@ -172,6 +173,10 @@ class TerminalFormat:
             text.append(f"{count} {word}", style if count else "dim")
             text.append(", " if n < len(counts) - 1 else "")
         text.append(f" in {report.duration_s:.1f} s\n")
+        text.append(f"score {points_text(report.score)}/{points_text(report.max_score)}", "bold")
+        reason = not_gradable_reason(report)
+        # A score of ERRORs is not the learner's: said where the score is, not only below.
+        text.append(f"  not gradable: {reason}\n" if reason else "\n", STYLE[Status.ERROR])
         text.append(f"exit code {report.exit_code}: {EXIT_MEANING[report.exit_code]}", "dim")
         first_bad = next((r for r in report.results if r.status is Status.FAIL), None)
         if first_bad is not None:
