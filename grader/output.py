@@ -1,5 +1,4 @@
-"""Where a report goes: the terminal, report files, and GitHub Actions' summary, annotations and
-step output.
+"""Where a report goes: the terminal, report files, GitHub Actions (summary, annotations, output).
 
 The CLI decides what was asked for; this module delivers one :class:`grader.model.Report` (a
 graded one, or one that says why nothing was graded) to every destination, through the formats

@@ -1,0 +1,210 @@
+"""The course file: how many points each check is worth, and who may see its result.
+
+An optional YAML file (``failfast check --course FILE``, ``failfast grade --course FILE``),
+validated against ``grader/schemas/course.schema.json`` by :mod:`grader.yamlfile`, so that every
+problem names the file and the line::
+
+    version: 1
+    milestones:                # points per milestone, spread over its checks without their own
+      milestone-2: {points: 20}
+    checks:
+      m2.read-timeout: {points: 5}
+      m3.jitter-spread: {visibility: after_due_date}
+    default_visibility: visible
+
+A check worth nothing in the file is worth 1 point, as without a course file. A milestone's
+points go first to its checks that have points of their own; the rest is spread evenly over the
+others, to the hundredth of a point (20 over 3 checks: 6.67, 6.67, 6.66), so that the milestone
+adds up to exactly what the file says. A check's visibility is its own, else its milestone's,
+else ``default_visibility``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, cast
+
+from grader import yamlfile
+from grader.errors import CourseError
+from grader.model import MILESTONES, Report, Visibility, milestone_of
+from grader.registry import Catalog
+
+DEFAULT_POINTS = 1.0
+# Spread points are whole hundredths, and a milestone's checks may differ from its points by at
+# most this much (rounding in the file's own decimals), not by a point someone forgot.
+CENT = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """What the file gives a milestone or a check; None where it says nothing."""
+
+    points: float | None = None
+    visibility: Visibility | None = None
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any] | None) -> Rule:
+        """The rule of one validated ``{points: …, visibility: …}`` entry."""
+        data = data or {}
+        points = data.get("points")
+        return cls(
+            None if points is None else float(points),
+            cast("Visibility | None", data.get("visibility")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Course:
+    """Points and visibility per check; :attr:`DEFAULT` is every check 1 point, visible."""
+
+    milestones: tuple[tuple[str, Rule], ...] = ()
+    checks: tuple[tuple[str, Rule], ...] = ()
+    default_visibility: Visibility = "visible"
+
+    DEFAULT: ClassVar[Course]
+
+    @classmethod
+    def load(cls, path: Path, catalog: Catalog | None = None) -> Course:
+        """Read and validate a course file; raises :class:`CourseError` naming the file and line.
+
+        With ``catalog`` (the CLI passes its checks), every check id must be one of them, and a
+        milestone's points must cover its checks' own points. Without it, ids are held only to
+        a known milestone's prefix, and :meth:`apply` spreads what it can.
+        """
+        shown = str(path)
+        resolved = path.expanduser().resolve()
+        loaded = yamlfile.load(resolved, "course", root=resolved.parent)
+        if loaded.data is None and not resolved.exists():
+            raise CourseError(
+                f"There is no course file at {shown}. Pass --course the path of the course's "
+                f"YAML file, or grade without --course (every check 1 point, visible)."
+            )
+        problems = [_reword(p, shown) for p in loaded.problems]
+        if not problems:
+            data = loaded.data
+            milestones, checks = data.get("milestones") or {}, data.get("checks") or {}
+            course = cls(
+                milestones=tuple((k, Rule.of(v)) for k, v in milestones.items()),
+                checks=tuple((str(k), Rule.of(v)) for k, v in checks.items()),
+                default_visibility=data.get("default_visibility", "visible"),
+            )
+            problems = course._problems(loaded, shown, catalog)
+            if not problems:
+                return course
+        first, *more = sorted(problems, key=lambda p: p.line or 0)
+        raise CourseError(
+            f"The course file {shown} gives each check its points and visibility, and it cannot "
+            f"be used: {first}. Fix it, or grade without --course (every check 1 point, "
+            f"visible).",
+            details=[str(p) for p in more],
+        )
+
+    def _problems(
+        self, loaded: yamlfile.Loaded, shown: str, catalog: Catalog | None
+    ) -> list[yamlfile.Problem]:
+        """Check ids that are no check, and milestones whose checks' points cannot add up."""
+        found: list[yamlfile.Problem] = []
+
+        def problem(message: str, *path: str) -> None:
+            found.append(yamlfile.Problem(shown, loaded.line(*path), ".".join(path), message))
+
+        known = [spec.id for spec in catalog.specs] if catalog is not None else None
+        for check_id, _ in self.checks:
+            if known is not None and check_id not in known:
+                close = difflib.get_close_matches(check_id, known, n=1)
+                hint = f"did you mean {close[0]}?" if close else "`failfast list` names every one"
+                message = f"checks.{check_id} is not a check of failfast ({hint})"
+                problem(message, "checks", check_id)
+            elif milestone_of(check_id) is None:
+                prefixes = ", ".join(f"{m.prefix}." for m in MILESTONES)
+                problem(
+                    f"checks.{check_id} is not a check id: an id starts with its milestone's "
+                    f"prefix ({prefixes}), e.g. m2.read-timeout",
+                    "checks",
+                    check_id,
+                )
+        if catalog is None or found:
+            return found
+        for key, rule in self.milestones:
+            if rule.points is None:
+                continue
+            ids = [spec.id for spec in catalog.for_milestone(key)]
+            own = {i: p for i in ids if (p := self._check(i).points) is not None}
+            given = sum(own.values())
+            listed = ", ".join(f"{i}: {p:g}" for i, p in own.items())
+            where = ("milestones", key, "points")
+            if given > rule.points + CENT / 2:
+                problem(
+                    f"milestones.{key}.points is {rule.points:g}, but its checks' own points add "
+                    f"up to {given:g} ({listed}): raise the milestone's points or lower the "
+                    f"checks'",
+                    *where,
+                )
+            elif len(own) == len(ids) and abs(given - rule.points) > CENT / 2:
+                problem(
+                    f"milestones.{key}.points is {rule.points:g}, but every check of {key} has "
+                    f"points of its own, adding up to {given:g} ({listed}): make them agree, or "
+                    f"leave a check without points to take the rest",
+                    *where,
+                )
+        return found
+
+    def _check(self, check_id: str) -> Rule:
+        return dict(self.checks).get(check_id, Rule())
+
+    def points(self, milestone: str, check_ids: Sequence[str]) -> dict[str, float]:
+        """What each check of one milestone is worth, given every check id of that milestone."""
+        own = {i: p for i in check_ids if (p := self._check(i).points) is not None}
+        rest = [i for i in check_ids if i not in own]
+        total = dict(self.milestones).get(milestone, Rule()).points
+        if total is None:
+            spread = [DEFAULT_POINTS] * len(rest)
+        else:
+            spread = _spread(total - sum(own.values()), len(rest))
+        worth = own | dict(zip(rest, spread, strict=True))
+        return {i: worth[i] for i in check_ids}
+
+    def visibility(self, check_id: str, milestone: str) -> Visibility:
+        """Who may see a check's result: its own, its milestone's, or the default."""
+        own = self._check(check_id).visibility
+        of_milestone = dict(self.milestones).get(milestone, Rule()).visibility
+        return own or of_milestone or self.default_visibility
+
+    def apply(self, report: Report) -> Report:
+        """The report with each result's points and visibility as this course gives them."""
+        worth: dict[str, float] = {}
+        for key in _unique(r.milestone for r in report.results):
+            worth |= self.points(key, [r.id for r in report.results if r.milestone == key])
+        results = tuple(
+            dataclasses.replace(
+                r, max_score=worth[r.id], visibility=self.visibility(r.id, r.milestone)
+            )
+            for r in report.results
+        )
+        return dataclasses.replace(report, results=results)
+
+
+Course.DEFAULT = Course()
+
+
+def _spread(total: float, count: int) -> list[float]:
+    """``total`` over ``count`` checks in whole hundredths that add up to it exactly."""
+    if count == 0:
+        return []
+    # In whole hundredths, so that each share is the decimal it prints as (6.67, not 6.666…).
+    cents, extra = divmod(max(0, round(total * 100)), count)
+    return [(cents + (1 if n < extra else 0)) / 100 for n in range(count)]
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _reword(problem: yamlfile.Problem, shown: str) -> yamlfile.Problem:
+    """A schema problem in the course file's words: points, not seconds; the path as given."""
+    message = problem.message.replace("a number of seconds", "a number of points")
+    return dataclasses.replace(problem, file=shown, message=message)

@@ -1,0 +1,153 @@
+"""Gradescope's autograder results (``/autograder/results/results.json``).
+
+As Gradescope's "Autograder Specifications" define them (schema:
+``grader/schemas/platforms/gradescope.schema.json``). Each check is a test: ``number`` is
+``"<milestone>.<n>"`` (``"2.3"``: milestone 2's third check; the load test is milestone 6),
+``score`` and ``max_score`` are the course's points, ``visibility`` the course's. Gradescope
+knows only ``passed`` and ``failed``: a PASS is ``passed``, everything else ``failed`` with 0
+points, and ``extra_data.status`` keeps the real status (SKIP, ERROR, INCONCLUSIVE). Gradescope
+has no word for "not gradable", so the output says it, at the top and on each such test: their
+0 is the grader's doing, and the learner should resubmit. A run that could not grade at all
+still writes a valid file: score 0, no tests, and an output that says it is not a grade, and
+why. Outputs are Markdown (``output_format: md``), the learner's words escaped as in the
+Markdown report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from grader.formats.json import (
+    finite,
+    gradable,
+    milestone_scores,
+    not_gradable_reason,
+    points,
+    points_text,
+)
+from grader.formats.markdown import code_block, inline
+from grader.formats.prairielearn import cut
+from grader.model import MILESTONES, CheckResult, Report, Status, milestone
+
+OUTPUT_CHARS = 20_000  # per test: Gradescope shows it in a collapsed box; the file stays small
+NOT_GRADED_NOTE = {
+    Status.ERROR: "**Not graded**: the grader could not run this check (its problem, not "
+    "yours), so its 0 is not a verdict on your code. Submit again.",
+    Status.INCONCLUSIVE: "**Not graded**: the machine was too noisy to tell right from wrong "
+    "(not your fault), so its 0 is not a verdict on your code. Submit again.",
+}
+
+
+def _number(report: Report, result: CheckResult) -> str:
+    """``"2.3"``: the milestone's place in the course, the check's place in its milestone."""
+    found = milestone(result.milestone)
+    major = MILESTONES.index(found) + 1 if found is not None else 0
+    minor = next(
+        n for n, r in enumerate(report.results_of(result.milestone), 1) if r.id == result.id
+    )
+    return f"{major}.{minor}"
+
+
+def _seconds(value: float) -> int:
+    return round(value) if math.isfinite(value) and value > 0 else 0
+
+
+class GradescopeFormat:
+    """``results.json`` for a Gradescope programming assignment's autograder."""
+
+    def render(self, report: Report) -> str:
+        """The results as JSON: the tests with their points, or why nothing was graded."""
+        document = self.to_dict(report)
+        return json.dumps(finite(document), indent=2, allow_nan=False) + "\n"
+
+    def to_dict(self, report: Report) -> dict[str, Any]:
+        """The results as plain data, as the schema describes them."""
+        common = {
+            "execution_time": _seconds(report.duration_s),
+            "output_format": "md",
+            "visibility": "visible",
+        }
+        problem = report.not_graded
+        if problem is not None:
+            output = [
+                "**This is not a grade**: failfast could not grade your submission. What it "
+                "says below is why; if it names nothing in your repository, it is not your "
+                "fault. Submit again once it is fixed.",
+                "",
+                inline(problem.message),
+            ]
+            if problem.details:
+                output += ["", code_block(problem.details)]
+            return {
+                "score": 0.0,
+                **common,
+                "output": "\n".join(output),
+                "tests": [],
+                "extra_data": {
+                    "gradable": False,
+                    "error": {"type": problem.kind, "message": problem.message},
+                },
+            }
+        return {
+            "score": points(report.score),
+            **common,
+            "output": self._output(report),
+            "tests": [self._test(report, r) for r in report.results],
+            "extra_data": {
+                "gradable": gradable(report),
+                "exit_code": int(report.exit_code),
+                "scores": milestone_scores(report),
+            },
+        }
+
+    def _output(self, report: Report) -> str:
+        out = [f"**Score {points_text(report.score)}/{points_text(report.max_score)}**", ""]
+        reason = not_gradable_reason(report)
+        if reason is not None:
+            out += [
+                f"⚠️ **Not gradable**: {inline(reason)}. The checks marked not graded scored 0 "
+                "through no fault of yours: submit again.",
+                "",
+            ]
+        out += ["| Milestone | Score |", "|---|---|"]
+        for key, score in milestone_scores(report).items():
+            found = milestone(key)
+            title = f" {found.title}" if found else ""
+            out.append(
+                f"| {key}{title} | {points_text(score['score'])}/"
+                f"{points_text(score['max_score'])} |"
+            )
+        return "\n".join(out)
+
+    def _test(self, report: Report, result: CheckResult) -> dict[str, Any]:
+        return {
+            "name": f"{result.id}: {result.title}",
+            "number": _number(report, result),
+            "score": points(result.score),
+            "max_score": points(result.max_score),
+            "status": "passed" if result.status is Status.PASS else "failed",
+            "output": cut(self._test_output(result), OUTPUT_CHARS),
+            "output_format": "md",
+            "visibility": result.visibility,
+            "tags": [result.milestone] + ([] if result.gradable else ["not-graded"]),
+            "extra_data": {
+                "status": result.status.value,
+                "check_id": result.id,
+                "milestone": result.milestone,
+                "gradable": result.gradable,
+            },
+        }
+
+    def _test_output(self, result: CheckResult) -> str:
+        out = []
+        if result.status in NOT_GRADED_NOTE:
+            out += [NOT_GRADED_NOTE[result.status], ""]
+        out += [f"**{result.status.value}**: {inline(result.summary)}", ""]
+        out += [f"- **{label}**: {inline(text)}" for label, text in result.evidence_parts()]
+        if result.figure:
+            out += ["", code_block(result.figure)]
+        if result.api_output:
+            out += ["", "Your API's last output lines:", "", code_block(result.api_output)]
+        return "\n".join(out)
