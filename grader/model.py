@@ -308,8 +308,12 @@ class Report:
 
     @property
     def gradable(self) -> bool:
-        """Whether the score is the learner's: graded, and no check ERROR or INCONCLUSIVE."""
-        return self.not_graded is None and all(r.gradable for r in self.results)
+        """Whether the score is the learner's: graded to the end, no check ERROR or INCONCLUSIVE."""
+        return (
+            self.not_graded is None
+            and not self.interrupted
+            and all(r.gradable for r in self.results)
+        )
 
     @property
     def exit_code(self) -> ExitCode:
