@@ -411,6 +411,8 @@ def grade_class(
         part = batch_mod.Shard.parse(shard)
         warning = batch_mod.check_jobs(jobs)
         everyone = batch_mod.find_submissions(submissions)
+        if course is not None:  # checked once here, not once per submission
+            Course.load(course, catalog())
         if platform is not None and platform not in PLATFORM_FILES:
             raise batch_mod.BatchError(
                 f"--platform {platform}: choose one of {', '.join(PLATFORM_FILES)}."

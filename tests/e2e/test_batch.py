@@ -143,8 +143,12 @@ def test_shards_merged_equal_the_whole_class(tmp_path: Path) -> None:
 
 def test_bad_batch_input_is_one_paragraph_and_exit_2(tmp_path: Path) -> None:
     """No such class, a bad shard, too many jobs: a sentence each, exit 2, no traceback."""
+    (tmp_path / "learner").mkdir()
+    course = tmp_path / "course.yaml"
+    course.write_text("version: 1\nchecks:\n  m9.nope: {points: 2}\n")
     for args, said in (
         ([str(tmp_path / "nowhere")], "There is nothing at"),
+        ([str(tmp_path), "--course", str(course)], "course.yaml:3"),
         ([str(tmp_path), "--shard", "3/2"], "--shard"),
         ([str(tmp_path), "--jobs", "999"], "overloaded"),
     ):
