@@ -36,13 +36,13 @@ DOCKERD_PIDFILE=/var/run/docker.pid          # dockerd's default --pidfile
 BASE_LABEL=dev.failfast.local-base           # marks the images built here
 
 # Debian packages the suite needs: Redis for milestone 5, nginx for the local backend's edge
-# (m1.edge-answers-first runs the learner's nginx.conf; nginx-light is the smallest build with
+# (m2.edge-answers-first runs the learner's nginx.conf; nginx-light is the smallest build with
 # the proxy module), a Docker engine (docker.io pulls in containerd and runc), debootstrap for
-# the base images, iptables for `isolate`.
-REQUIRED_PACKAGES=(redis-server nginx-light docker.io debootstrap iptables)
+# the base images, iptables for `isolate`, and chromium, the headless browser that opens the
+# HTML report in tests/e2e/test_html_browser.py (/usr/bin/chromium).
+REQUIRED_PACKAGES=(redis-server nginx-light docker.io debootstrap iptables chromium)
 # Optional packages: installed when apt has a candidate for them, skipped otherwise.
-# chromium: the headless browser the HTML-report test uses (/usr/bin/chromium).
-OPTIONAL_PACKAGES=(chromium)
+OPTIONAL_PACKAGES=()
 
 # ---------------------------------------------------------------- helpers ---
 log() { printf '[setup] %s\n' "$*" >&2; }
