@@ -81,7 +81,9 @@ POLICIES: dict[str, Policy] = {
     "stamina 0.05*2^n + U(0, 0.05)": Policy(
         lambda r: (0.05 + r.uniform(0, 0.05), 0.1 + r.uniform(0, 0.05)), "full", True, True
     ),
-    "no jitter (mutant)": Policy(lambda r: (capped(1), capped(2)), "full", False, True),
+    "no jitter (mutant: half of each cap)": Policy(
+        lambda r: (capped(1) / 2, capped(2) / 2), "full", False, True
+    ),
     "10 ms of jitter": Policy(
         lambda r: (capped(1) + r.uniform(0, 0.01), capped(2) + r.uniform(0, 0.01)),
         "full",
