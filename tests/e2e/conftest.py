@@ -26,6 +26,7 @@ class CiRun:
     report: dict[str, Any]  # from --json
     junit: Path
     summary: str  # what it added to $GITHUB_STEP_SUMMARY
+    page: Path  # the HTML report (tests/e2e/test_html_browser.py opens it)
 
     @property
     def commands(self) -> list[Command]:
@@ -53,8 +54,9 @@ def grade_in_ci(
     env: dict[str, str] | None = None,
     timeout_s: float = 300,
 ) -> CiRun:
-    """Run `failfast check` as a GitHub Actions step would, writing JUnit and JSON reports."""
+    """Run `failfast check` as a GitHub Actions step would, writing JUnit, JSON and HTML."""
     junit, report, summary = tmp / "reports" / "junit.xml", tmp / "report.json", tmp / "summary.md"
+    page = tmp / "report.html"
     run = run_failfast(
         "check",
         target,
@@ -63,6 +65,8 @@ def grade_in_ci(
         str(junit),
         "--json",
         str(report),
+        "--report",
+        f"html={page}",
         repo=repo,
         timeout_s=timeout_s,
         env={
@@ -79,7 +83,7 @@ def grade_in_ci(
     )
     document = json.loads(report.read_text("utf-8"))
     jsonschema.validate(document, schema("report"))
-    return CiRun(run, repo, document, junit, summary.read_text("utf-8"))
+    return CiRun(run, repo, document, junit, summary.read_text("utf-8"), page)
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,8 @@ import playwright.sync_api as playwright  # the dev extra installs it; it downlo
 import pytest
 
 from tests.conftest import ROOT, Run, run_failfast
-from tests.mutants import REFERENCE, TEMPLATE, Edit, materialize
+from tests.e2e.conftest import CiRun
+from tests.mutants import TEMPLATE, Edit, materialize
 
 pytestmark = pytest.mark.slow
 
@@ -96,17 +97,15 @@ def write_report(tmp: Path, repo: Path, *args: str) -> Written:
 
 
 @pytest.fixture(scope="module")
-def reference_page(tmp_path_factory: pytest.TempPathFactory) -> Written:
-    """`failfast check all` on the reference solution, as an HTML report."""
-    tmp = tmp_path_factory.mktemp("html-reference")
-    return write_report(tmp, materialize(REFERENCE, tmp / "repo"), "all")
+def reference_page(reference_all: CiRun) -> Written:
+    """`failfast check all` on the reference solution, as an HTML report (the CI run's)."""
+    return Written(reference_all.page, reference_all.run, reference_all.statuses())
 
 
 @pytest.fixture(scope="module")
-def template_page(tmp_path_factory: pytest.TempPathFactory) -> Written:
+def template_page(template_through_3: CiRun) -> Written:
     """`failfast check milestone-3 --through` on the learner template, as an HTML report."""
-    tmp = tmp_path_factory.mktemp("html-template")
-    return write_report(tmp, materialize(TEMPLATE, tmp / "repo"), "milestone-3", "--through")
+    return Written(template_through_3.page, template_through_3.run, template_through_3.statuses())
 
 
 @pytest.fixture(scope="module")
