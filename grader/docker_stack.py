@@ -34,7 +34,6 @@ from typing import Any
 
 import docker
 import docker.errors
-import httpx
 from docker.models.containers import Container
 
 from grader.errors import (
@@ -48,7 +47,7 @@ from grader.lines import LineLog
 from grader.nginxconf import NginxConfError, parse
 from grader.procs import proc_stat
 from grader.repo import LearnerRepo, Manifest
-from grader.stack import HEALTHZ_PROBE_TIMEOUT_S, OUTPUT_DRAIN_S, ApiInstance, Edge
+from grader.stack import OUTPUT_DRAIN_S, ApiInstance, Edge, poll_healthz
 from grader.stubclient import StubAdmin
 
 RUN_LABEL = "failfast.run"
@@ -712,42 +711,31 @@ class DockerStack:
         return api
 
     async def _wait_healthy(self, api: DockerApi) -> None:
-        deadline = time.monotonic() + self.manifest.startup_timeout_s
-        last = "no answer yet"
-        async with httpx.AsyncClient(timeout=HEALTHZ_PROBE_TIMEOUT_S) as http:
-            while True:
-                exited = api.exit_description()
-                if exited is not None:
-                    await asyncio.to_thread(api.output.log.drain, OUTPUT_DRAIN_S)
-                    tail = api.output_tail()
-                    said = (
-                        "Its output ends with the lines below." if tail else "It printed nothing."
-                    )
-                    raise ApiStartError(
-                        f"Your API's container {exited} before it answered GET /healthz. The "
-                        "grader ran your image's own command (its CMD) with PORT=8000 and "
-                        "PAYMENTS_URL set, on a read-only filesystem (only /tmp is writable) "
-                        f"as a user other than root. `docker run -e PORT=8000 <image>` shows "
-                        f"the same. {said}",
-                        details=tail,
-                    )
-                try:
-                    response = await http.get(f"{api.base_url}/healthz")
-                    if response.status_code == 200:
-                        return
-                    last = f"it answered {response.status_code}"
-                except httpx.HTTPError as exc:
-                    last = type(exc).__name__
-                if time.monotonic() >= deadline:
-                    raise ApiStartError(
-                        f"Your API's container did not answer GET /healthz with 200 within "
-                        f"{self.manifest.startup_timeout_s:g} s (last try: {last}). Under "
-                        "--backend docker it must listen on 0.0.0.0:$PORT (PORT=8000); raise "
-                        "startup_timeout_s in failfast.yaml if it is just slow to start. Its "
-                        "output ends with the lines below.",
-                        details=api.output_tail(),
-                    )
-                await asyncio.sleep(0.1)
+        async def raise_if_exited() -> None:
+            exited = api.exit_description()
+            if exited is None:
+                return
+            await asyncio.to_thread(api.output.log.drain, OUTPUT_DRAIN_S)
+            tail = api.output_tail()
+            said = "Its output ends with the lines below." if tail else "It printed nothing."
+            raise ApiStartError(
+                f"Your API's container {exited} before it answered GET /healthz. The grader "
+                "ran your image's own command (its CMD) with PORT=8000 and PAYMENTS_URL set, "
+                "on a read-only filesystem (only /tmp is writable) as a user other than root. "
+                f"`docker run -e PORT=8000 <image>` shows the same. {said}",
+                details=tail,
+            )
+
+        timeout_s = self.manifest.startup_timeout_s
+        last = await poll_healthz(api.base_url, timeout_s, raise_if_exited)
+        if last is not None:
+            raise ApiStartError(
+                f"Your API's container did not answer GET /healthz with 200 within "
+                f"{timeout_s:g} s (last try: {last}). Under --backend docker it must listen on "
+                "0.0.0.0:$PORT (PORT=8000); raise startup_timeout_s in failfast.yaml if it is "
+                "just slow to start. Its output ends with the lines below.",
+                details=api.output_tail(),
+            )
 
     async def restart_api(self) -> None:
         """Remove every instance of the learner's API, then start a fresh main one as ``api``."""

@@ -359,6 +359,31 @@ def _why_it_exited(code: int, env: dict[str, str], left: list[str]) -> str:
     return "It stopped by itself before it was ready."
 
 
+async def poll_healthz(
+    base_url: str, timeout_s: float, raise_if_exited: Callable[[], Awaitable[None]]
+) -> str | None:
+    """GET /healthz until it answers 200 (None), or ``timeout_s`` passes (the last failure).
+
+    ``raise_if_exited`` is awaited before each probe: it raises, with the API's last words,
+    once the API has exited, whichever backend runs it.
+    """
+    deadline = time.monotonic() + timeout_s
+    last = "no answer yet"
+    async with httpx.AsyncClient(timeout=HEALTHZ_PROBE_TIMEOUT_S) as http:
+        while True:
+            await raise_if_exited()
+            try:
+                response = await http.get(f"{base_url}/healthz")
+                if response.status_code == 200:
+                    return None
+                last = f"it answered {response.status_code}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            if time.monotonic() >= deadline:
+                return last
+            await asyncio.sleep(0.1)
+
+
 async def _wait_healthy(
     api: LocalApi,
     manifest: Manifest,
@@ -366,8 +391,6 @@ async def _wait_healthy(
     env: dict[str, str],
     left_behind: Callable[[ManagedProcess], list[str]],
 ) -> None:
-    deadline = time.monotonic() + manifest.startup_timeout_s
-    last = "no answer yet"
     # How to see what the grader saw: the command, run as the grader runs it.
     # (`failfast stub` serves a provider on 8081.)
     redis = " REDIS_URL=redis://127.0.0.1:6379/0" if "REDIS_URL" in env else ""
@@ -376,37 +399,32 @@ async def _wait_healthy(
         f'PATH="$PATH" HOME="$HOME" PORT=8000 PAYMENTS_URL=http://127.0.0.1:8081{redis} '
         f"{SHELL} -c {shlex.quote(manifest.command)}"
     )
-    async with httpx.AsyncClient(timeout=HEALTHZ_PROBE_TIMEOUT_S) as http:
-        while True:
-            exited = api.exit_description()
-            code = api.process.returncode
-            if exited is not None and code is not None:
-                # Its last lines may still be in the pipe: read them before showing the tail.
-                await asyncio.to_thread(api.process.drain, OUTPUT_DRAIN_S)
-                left = await asyncio.to_thread(left_behind, api.process)
-                tail = api.output_tail()
-                said = "Its output ends with the lines below." if tail else "It printed nothing."
-                raise ApiStartError(
-                    f"Your API {exited} before it answered GET /healthz. The grader ran "
-                    f"`{manifest.command}` with {SHELL} in your repo root. "
-                    f"{_why_it_exited(code, env, left)} {reproduce}. {said}",
-                    details=tail,
-                )
-            try:
-                response = await http.get(f"{api.base_url}/healthz")
-                if response.status_code == 200:
-                    return
-                last = f"it answered {response.status_code}"
-            except httpx.HTTPError as exc:
-                last = type(exc).__name__
-            if time.monotonic() >= deadline:
-                raise ApiStartError(
-                    f"Your API did not answer GET /healthz with 200 within "
-                    f"{manifest.startup_timeout_s:g} s (last try: {last}). It must listen on "
-                    f"127.0.0.1:$PORT and answer /healthz quickly; the command was "
-                    f"`{manifest.command}`, run with {SHELL} in your repo root. Raise "
-                    f"startup_timeout_s in failfast.yaml if it is just slow to start. Its "
-                    f"output ends with the lines below.",
-                    details=api.output_tail(),
-                )
-            await asyncio.sleep(0.1)
+
+    async def raise_if_exited() -> None:
+        exited = api.exit_description()
+        code = api.process.returncode
+        if exited is None or code is None:
+            return
+        # Its last lines may still be in the pipe: read them before showing the tail.
+        await asyncio.to_thread(api.process.drain, OUTPUT_DRAIN_S)
+        left = await asyncio.to_thread(left_behind, api.process)
+        tail = api.output_tail()
+        said = "Its output ends with the lines below." if tail else "It printed nothing."
+        raise ApiStartError(
+            f"Your API {exited} before it answered GET /healthz. The grader ran "
+            f"`{manifest.command}` with {SHELL} in your repo root. "
+            f"{_why_it_exited(code, env, left)} {reproduce}. {said}",
+            details=tail,
+        )
+
+    last = await poll_healthz(api.base_url, manifest.startup_timeout_s, raise_if_exited)
+    if last is not None:
+        raise ApiStartError(
+            f"Your API did not answer GET /healthz with 200 within "
+            f"{manifest.startup_timeout_s:g} s (last try: {last}). It must listen on "
+            f"127.0.0.1:$PORT and answer /healthz quickly; the command was "
+            f"`{manifest.command}`, run with {SHELL} in your repo root. Raise "
+            f"startup_timeout_s in failfast.yaml if it is just slow to start. Its "
+            f"output ends with the lines below.",
+            details=api.output_tail(),
+        )

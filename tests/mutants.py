@@ -9,6 +9,7 @@ must pass (or be skipped, for ``skips``), which proves each check targets what i
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,17 @@ class Mutant:
     fails: frozenset[str]
     edits: tuple[Edit, ...]
     skips: frozenset[str] = frozenset()
+
+    def verdicts(self, check_ids: Iterable[str]) -> dict[str, str]:
+        """The status each of ``check_ids`` must get: FAIL its targets, SKIP, else PASS."""
+        return {
+            check_id: "FAIL"
+            if check_id in self.fails
+            else "SKIP"
+            if check_id in self.skips
+            else "PASS"
+            for check_id in check_ids
+        }
 
 
 APP = "app/main.py"

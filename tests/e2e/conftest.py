@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker
 import jsonschema
 import pytest
 
@@ -121,3 +123,19 @@ def forging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CiRun]:
     """Milestone 2 of a template whose API prints workflow commands, graded in CI."""
     tmp = tmp_path_factory.mktemp("forging")
     yield grade_in_ci("milestone-2", materialize(TEMPLATE, tmp / "repo", FORGING), tmp)
+
+
+def docker_engine(timeout_s: int = 60) -> docker.DockerClient:
+    """The local Docker engine, or the test fails saying how to get one.
+
+    scripts/setup.sh starts one; FAILFAST_SKIP_DOCKER=1 skips instead, on a machine that cannot
+    have one. A skip by default would hide a backend nobody tested.
+    """
+    if os.environ.get("FAILFAST_SKIP_DOCKER") == "1":
+        pytest.skip("FAILFAST_SKIP_DOCKER=1")
+    try:
+        client = docker.from_env(timeout=timeout_s)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"no Docker engine ({exc}): run `bash scripts/setup.sh` first")
+    return client

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ import yaml
 from grader.cli import catalog
 from grader.yamlfile import schema as grader_schema
 from tests.conftest import ROOT
+from tests.e2e.conftest import docker_engine
 from tests.mutants import REFERENCE, TEMPLATE, Edit, materialize
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -61,13 +61,7 @@ NEVER_STARTS = (
 @pytest.fixture(scope="module")
 def engine() -> Iterator[docker.DockerClient]:
     """The local Docker engine."""
-    if os.environ.get("FAILFAST_SKIP_DOCKER") == "1":
-        pytest.skip("FAILFAST_SKIP_DOCKER=1")
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.fail(f"no Docker engine ({exc}): run `bash scripts/setup.sh` first")
+    client = docker_engine(120)
     yield client
     left = client.containers.list(all=True, filters={"label": RUN_LABEL})
     client.close()

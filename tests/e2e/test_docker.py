@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from grader.cli import catalog
 from grader.docker_stack import RUN_LABEL, DockerOptions, DockerStack, Limits
 from grader.repo import LearnerRepo
 from tests.conftest import ROOT, run_failfast
+from tests.e2e.conftest import docker_engine
 from tests.mutants import MUTANTS, REFERENCE, Mutant, materialize
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -37,13 +37,7 @@ DOCKER = ("--backend", "docker")
 @pytest.fixture(scope="module")
 def engine() -> Iterator[docker.DockerClient]:
     """The local Docker engine; nothing of a run labelled before or after the module."""
-    if os.environ.get("FAILFAST_SKIP_DOCKER") == "1":
-        pytest.skip("FAILFAST_SKIP_DOCKER=1")
-    try:
-        client = docker.from_env(timeout=60)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.fail(f"no Docker engine ({exc}): run `bash scripts/setup.sh` first")
+    client = docker_engine(60)
     yield client
     client.close()
 
@@ -86,14 +80,7 @@ def test_mutant_fails_its_target_in_containers(
     """Each mutant of milestones 2-5 gets in containers the verdicts it gets locally."""
     repo = materialize(REFERENCE, tmp_path / "repo", mutant.edits)
     run = run_failfast("check", mutant.milestone, "--format", "json", *DOCKER, repo=repo)
-    expected = {
-        spec.id: "FAIL"
-        if spec.id in mutant.fails
-        else "SKIP"
-        if spec.id in mutant.skips
-        else "PASS"
-        for spec in catalog().for_milestone(mutant.milestone)
-    }
+    expected = mutant.verdicts(spec.id for spec in catalog().for_milestone(mutant.milestone))
     assert run.statuses() == expected, run.report
     assert left_behind(engine) == []
 
