@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from checks.stats import Zone, zone
@@ -157,3 +159,11 @@ async def attempts_by_checkout(
         timeout_s=ctx.budgets.layers.api_s + ANSWER_TOLERANCE_S if timeout_s is None else timeout_s,
     )
     return per_checkout(journal)
+
+
+def repo_relative(ctx: Context, file: str) -> str:
+    """A file of the learner's as the report shows it: relative to the repo, forward slashes."""
+    path = Path(file)
+    with contextlib.suppress(ValueError):
+        return path.resolve().relative_to(ctx.repo.path.resolve()).as_posix()
+    return path.as_posix()

@@ -5,10 +5,10 @@ Ids: m1.budgets-valid, m1.layers-ordered, m1.retry-policy, m1.nginx-agrees, m1.k
 
 from __future__ import annotations
 
-import contextlib
 import re
 from pathlib import Path
 
+from checks.common import repo_relative
 from grader import budgets as budgets_mod
 from grader import k6, learnerfile, nginxconf
 from grader.budgets import MAX_ATTEMPTS_BOUND, RETRY_RATIO_BOUND, Budgets
@@ -19,7 +19,7 @@ from grader.registry import check
 from grader.yamlfile import Loaded
 
 # The learner's files these checks read, relative to the repo root (CI annotates them).
-NGINX_FILE = "nginx/nginx.conf"
+NGINX_FILE = nginxconf.CONF_PATH
 K6_SCRIPT = "loadtest/checkout.js"
 
 
@@ -260,7 +260,7 @@ def nginx_agrees(ctx: Context) -> Passed:
     except learnerfile.LearnerFileError as error:  # a file it includes
         raise _unreadable(error, "the files nginx.conf includes") from None
     except nginxconf.NginxConfError as error:
-        where = Location(_relative(ctx, error.file or str(conf)), error.line)
+        where = Location(repo_relative(ctx, error.file or str(conf)), error.line)
         raise CheckFailed(
             f"{NGINX_FILE} is a config nginx would reject",
             measured=f"{where}: {error.message}",
@@ -275,7 +275,7 @@ def nginx_agrees(ctx: Context) -> Passed:
         f"{want:g}s ({table_line}: layers.nginx.timeout_s is {want:g})"
     )
     at_location = Location(
-        _relative(ctx, judged.location_file or judged.server_file),
+        repo_relative(ctx, judged.location_file or judged.server_file),
         judged.location_line or judged.server_line,
     )
     if judged.redirects or not judged.proxies:
@@ -287,7 +287,7 @@ def nginx_agrees(ctx: Context) -> Passed:
         )
     if abs(judged.timeout_s - want) > 1e-9:
         located = (
-            Location(_relative(ctx, judged.timeout_file), judged.timeout_line)
+            Location(repo_relative(ctx, judged.timeout_file), judged.timeout_line)
             if judged.timeout_file is not None
             else at_location
         )
@@ -302,14 +302,6 @@ def nginx_agrees(ctx: Context) -> Passed:
         measured=story,
         expected=expected,
     )
-
-
-def _relative(ctx: Context, file: str) -> str:
-    """A file of the learner's as the report shows it: relative to the repo, forward slashes."""
-    path = Path(file)
-    with contextlib.suppress(ValueError):
-        return path.resolve().relative_to(ctx.repo.path.resolve()).as_posix()
-    return path.as_posix()
 
 
 # What a learner's own load test must hold checkout latency to: a high percentile (or the max).

@@ -10,15 +10,13 @@ fault.
 
 from __future__ import annotations
 
-import contextlib
-from pathlib import Path
-
 from checks.common import (
     ANSWER_TOLERANCE_S,
     HOLD_S,
     answer_wait_s,
     expected_fail_fast,
     fail_fast_problems,
+    repo_relative,
 )
 from grader import learnerfile, nginxconf
 from grader.context import Context
@@ -28,15 +26,7 @@ from grader.model import Location, Passed
 from grader.registry import check
 from grader.stubclient import Delay
 
-NGINX_FILE = "nginx/nginx.conf"
-
-
-def _relative(ctx: Context, file: str) -> str:
-    """A file of the learner's as the report shows it: relative to the repo, forward slashes."""
-    path = Path(file)
-    with contextlib.suppress(ValueError):
-        return path.resolve().relative_to(ctx.repo.path.resolve()).as_posix()
-    return path.as_posix()
+NGINX_FILE = nginxconf.CONF_PATH
 
 
 # Starting nginx is bounded by grader/edge.py (5 s), the checkout by answer_wait_s (5.5 s for
@@ -51,7 +41,7 @@ def _served_by(ctx: Context) -> tuple[str, Location | None]:
     except (learnerfile.LearnerFileError, nginxconf.NginxConfError):
         return f"{NGINX_FILE} (it changed while grading)", None  # m1.nginx-agrees read it
     where = Location(
-        _relative(ctx, judged.location_file or judged.server_file),
+        repo_relative(ctx, judged.location_file or judged.server_file),
         judged.location_line or judged.server_line,
     )
     return judged.summary(ctx.repo.path), where

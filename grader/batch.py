@@ -24,16 +24,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from grader.errors import GradingError
+from grader.formats.json import report_from_dict
 from grader.model import (
-    CheckResult,
-    Evidence,
-    Location,
+    ExitCode,
     NotGraded,
     Report,
     Status,
@@ -314,59 +312,9 @@ def read_report(path: Path) -> Report | None:
     if not isinstance(document, dict):
         return None
     try:
-        return report_from_json(document)
+        return report_from_dict(document)
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def report_from_json(document: Mapping[str, Any]) -> Report:
-    """The Report a JSON report (grader/formats/json.py, schema version 1) was written from."""
-    if document.get("kind") == "error":
-        error = document["error"]
-        return Report(
-            document["milestone"],
-            document["repo"],
-            not_graded=NotGraded(error["type"], error["message"], tuple(error.get("details", ()))),
-        )
-    results = []
-    for check in document["checks"]:
-        location = check.get("location")
-        evidence = Evidence(
-            check["summary"],
-            measured=check.get("measured", ""),
-            expected=check.get("expected", ""),
-            hint=check.get("hint", ""),
-            data=check.get("data") or {},
-            figure=tuple(check.get("figure") or ()),
-            location=None if location is None else Location(location["path"], location["line"]),
-        )
-        result = CheckResult(
-            check["id"],
-            check["title"],
-            check["milestone"],
-            Status(check["status"]),
-            evidence,
-            duration_s=float(check.get("duration_s", 0.0)),
-            api_output=tuple(check.get("api_output") or ()),
-        )
-        if "max_score" in check:
-            result = replace(
-                result,
-                max_score=float(check["max_score"]),
-                visibility=check.get("visibility", "visible"),
-            )
-        results.append(result)
-    return Report(
-        document["milestone"],
-        document["repo"],
-        started_at=document.get("started_at", ""),
-        duration_s=float(document.get("duration_s", 0.0)),
-        results=tuple(results),
-        milestones=tuple(document.get("milestones") or ()),
-        interrupted=document.get("exit_code") == INTERRUPTED_EXIT,
-        backend=document.get("backend", "local"),
-        notes=tuple(document.get("notes") or ()),
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,13 +334,13 @@ class Row:
         report = self.report
         if report is None or report.not_graded is not None or report.count(Status.ERROR):
             return "error"
-        if report.interrupted:
-            return "interrupted"
-        if report.count(Status.FAIL):
-            return "failed"
-        if report.count(Status.INCONCLUSIVE):
-            return "inconclusive"
-        return "passed"
+        # Otherwise what the run exited with says it; NOT_GRADED is then an INCONCLUSIVE.
+        return {
+            ExitCode.INTERRUPTED: "interrupted",
+            ExitCode.FAILED: "failed",
+            ExitCode.NOT_GRADED: "inconclusive",
+            ExitCode.PASSED: "passed",
+        }[report.exit_code]
 
     @property
     def score(self) -> float:
@@ -411,6 +359,11 @@ class Row:
         return {r.id: r.status.value for r in self.report.results}
 
 
+def row_of(out: Path, submission: str) -> Row:
+    """A submission's gradebook row, from its report in ``out`` (if any)."""
+    return Row(submission, read_report(out / submission / REPORT_FILE))
+
+
 def collect(folders: Iterable[Path], only: Iterable[str] | None = None) -> list[Row]:
     """A row per submission folder of the output directories (``only``: these ids)."""
     wanted = set(only) if only is not None else None
@@ -421,7 +374,7 @@ def collect(folders: Iterable[Path], only: Iterable[str] | None = None) -> list[
                 continue
             if not (folder / REPORT_FILE).exists() and not (folder / LOG_FILE).exists():
                 continue
-            rows[folder.name] = Row(folder.name, read_report(folder / REPORT_FILE))
+            rows[folder.name] = row_of(out, folder.name)
     return [rows[key] for key in sorted(rows)]
 
 

@@ -448,8 +448,7 @@ def grade_class(
         task = progress.add_task("grading", total=len(todo))
 
         def done(outcome: batch_mod.Outcome) -> None:
-            row = batch_mod.collect([work.out], only=[outcome.submission.id])
-            found = row[0] if row else batch_mod.Row(outcome.submission.id, None)
+            found = batch_mod.row_of(work.out, outcome.submission.id)
             progress.console.print(
                 f"{found.status:<12} {found.score:g}/{found.max_score:g}  "
                 f"{outcome.submission.id}  ({outcome.seconds:.0f} s)",

@@ -45,7 +45,7 @@ from grader.stack import Edge, free_port
 
 Spawn = Callable[[str, Sequence[str], Path, dict[str, str]], ManagedProcess]
 
-NGINX_FILE = "nginx/nginx.conf"
+NGINX_FILE = nginxconf.CONF_PATH
 # The api as prod-sim.yml runs it, and the learner's nginx.conf names it: service api, port 8000.
 API_UPSTREAM = "api:8000"
 # nginx binds, checks its config and starts its workers in well under a second; past this it

@@ -61,6 +61,7 @@ from grader import learnerfile
 from grader.errors import FailfastError
 from grader.learnerfile import describe_size
 
+CONF_PATH = "nginx/nginx.conf"  # where the learner contract puts the edge proxy's config
 URI = "/checkout"
 METHOD = "POST"
 DEFAULT_READ_TIMEOUT_MS = 60_000  # ngx_http_proxy_merge_loc_conf: read_timeout defaults to 60000

@@ -17,10 +17,9 @@ from grader.batch import (
     cpu_shares,
     find_submissions,
     gradebook_csv,
-    report_from_json,
     summary_markdown,
 )
-from grader.formats.json import JsonFormat
+from grader.formats.json import JsonFormat, report_from_dict
 from grader.model import CheckResult, Evidence, Location, NotGraded, Report, Status
 
 
@@ -124,11 +123,11 @@ def test_json_report_reads_back_as_the_report() -> None:
         ),
     )
     document = json.loads(JsonFormat().render(original))
-    again = report_from_json(document)
+    again = report_from_dict(document)
     assert again.results == original.results
     assert (again.score, again.max_score) == (original.score, original.max_score)
     error = Report("milestone-2", "/repo", not_graded=NotGraded("ApiStartError", "no", ("a",)))
-    back = report_from_json(json.loads(JsonFormat().render(error)))
+    back = report_from_dict(json.loads(JsonFormat().render(error)))
     assert back.not_graded == error.not_graded
 
 

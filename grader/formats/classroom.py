@@ -30,7 +30,7 @@ import json
 import math
 from typing import Any
 
-from grader.formats.json import finite, gradable, points
+from grader.formats.json import finite, points
 from grader.formats.prairielearn import cut, details, hidden_note, plain_lines
 from grader.model import CheckResult, Report, Status
 
@@ -125,7 +125,7 @@ class ClassroomFormat:
         overall = "pass" if all(s == "pass" for s in statuses) else "fail"
         return {
             "version": VERSION,
-            "status": overall if gradable(report) else "error",
+            "status": overall if report.gradable else "error",
             "max_score": max_score,
             "tests": [
                 {

@@ -21,7 +21,6 @@ from typing import Any
 
 from grader.formats.json import (
     finite,
-    gradable,
     milestone_scores,
     not_gradable_reason,
     points,
@@ -96,7 +95,7 @@ class GradescopeFormat:
             "output": self._output(report),
             "tests": [self._test(report, r) for r in report.results],
             "extra_data": {
-                "gradable": gradable(report),
+                "gradable": report.gradable,
                 "exit_code": int(report.exit_code),
                 "scores": milestone_scores(report),
             },

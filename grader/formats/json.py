@@ -5,11 +5,20 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from grader import __version__
 from grader.formats.base import COUNTED
-from grader.model import Report, Status
+from grader.model import (
+    CheckResult,
+    Evidence,
+    ExitCode,
+    Location,
+    NotGraded,
+    Report,
+    Status,
+)
 
 SCHEMA_VERSION = 1
 POINTS_DECIMALS = 4  # a course spreads points in hundredths; sums carry float noise past that
@@ -44,14 +53,6 @@ def points(value: float) -> float:
 def points_text(value: float) -> str:
     """Points for people: ``17``, ``6.67``."""
     return f"{points(value):.2f}".rstrip("0").rstrip(".")
-
-
-def gradable(report: Report) -> bool:
-    """Whether the run's score is the learner's to keep (:attr:`Report.gradable`, not cut short).
-
-    An interrupted run scores 0 for the checks it did not finish: not the learner's doing.
-    """
-    return report.gradable and not report.interrupted
 
 
 def not_gradable_reason(report: Report) -> str | None:
@@ -109,7 +110,7 @@ class JsonFormat:
             "summary": {word: report.count(status) for status, word in COUNTED},
             "score": points(report.score),
             "max_score": points(report.max_score),
-            "gradable": gradable(report),
+            "gradable": report.gradable,
             "scores": milestone_scores(report),
             "budgets": None
             if budgets is None
@@ -156,3 +157,53 @@ class JsonFormat:
                 "details": list(report.not_graded.details),
             },
         }
+
+
+def report_from_dict(document: Mapping[str, Any]) -> Report:
+    """The Report a JSON report of this format (schema version 1) was written from: its reader."""
+    if document.get("kind") == "error":
+        error = document["error"]
+        return Report(
+            document["milestone"],
+            document["repo"],
+            not_graded=NotGraded(error["type"], error["message"], tuple(error.get("details", ()))),
+        )
+    results = []
+    for check in document["checks"]:
+        location = check.get("location")
+        evidence = Evidence(
+            check["summary"],
+            measured=check.get("measured", ""),
+            expected=check.get("expected", ""),
+            hint=check.get("hint", ""),
+            data=check.get("data") or {},
+            figure=tuple(check.get("figure") or ()),
+            location=None if location is None else Location(location["path"], location["line"]),
+        )
+        result = CheckResult(
+            check["id"],
+            check["title"],
+            check["milestone"],
+            Status(check["status"]),
+            evidence,
+            duration_s=float(check.get("duration_s", 0.0)),
+            api_output=tuple(check.get("api_output") or ()),
+        )
+        if "max_score" in check:
+            result = replace(
+                result,
+                max_score=float(check["max_score"]),
+                visibility=check.get("visibility", "visible"),
+            )
+        results.append(result)
+    return Report(
+        document["milestone"],
+        document["repo"],
+        started_at=document.get("started_at", ""),
+        duration_s=float(document.get("duration_s", 0.0)),
+        results=tuple(results),
+        milestones=tuple(document.get("milestones") or ()),
+        interrupted=document.get("exit_code") == int(ExitCode.INTERRUPTED),
+        backend=document.get("backend", "local"),
+        notes=tuple(document.get("notes") or ()),
+    )

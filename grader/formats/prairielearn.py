@@ -20,7 +20,6 @@ from typing import Any
 
 from grader.formats.json import (
     finite,
-    gradable,
     milestone_scores,
     not_gradable_reason,
     points,
@@ -115,7 +114,7 @@ class PrairieLearnFormat:
         if reason is not None:
             message += " Your attempt is not used up; submit again."
         document: dict[str, Any] = {
-            "gradable": gradable(report),
+            "gradable": report.gradable,
             "score": points(report.score / report.max_score) if report.max_score > 0 else 0.0,
             "message": message,
             "output": self._output(report),
