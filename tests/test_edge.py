@@ -288,10 +288,13 @@ def test_the_edge_passes_the_api_answer_on_and_cleans_up(tmp_path: Path) -> None
         assert (answer.status_code, answer.json()) == (504, {"error": "payments_timeout"})
         assert edge.config.endswith("its listen and upstream rewired to loopback ports")
         assert (edge.prefix / "nginx.conf").is_file()
+        # nginx logs the request after the client has its answer, and its shutdown notices
+        # follow: wait for the line while nginx runs, instead of reading a tail after its stop.
+        logged = edge.process.wait_for_line(lambda line: '"POST /checkout HTTP/1.1" 504' in line, 5)
+        assert logged is not None, edge.output_tail()
     finally:
         tracker.close()
         server.shutdown()
-    assert any('"POST /checkout HTTP/1.1" 504' in line for line in edge.output_tail())
     assert gone_soon(edge.prefix), "nginx's temp dir outlived it"
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Run, run_failfast
+from tests.conftest import Run, grader_crashed, run_failfast
 from tests.mutants import REFERENCE, materialize
 
 # Each run is a second or less; a read that blocks (a FIFO) must fail the test, not hang it.
@@ -139,7 +139,7 @@ def grade(tmp_path: Path, milestone: str, breaker: Breaker) -> Run:
     repo = materialize(REFERENCE, tmp_path / "repo")
     breaker(repo)
     run = run_failfast("check", milestone, "--format", "json", repo=repo, timeout_s=RUN_LIMIT_S)
-    assert "Traceback" not in run.stdout + run.stderr
+    assert not grader_crashed(run.stdout + run.stderr)
     return run
 
 
