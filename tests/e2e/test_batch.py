@@ -52,9 +52,11 @@ def _gradebook(out: Path) -> list[dict[str, str]]:
 
 def test_class_gradebook_equals_the_reports(tmp_path: Path) -> None:
     """Six repos in one command: each row's score and statuses are its own JSON report's."""
-    klass = _class(tmp_path / "class", "milestone-2", mutants=4)
+    # Milestone 5: live checks, and counts rather than times, so two jobs at once decide nothing
+    # by noise; and a fifth of milestone 2's time.
+    klass = _class(tmp_path / "class", "milestone-5", mutants=4)
     out = tmp_path / "out"
-    done = _grade(str(klass), "--out", str(out), "--milestone", "milestone-2", "--jobs", "2")
+    done = _grade(str(klass), "--out", str(out), "--milestone", "milestone-5", "--jobs", "2")
     assert done.returncode == 0, done.stdout + done.stderr
     rows = _gradebook(out)
     assert len(rows) == 6
@@ -64,13 +66,13 @@ def test_class_gradebook_equals_the_reports(tmp_path: Path) -> None:
         assert float(row["score"]) == report.get("score", passed), row
         assert float(row["max_score"]) == report.get("max_score", len(report["checks"]))
         assert {c["id"]: c["status"] for c in report["checks"]} == {
-            k: v for k, v in row.items() if k.startswith("m2.")
+            k: v for k, v in row.items() if k.startswith("m5.")
         }
         assert (out / row["submission"] / "report.html").stat().st_size > 1000
     by_id = {row["submission"]: row for row in rows}
     assert by_id["reference"]["status"] == "passed"
     assert by_id["template"]["status"] == "failed"
-    assert "| `m2.read-timeout` |" in (out / "summary.md").read_text()
+    assert "| `m5.double-submit` |" in (out / "summary.md").read_text()
     page = (out / "index.html").read_text()
     assert 'href="reference/report.html"' in page
     assert leftovers(os.getpid(), klass) == []
@@ -85,7 +87,7 @@ def test_interrupted_batch_resumes_with_what_is_left(tmp_path: Path) -> None:
     dead = materialize(REFERENCE, klass / "d-never-starts", ())
     (dead / "failfast.yaml").write_text("command: exit 3\n")
     out = tmp_path / "out"
-    args = [str(klass), "--out", str(out), "--milestone", "milestone-2"]
+    args = [str(klass), "--out", str(out), "--milestone", "milestone-5"]
     batch = subprocess.Popen(
         [sys.executable, "-m", "grader", "grade", *args],
         cwd=ROOT,
@@ -98,7 +100,7 @@ def test_interrupted_batch_resumes_with_what_is_left(tmp_path: Path) -> None:
     while not first.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert first.exists(), "the first submission was never graded"
-    time.sleep(1.0)  # the second one is being graded now
+    time.sleep(1.0)  # the second one is being graded now (a grading takes 2-4 s)
     batch.send_signal(signal.SIGINT)
     output, _ = batch.communicate(timeout=60)
     assert batch.returncode == 130, output
@@ -119,7 +121,7 @@ def test_interrupted_batch_resumes_with_what_is_left(tmp_path: Path) -> None:
 
 def test_shards_merged_equal_the_whole_class(tmp_path: Path) -> None:
     """Shards 1/2 and 2/2, merged, give the gradebook the unsharded run gives."""
-    klass = _class(tmp_path / "class", "milestone-1", mutants=5)
+    klass = _class(tmp_path / "class", "milestone-1", mutants=2)
     whole, one, two, merged = (tmp_path / n for n in ("whole", "one", "two", "merged"))
     common = [str(klass), "--milestone", "milestone-1"]
     assert _grade(*common, "--out", str(whole)).returncode == 0
@@ -127,7 +129,7 @@ def test_shards_merged_equal_the_whole_class(tmp_path: Path) -> None:
     second = _grade(*common, "--out", str(two), "--shard", "2/2")
     assert first.returncode == second.returncode == 0
     shares = [len(_gradebook(one)), len(_gradebook(two))]
-    assert sum(shares) == 7 and all(shares), shares
+    assert sum(shares) == 4 and all(shares), shares  # these four ids hash to both shards
     done = subprocess.run(
         [*MERGE, str(one), str(two), "--out", str(merged)],
         cwd=ROOT,
