@@ -45,6 +45,10 @@ class CheckSpec:
     timeout_s: float = 30.0
     # An exclusive check runs alone: it loads the service, which would distort what others time.
     exclusive: bool = False
+    # An eager check starts with the checks it depends on, not after them, and its verdict
+    # counts only if they pass (else SKIP): for a check that only needs them to be judged fair,
+    # and would otherwise add its whole length to every grading.
+    eager: bool = False
     # A live check drives the learner's running API; a static one reads files only, and a run
     # of static checks starts nothing.
     live: bool = True
@@ -75,12 +79,18 @@ def check(
     depends: tuple[str, ...] = (),
     timeout_s: float = 30.0,
     exclusive: bool = False,
+    eager: bool = False,
     live: bool = True,
 ) -> Callable[[F], F]:
     """Register a check under ``id``; its docstring says what it does."""
     if _ID.match(id) is None or milestone_of(id) is None:
         prefixes = "|".join(m.prefix for m in MILESTONES)
         raise ValueError(f"check id {id!r} is not of the form <{prefixes}>.<kebab-name>")
+    if eager and (exclusive or not depends):
+        raise ValueError(
+            f"{id}: an eager check runs alongside its dependencies, so it needs some "
+            "and cannot be exclusive"
+        )
 
     def register(func: F) -> F:
         if id in _REGISTERED:
@@ -98,6 +108,7 @@ def check(
             depends=depends,
             timeout_s=timeout_s,
             exclusive=exclusive,
+            eager=eager,
             live=live,
         )
         return func

@@ -2,7 +2,8 @@
 
 Checks run as soon as the checks they depend on have finished; a check whose dependency did not
 pass is SKIP. Ready checks run concurrently, except ``exclusive`` ones, which run alone because
-they load the service and would distort what other checks time.
+they load the service and would distort what other checks time. An ``eager`` check starts
+alongside the checks it depends on, and its verdict is kept only if they pass.
 """
 
 from __future__ import annotations
@@ -247,7 +248,7 @@ class _Run:
         results = self.results
         pending = list(specs)
 
-        async def run(spec: CheckSpec) -> None:
+        async def judge(spec: CheckSpec) -> CheckResult:
             self.hooks.on_start(spec.id, spec.title)
             driver = None if stack is None or http is None else Driver(stack, http)
             ctx = Context(
@@ -259,34 +260,75 @@ class _Run:
                 self.measurements,
                 self.lag,
             )
-            self.finish(await _run_one(spec, ctx, stack))
+            return await _run_one(spec, ctx, stack)
+
+        async def run(spec: CheckSpec, finished: asyncio.Event | None = None) -> None:
+            try:
+                self.finish(await judge(spec))
+            finally:
+                if finished is not None:
+                    finished.set()
+
+        async def run_eager(spec: CheckSpec, finished: dict[str, asyncio.Event]) -> None:
+            # Its verdict waits for its dependencies, which run alongside it in this batch.
+            result = await judge(spec)
+            await asyncio.gather(*(finished[d].wait() for d in spec.depends if d in finished))
+            blocked = _blocked(spec, results)
+            self.finish(_skipped(spec, results, blocked, "not judged") if blocked else result)
+
+        def done(spec: CheckSpec) -> bool:
+            return all(d in results or d not in self.blocks for d in spec.depends)
 
         while pending:
-            ready = [
-                s for s in pending if all(d in results or d not in self.blocks for d in s.depends)
-            ]
+            ready = [s for s in pending if done(s)]
             if not ready:  # cannot happen: dependencies are registered before their dependants
                 raise GradingError("the checks' dependencies form a cycle: a bug in the grader")
-            for spec in ready:
+            batch = {s.id for s in ready if not s.exclusive}
+            # Eager checks whose dependencies have finished or run concurrently in this batch.
+            eager = [
+                s
+                for s in pending
+                if s.eager
+                and s not in ready
+                and all(d in results or d not in self.blocks or d in batch for d in s.depends)
+            ]
+            for spec in ready + eager:
                 pending.remove(spec)
             runnable = []
             for spec in ready:
-                blocked = [
-                    d for d in spec.depends if d in results and results[d].status is not Status.PASS
-                ]
+                blocked = _blocked(spec, results)
                 if blocked:
-                    reasons = ", ".join(f"{d} is {results[d].status.value}" for d in blocked)
-                    evidence = Evidence(
-                        f"not run: {reasons}",
-                        hint=f"Fix {blocked[0]} first; this check builds on it.",
-                    )
-                    self.finish(result_of(spec, Status.SKIP, evidence))
+                    self.finish(_skipped(spec, results, blocked, "not run"))
                 else:
                     runnable.append(spec)
-            await asyncio.gather(*(run(s) for s in runnable if not s.exclusive))
+            for spec in [s for s in eager if _blocked(s, results)]:
+                eager.remove(spec)  # a dependency was skipped just now: no point starting it
+                self.finish(_skipped(spec, results, _blocked(spec, results), "not run"))
+            concurrent = [s for s in runnable if not s.exclusive]
+            finished = {s.id: asyncio.Event() for s in concurrent}
+            await asyncio.gather(
+                *(run(s, finished[s.id]) for s in concurrent),
+                *(run_eager(s, finished) for s in eager),
+            )
             for spec in runnable:
                 if spec.exclusive:
                     await run(spec)
+
+
+def _blocked(spec: CheckSpec, results: dict[str, CheckResult]) -> list[str]:
+    """The dependencies of ``spec`` that finished and did not pass."""
+    return [d for d in spec.depends if d in results and results[d].status is not Status.PASS]
+
+
+def _skipped(
+    spec: CheckSpec, results: dict[str, CheckResult], blocked: list[str], verb: str
+) -> CheckResult:
+    """SKIP, because ``blocked`` did not pass: said with ``verb`` ("not run", "not judged")."""
+    reasons = ", ".join(f"{d} is {results[d].status.value}" for d in blocked)
+    evidence = Evidence(
+        f"{verb}: {reasons}", hint=f"Fix {blocked[0]} first; this check builds on it."
+    )
+    return result_of(spec, Status.SKIP, evidence)
 
 
 def result_of(

@@ -1,4 +1,4 @@
-"""Unit tests of the runner's scheduling: dependencies, skips, exclusivity, errors, time limits."""
+"""Unit tests of the runner's scheduling: dependencies, skips, exclusive, eager, errors, limits."""
 
 from __future__ import annotations
 
@@ -94,6 +94,77 @@ def test_exclusive_runs_alone(tmp_path: Path) -> None:
         "exclusive-start",
         "exclusive-end",
     ]
+
+
+async def eager_ok(ctx: Context) -> Passed:
+    """Pass after a short wait, recording when it ran."""
+    EVENTS.append("eager-start")
+    await asyncio.sleep(0.01)
+    EVENTS.append("eager-end")
+    return Passed("judged")
+
+
+async def fails_late(ctx: Context) -> Passed:
+    """Fail after a wait, recording when it ran."""
+    EVENTS.append("fails-start")
+    await asyncio.sleep(0.05)
+    raise CheckFailed("broken", measured="m", expected="e")
+
+
+def test_eager_check_runs_alongside_its_dependency(tmp_path: Path) -> None:
+    """An eager check starts with the check it depends on; its PASS counts once that passes."""
+    chain = [
+        spec("m5.a", ok),
+        spec("m5.b", ok, depends=("m5.a",)),
+        spec("m5.e", eager_ok, depends=("m5.b",), eager=True),
+    ]
+    out = run(chain, tmp_path)
+    assert out["m5.e"] is Status.PASS
+    # m5.a alone, then m5.b and m5.e together: m5.e starts before m5.b ends.
+    assert EVENTS == ["ok-start", "ok-end", "ok-start", "eager-start", "eager-end", "ok-end"]
+    results = out["_results"]
+    assert list(results) == ["m5.a", "m5.b", "m5.e"]  # type: ignore[call-overload]
+
+
+def test_eager_check_is_skipped_when_its_dependency_fails(tmp_path: Path) -> None:
+    """An eager check that ran beside a failing dependency is SKIP, saying it was not judged."""
+    out = run(
+        [spec("m5.a", fails_late), spec("m5.e", eager_ok, depends=("m5.a",), eager=True)],
+        tmp_path,
+    )
+    assert out["m5.a"] is Status.FAIL and out["m5.e"] is Status.SKIP
+    assert "eager-end" in EVENTS
+    summary = out["_results"]["m5.e"].summary  # type: ignore[index]
+    assert summary == "not judged: m5.a is FAIL"
+
+
+def test_eager_check_waits_for_an_exclusive_dependency(tmp_path: Path) -> None:
+    """An exclusive dependency runs alone: the eager check starts after it, like any other."""
+    out = run(
+        [
+            spec("m5.x", exclusive, exclusive=True),
+            spec("m5.e", eager_ok, depends=("m5.x",), eager=True),
+        ],
+        tmp_path,
+    )
+    assert out["m5.e"] is Status.PASS
+    assert EVENTS == ["exclusive-start", "exclusive-end", "eager-start", "eager-end"]
+
+
+def test_eager_needs_dependencies_and_no_exclusivity() -> None:
+    """The decorator refuses an eager check with nothing to run beside, or one run alone."""
+    with pytest.raises(ValueError, match="eager"):
+        registry.check("m5.lonely", "t", why="w", hint="h", eager=True)
+    with pytest.raises(ValueError, match="eager"):
+        registry.check(
+            "m5.both",
+            "t",
+            why="w",
+            hint="h",
+            depends=("m5.double-submit",),
+            eager=True,
+            exclusive=True,
+        )
 
 
 def test_crash_is_error_not_fail(tmp_path: Path) -> None:
