@@ -89,6 +89,13 @@ def test_template_has_no_retry_budget_to_recover(tmp_path: Path, grade_json: Any
     assert run.check("m4.outage-capped")["data"]["per_checkout"] == 1.0
 
 
+def test_a_bucket_that_holds_is_sent_every_outage_checkout(reference_all: CiRun) -> None:
+    """Sending stops early only once FAIL is certain: the reference gets all 200 checkouts."""
+    for check_id in ("m4.outage-capped", "m4.budget-shared"):
+        data = reference_all.check(check_id)["data"]
+        assert (data["checkouts"], data["stopped_early"]) == (200, False), data
+
+
 def test_template_charges_twice(tmp_path: Path, grade_json: Any) -> None:
     """The template ignores Idempotency-Key: a double submit is a double charge."""
     run = grade_json("milestone-5", materialize(TEMPLATE, tmp_path / "repo"))
@@ -135,6 +142,9 @@ EVIDENCE = {
     "provider-key-from-the-body": ("m5.distinct-keys", ", replayed ch_"),
     # The trickled body held the checkout open: the timeouts per read never fired.
     "per-attempt-timeouts-no-deadline": ("m2.slow-body", "still open after"),
+    # Three attempts a checkout: the count passed what 200 checkouts may make, and sending
+    # stopped there.
+    "no-retry-budget": ("m4.outage-capped", "; stopped there: 200 checkouts may make no more"),
 }
 
 
