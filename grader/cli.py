@@ -338,7 +338,11 @@ def explain(
     ):
         console.print(f"\n[bold]{label}[/]")
         console.print(text, markup=False)
-    if spec.depends:
+    if spec.depends and spec.eager:
+        console.print(
+            f"\n[bold]Runs alongside[/] {', '.join(spec.depends)} (judged only if they pass)"
+        )
+    elif spec.depends:
         console.print(f"\n[bold]Runs after[/] {', '.join(spec.depends)} (skipped if one fails)")
 
 

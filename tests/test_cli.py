@@ -39,6 +39,13 @@ def test_explain_says_what_why_and_how() -> None:
     assert "asyncio.timeout" in run.stdout
 
 
+def test_explain_says_an_eager_check_runs_alongside() -> None:
+    """An eager check's dependencies run beside it, and explain says so."""
+    run = run_failfast("explain", "m2.edge-answers-first")
+    assert "Runs alongside m2.read-timeout (judged only if they pass)" in run.stdout
+    assert "Runs after" not in run.stdout
+
+
 def test_explain_unknown_check() -> None:
     """An unknown check id is exit 2 and lists the known ones."""
     run = run_failfast("explain", "m2.nope")
