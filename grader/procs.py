@@ -152,9 +152,15 @@ def describe(pid: int) -> str:
     return sanitize(raw.replace(b"\0", b" ").decode("utf-8", errors="replace").strip(), 120)
 
 
-def _own_uid(pid: int) -> bool:
+def _may_sweep(pid: int) -> bool:
+    """Whether a sweep may kill ``pid``: the sweeper's own, or anything when it is root.
+
+    A root grader's run starts processes that drop privileges (nginx's workers become nobody);
+    a dead run's are found by session and start time, so root kills them whoever they run as.
+    """
+    uid = os.getuid()
     try:
-        return os.stat(f"/proc/{pid}").st_uid == os.getuid()
+        return uid == 0 or os.stat(f"/proc/{pid}").st_uid == uid
     except OSError:
         return False
 
@@ -932,7 +938,7 @@ def _sweep_file(path: Path) -> list[str]:
             if group is not None:
                 victims |= {stat.key for p in group.pids() if (stat := proc_stat(p)) is not None}
             victims = {
-                (p, s) for p, s in victims if p not in spare and is_running(p, s) and _own_uid(p)
+                (p, s) for p, s in victims if p not in spare and is_running(p, s) and _may_sweep(p)
             }
             if not victims:
                 break

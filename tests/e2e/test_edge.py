@@ -7,12 +7,17 @@ check is SKIP, saying why, and the run still exits 0. scripts/setup.sh installs 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from grader.edge import NO_NGINX
+from tests.conftest import ROOT, run_failfast
 from tests.mutants import REFERENCE, materialize
 
 pytestmark = pytest.mark.slow
@@ -62,3 +67,41 @@ def test_without_nginx_the_check_is_skipped_with_the_reason(
     assert "Nothing to fix in your repo" in entry["hint"]
     assert {s for c, s in run.statuses().items() if c != CHECK} == {"PASS"}
     assert run.returncode == 0, "a check this machine cannot run is not the learner's failure"
+
+
+def _pids(pattern: str) -> set[int]:
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
+    return {int(pid) for pid in found.stdout.split()}
+
+
+def test_a_killed_grader_leaves_no_nginx_worker(tmp_path: Path) -> None:
+    """Grader and watchdog SIGKILLed while nginx runs: the next run kills its workers too.
+
+    Run as root, nginx's workers are nobody's processes; the master dies with the grader, and
+    only the sweep of the next run can stop the workers it leaves behind.
+    """
+    repo = materialize(REFERENCE, tmp_path / "repo")
+    before = _pids("nginx: worker process")
+    grader = subprocess.Popen(
+        [sys.executable, "-m", "grader", "check", "milestone-2", "--repo", str(repo)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "FAILFAST_NO_CGROUP": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not _pids("nginx: worker process") - before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = _pids("nginx: worker process") - before
+        assert workers, "nginx never started"
+        for watchdog in _pids(f"grader.procs --watchdog .*/{grader.pid}.json"):
+            os.kill(watchdog, signal.SIGKILL)
+    finally:
+        grader.kill()
+        grader.wait(10)
+    run_failfast("doctor", repo=repo, env={"FAILFAST_NO_CGROUP": "1"})
+    deadline = time.monotonic() + 2
+    while workers & _pids("nginx: worker process") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not workers & _pids("nginx: worker process"), "nginx's workers outlived the sweep"
