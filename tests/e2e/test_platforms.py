@@ -1,6 +1,6 @@
 """Platform results from real grading runs: Gradescope, PrairieLearn and GitHub Classroom.
 
-The real CLI grades milestone 2 of the reference solution and of the learner template with a
+The real CLI grades milestone 5 of the reference solution and of the learner template with a
 course file and all three platform reports, under GitHub Actions (so the classroom result is
 also a step output); then a repo whose failfast.yaml is invalid, which cannot be graded.
 """
@@ -26,11 +26,13 @@ pytestmark = pytest.mark.slow
 COURSE = """\
 version: 1
 milestones:
-  milestone-2: {points: 20}
+  milestone-5: {points: 20}
 checks:
-  m2.read-timeout: {points: 5}
-  m2.healthz-under-load: {visibility: after_due_date}
+  m5.double-submit: {points: 5}
+  m5.lost-response: {visibility: after_due_date}
 """
+# Milestone 5: live checks of every kind of verdict the template gets, in 2-3 s a grading.
+MILESTONE = "milestone-5"
 PLATFORMS = ("gradescope", "prairielearn", "classroom")
 
 
@@ -45,14 +47,14 @@ class PlatformRun:
 
 
 def grade(tmp: Path, repo: Path) -> PlatformRun:
-    """`check milestone-2 --course … --report <platform>=…` for all three, as a CI step."""
+    """`check milestone-5 --course … --report <platform>=…` for all three, as a CI step."""
     course = tmp / "course.yaml"
     course.write_text(COURSE, "utf-8")
     outputs = tmp / "github_output"
     reports = [f"--report={name}={tmp / name / 'results.json'}" for name in PLATFORMS]
     run = run_failfast(
         "check",
-        "milestone-2",
+        MILESTONE,
         "--course",
         str(course),
         *reports,
@@ -79,14 +81,14 @@ def grade(tmp: Path, repo: Path) -> PlatformRun:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> PlatformRun:
-    """Milestone 2 of the reference solution, which passes every check."""
+    """Milestone 5 of the reference solution, which passes every check."""
     tmp = tmp_path_factory.mktemp("platforms-reference")
     return grade(tmp, materialize(REFERENCE, tmp / "repo"))
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> PlatformRun:
-    """Milestone 2 of the learner template, whose naive client fails."""
+    """Milestone 5 of the learner template, which charges twice."""
     tmp = tmp_path_factory.mktemp("platforms-template")
     return grade(tmp, materialize(TEMPLATE, tmp / "repo"))
 
@@ -101,14 +103,14 @@ def test_the_reference_scores_every_point_on_every_platform(reference: PlatformR
     """20 of 20 points: Gradescope's sum, PrairieLearn's 1.0, Classroom's pass."""
     assert reference.run.returncode == 0, reference.run.stdout
     gradescope = reference.files["gradescope"]
-    checks = [spec.id for spec in catalog().for_milestone("milestone-2")]
+    checks = [spec.id for spec in catalog().for_milestone(MILESTONE)]
     assert [t["name"].split(":")[0] for t in gradescope["tests"]] == checks
-    assert [t["number"] for t in gradescope["tests"]] == [f"2.{n}" for n in range(1, 7)]
+    assert [t["number"] for t in gradescope["tests"]] == [f"5.{n}" for n in range(1, 8)]
     assert gradescope["score"] == sum(t["max_score"] for t in gradescope["tests"]) == 20
-    timeout = next(t for t in gradescope["tests"] if t["name"].startswith("m2.read-timeout"))
-    assert timeout["max_score"] == 5
-    healthz = next(t for t in gradescope["tests"] if t["name"].startswith("m2.healthz"))
-    assert healthz["visibility"] == "after_due_date"
+    double = next(t for t in gradescope["tests"] if t["name"].startswith("m5.double-submit"))
+    assert double["max_score"] == 5
+    lost = next(t for t in gradescope["tests"] if t["name"].startswith("m5.lost-response"))
+    assert lost["visibility"] == "after_due_date"
     prairielearn = reference.files["prairielearn"]
     assert (prairielearn["gradable"], prairielearn["score"]) == (True, 1.0)
     classroom = reference.files["classroom"]
@@ -123,7 +125,7 @@ def test_the_template_scores_what_it_passes(template: PlatformRun) -> None:
     assert template.run.returncode == 1, template.run.stdout
     gradescope = template.files["gradescope"]
     passed = {t["name"].split(":")[0] for t in gradescope["tests"] if t["status"] == "passed"}
-    assert "m2.read-timeout" not in passed
+    assert "m5.double-submit" not in passed
     assert 0 <= gradescope["score"] < 20
     assert gradescope["score"] == sum(t["score"] for t in gradescope["tests"])
     prairielearn = template.files["prairielearn"]
