@@ -32,6 +32,9 @@ STUB_READY_TIMEOUT_S = 10.0
 REDIS_READY_TIMEOUT_S = 10.0
 # A learner's API is ready when GET /healthz answers 200; each probe is bounded by this.
 HEALTHZ_PROBE_TIMEOUT_S = 1.0
+# Between probes of a starting service: a refused connection costs next to nothing, and every
+# grading waits for several starts (fresh instances), so a short pause adds up.
+READY_POLL_S = 0.05
 RESTART_GRACE_S = 0.5
 # An API that exited before it was ready: how long its last lines may take to be read (or how
 # long a process it left behind may hold its output open) before the message is written.
@@ -381,7 +384,7 @@ async def poll_healthz(
                 last = type(exc).__name__
             if time.monotonic() >= deadline:
                 return last
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(READY_POLL_S)
 
 
 async def _wait_healthy(

@@ -88,7 +88,9 @@ def test_mutant_fails_its_target_in_containers(
     assert left_behind(engine) == []
 
 
-def test_missing_base_image_is_named_before_building(tmp_path: Path) -> None:
+def test_missing_base_image_is_named_before_building(
+    tmp_path: Path, engine: docker.DockerClient
+) -> None:
     """A FROM this machine lacks: exit 2, one paragraph naming it, no build attempted."""
     repo = materialize(REFERENCE, tmp_path / "repo", ())
     dockerfile = repo / "Dockerfile"
@@ -100,9 +102,10 @@ def test_missing_base_image_is_named_before_building(tmp_path: Path) -> None:
     assert run.report["error"]["type"] == "ImageBuildError"
     assert "python:3.99-nowhere" in run.report["error"]["message"]
     assert "--pull" in run.report["error"]["message"]
+    assert left_behind(engine) == []  # the stub started while the build was refused
 
 
-def test_failing_build_step_shows_the_log_tail(tmp_path: Path) -> None:
+def test_failing_build_step_shows_the_log_tail(tmp_path: Path, engine: docker.DockerClient) -> None:
     """A RUN step that fails: exit 2, the reason, and the build log's last lines."""
     repo = materialize(REFERENCE, tmp_path / "repo", ())
     dockerfile = repo / "Dockerfile"
@@ -116,6 +119,7 @@ def test_failing_build_step_shows_the_log_tail(tmp_path: Path) -> None:
     error = run.report["error"]
     assert error["type"] == "ImageBuildError" and "did not build" in error["message"]
     assert any("broken-step-output" in line for line in error["details"]), error
+    assert left_behind(engine) == []  # the stub and Redis started while it built
 
 
 # --- A hostile app: what it tries from inside the API container --------------------------------
@@ -238,17 +242,21 @@ def test_hostile_app_cannot_get_out(
                 # The control: the grader itself reaches the server it bound.
                 with socket.create_connection((_host_address(), port), timeout=2):
                     pass
-                found = {
-                    "pypi": await _get(f"{api}/hostile/reach?host=pypi.org&port=443"),
-                    "outside": await _get(f"{api}/hostile/reach?host=1.1.1.1&port=443"),
-                    "gateway": await _get(f"{api}/hostile/reach?host={gateway}&port={port}"),
-                    "host": await _get(f"{api}/hostile/reach?host={_host_address()}&port={port}"),
-                    "other-run": await _get(
-                        f"{api}/hostile/reach?host={other_stub.host}&port={other_stub.port}"
-                    ),
-                    "own-stub": await _get(f"{api}/hostile/reach?host=payments-stub&port=8081"),
-                    "env": await _get(f"{api}/hostile/env"),
+                targets = {
+                    "pypi": "host=pypi.org&port=443",
+                    "outside": "host=1.1.1.1&port=443",
+                    "gateway": f"host={gateway}&port={port}",
+                    "host": f"host={_host_address()}&port={port}",
+                    "other-run": f"host={other_stub.host}&port={other_stub.port}",
+                    "own-stub": "host=payments-stub&port=8081",
                 }
+                # At once: each blocked attempt waits out its 2 s connect timeout (the route
+                # is a plain def, so the API runs them in threads side by side).
+                reached = await asyncio.gather(
+                    *(_get(f"{api}/hostile/reach?{query}") for query in targets.values())
+                )
+                found = dict(zip(targets, reached, strict=True))
+                found["env"] = await _get(f"{api}/hostile/env")
             return found
         finally:
             await asyncio.gather(mine.aclose(), other.aclose())
