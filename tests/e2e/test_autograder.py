@@ -55,7 +55,7 @@ NEVER_STARTS = (
         "command: uvicorn app.main:app --host 127.0.0.1 --port $PORT",
         "command: sleep 600",
     ),
-    Edit("failfast.yaml", "startup_timeout_s: 20", "startup_timeout_s: 2"),
+    Edit("failfast.yaml", "startup_timeout_s: 20", "startup_timeout_s: 1"),
 )
 
 
