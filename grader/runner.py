@@ -276,36 +276,34 @@ class _Run:
             blocked = _blocked(spec, results)
             self.finish(_skipped(spec, results, blocked, "not judged") if blocked else result)
 
-        def done(spec: CheckSpec) -> bool:
-            return all(d in results or d not in self.blocks for d in spec.depends)
+        def settled(check_id: str) -> bool:
+            return check_id in results or check_id not in self.blocks
 
         while pending:
-            ready = [s for s in pending if done(s)]
+            ready = [s for s in pending if all(settled(d) for d in s.depends)]
             if not ready:  # cannot happen: dependencies are registered before their dependants
                 raise GradingError("the checks' dependencies form a cycle: a bug in the grader")
-            batch = {s.id for s in ready if not s.exclusive}
-            # Eager checks whose dependencies have finished or run concurrently in this batch.
-            eager = [
-                s
-                for s in pending
-                if s.eager
-                and s not in ready
-                and all(d in results or d not in self.blocks or d in batch for d in s.depends)
-            ]
-            for spec in ready + eager:
-                pending.remove(spec)
             runnable = []
             for spec in ready:
+                pending.remove(spec)
                 blocked = _blocked(spec, results)
                 if blocked:
                     self.finish(_skipped(spec, results, blocked, "not run"))
                 else:
                     runnable.append(spec)
-            for spec in [s for s in eager if _blocked(s, results)]:
-                eager.remove(spec)  # a dependency was skipped just now: no point starting it
-                self.finish(_skipped(spec, results, _blocked(spec, results), "not run"))
             concurrent = [s for s in runnable if not s.exclusive]
             finished = {s.id: asyncio.Event() for s in concurrent}
+            # Eager checks start with the dependencies this batch runs, if none has failed yet;
+            # the others wait their turn, and a failed dependency then skips them as "not run".
+            eager = [
+                s
+                for s in pending
+                if s.eager
+                and not _blocked(s, results)
+                and all(settled(d) or d in finished for d in s.depends)
+            ]
+            for spec in eager:
+                pending.remove(spec)
             await asyncio.gather(
                 *(run(s, finished[s.id]) for s in concurrent),
                 *(run_eager(s, finished) for s in eager),
