@@ -24,20 +24,21 @@ def spec(id_: str, func: registry.CheckFunc, **kwargs: object) -> CheckSpec:
     return CheckSpec(id=id_, title=id_, func=func, what="", why="", hint="h", **kwargs)  # type: ignore[arg-type]
 
 
-async def ok(ctx: Context) -> Passed:
-    """Pass after a short wait, recording when it ran."""
-    EVENTS.append("ok-start")
-    await asyncio.sleep(0.05)
-    EVENTS.append("ok-end")
-    return Passed("fine")
+def recording(name: str, wait_s: float) -> registry.CheckFunc:
+    """A check that passes after ``wait_s``, recording ``<name>-start`` and ``<name>-end``."""
+
+    async def check(ctx: Context) -> Passed:
+        EVENTS.append(f"{name}-start")
+        await asyncio.sleep(wait_s)
+        EVENTS.append(f"{name}-end")
+        return Passed(name)
+
+    return check
 
 
-async def exclusive(ctx: Context) -> Passed:
-    """Pass, recording when it ran."""
-    EVENTS.append("exclusive-start")
-    await asyncio.sleep(0.01)
-    EVENTS.append("exclusive-end")
-    return Passed("alone")
+ok = recording("ok", 0.05)
+exclusive = recording("exclusive", 0.01)
+eager_ok = recording("eager", 0.01)
 
 
 def fails(ctx: Context) -> Passed:
@@ -94,14 +95,6 @@ def test_exclusive_runs_alone(tmp_path: Path) -> None:
         "exclusive-start",
         "exclusive-end",
     ]
-
-
-async def eager_ok(ctx: Context) -> Passed:
-    """Pass after a short wait, recording when it ran."""
-    EVENTS.append("eager-start")
-    await asyncio.sleep(0.01)
-    EVENTS.append("eager-end")
-    return Passed("judged")
 
 
 async def fails_late(ctx: Context) -> Passed:

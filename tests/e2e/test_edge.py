@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from grader.edge import NO_NGINX
+from grader.procs import describe, proc_table
 from tests.conftest import ROOT, run_failfast
 from tests.e2e.conftest import CiRun
 from tests.mutants import REFERENCE, materialize
@@ -69,9 +70,9 @@ def test_without_nginx_the_check_is_skipped_with_the_reason(
     assert run.returncode == 0, "a check this machine cannot run is not the learner's failure"
 
 
-def _pids(pattern: str) -> set[int]:
-    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
-    return {int(pid) for pid in found.stdout.split()}
+def _nginx_workers() -> set[int]:
+    """Every nginx worker running now, found as the grader finds processes."""
+    return {pid for pid in proc_table() if describe(pid).startswith("nginx: worker process")}
 
 
 def test_a_killed_grader_leaves_no_nginx_worker(tmp_path: Path) -> None:
@@ -81,7 +82,7 @@ def test_a_killed_grader_leaves_no_nginx_worker(tmp_path: Path) -> None:
     only the sweep of the next run can stop the workers it leaves behind.
     """
     repo = materialize(REFERENCE, tmp_path / "repo")
-    before = _pids("nginx: worker process")
+    before = _nginx_workers()
     grader = subprocess.Popen(
         [sys.executable, "-m", "grader", "check", "milestone-2", "--repo", str(repo)],
         cwd=ROOT,
@@ -91,17 +92,18 @@ def test_a_killed_grader_leaves_no_nginx_worker(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 30
-        while not _pids("nginx: worker process") - before and time.monotonic() < deadline:
+        while not _nginx_workers() - before and time.monotonic() < deadline:
             time.sleep(0.05)
-        workers = _pids("nginx: worker process") - before
+        workers = _nginx_workers() - before
         assert workers, "nginx never started"
-        for watchdog in _pids(f"grader.procs --watchdog .*/{grader.pid}.json"):
-            os.kill(watchdog, signal.SIGKILL)
+        for child in proc_table().values():
+            if child.ppid == grader.pid and "--watchdog" in describe(child.pid):
+                os.kill(child.pid, signal.SIGKILL)
     finally:
         grader.kill()
         grader.wait(10)
     run_failfast("doctor", repo=repo, env={"FAILFAST_NO_CGROUP": "1"})
     deadline = time.monotonic() + 2
-    while workers & _pids("nginx: worker process") and time.monotonic() < deadline:
+    while workers & _nginx_workers() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not workers & _pids("nginx: worker process"), "nginx's workers outlived the sweep"
+    assert not workers & _nginx_workers(), "nginx's workers outlived the sweep"
