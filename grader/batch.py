@@ -7,6 +7,11 @@ each job pinned to its own share of the CPUs, and writes for each submission its
 ``OUT/<id>/``. From those reports alone it writes the gradebook (``gradebook.csv``, atomically),
 the class summary (``summary.md``) and the class page (``index.html``): ``failfast gradebook
 merge`` rebuilds the same three from the reports of several shards.
+
+The gradebook joins with the course roster: each submission's id is written exactly as its name,
+and each score as the exact decimal of its points. So a name a spreadsheet would run as a formula
+(``=cmd|' /C calc'!A0``) is refused before anything is graded or merged: altered, it would not
+join; as it is, a spreadsheet would run it.
 """
 
 from __future__ import annotations
@@ -25,16 +30,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 
 from grader.errors import GradingError
 from grader.formats.json import report_from_dict
 from grader.model import (
+    NO_POINTS,
     ExitCode,
     NotGraded,
     Report,
     Status,
+    points_text,
 )
 
 REPORT_FILE = "report.json"
@@ -57,10 +65,12 @@ STOP_GRACE_S = 30.0
 # refused; more than the cores is allowed with a warning.
 JOBS_PER_CORE_WARN = 1
 JOBS_PER_CORE_MAX = 2
+# What a spreadsheet runs as a formula when a cell starts with it (OWASP "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class BatchError(GradingError):
-    """A batch that cannot start: no submissions, a bad shard, too many jobs."""
+    """A batch that cannot start: no submissions, a bad shard, too many jobs, an unsafe name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,15 +112,19 @@ class Shard:
 
 
 def find_submissions(where: Path) -> list[Submission]:
-    """The submissions in a directory (one repo per subdirectory) or listed in a file."""
+    """The submissions in a directory (one repo per subdirectory) or listed in a file.
+
+    Refused, before anything is graded: a name a spreadsheet would run as a formula (every such
+    name at once, with where it is), two submissions of one name, none at all.
+    """
+    # Each submission, with where it came from: its path, or the list's file and line.
+    placed: list[tuple[Submission, str]] = []
     if where.is_dir():
-        found = [
-            Submission(child.name, child.resolve())
-            for child in where.iterdir()
-            if child.is_dir() and not child.name.startswith(".")
-        ]
+        for child in sorted(where.iterdir()):
+            if child.is_dir() and not child.name.startswith("."):
+                placed.append((Submission(child.name, child.resolve()), _quoted(str(child))))
+        fix = "rename these folders"
     elif where.is_file():
-        found = []
         for number, line in enumerate(where.read_text("utf-8").splitlines(), start=1):
             text = line.strip()
             if not text or text.startswith("#"):
@@ -118,12 +132,19 @@ def find_submissions(where: Path) -> list[Submission]:
             path = (where.parent / text).resolve()
             if not path.is_dir():
                 raise BatchError(f"{where}:{number}: {text} is not a directory (a learner repo).")
-            found.append(Submission(path.name, path))
+            placed.append((Submission(path.name, path), f"{where}:{number}: {_quoted(text)}"))
+        fix = f"rename these repos' folders, and their lines in {where},"
     else:
         raise BatchError(
             f"There is nothing at {where}. Pass a directory with one learner repo per "
             "subdirectory, or a file listing the repos' paths, one per line."
         )
+    refuse_formulas(
+        [place for submission, place in placed if runs_as_formula(submission.id)],
+        "Nothing was graded",
+        f"{fix} so that each name starts with a letter, a digit or _, then grade again",
+    )
+    found = [submission for submission, _ in placed]
     ids = collections.Counter(s.id for s in found)
     twice = sorted(i for i, n in ids.items() if n > 1)
     if twice:
@@ -134,6 +155,48 @@ def find_submissions(where: Path) -> list[Submission]:
     if not found:
         raise BatchError(f"{where} holds no submission (no subdirectory, or no listed path).")
     return sorted(found, key=lambda s: s.id)
+
+
+def runs_as_formula(name: str) -> bool:
+    """Whether a spreadsheet opening a CSV would run a cell holding ``name`` as a formula."""
+    return name.startswith(FORMULA_STARTS)
+
+
+def refuse_formulas(places: Sequence[str], outcome: str, fix: str) -> None:
+    """Refuse names a spreadsheet would run as formulas: every one, where it is, and the fix.
+
+    ``places`` says where each such name is (a path, a list's line); ``outcome`` what the refusal
+    means (``Nothing was graded``); ``fix`` what to do instead.
+    """
+    if not places:
+        return
+    names = "submission name would" if len(places) == 1 else "submission names would"
+    raise BatchError(
+        f"{outcome}: {len(places)} {names} be run as a formula by a spreadsheet opening the "
+        "gradebook, as a cell starting with =, +, -, @, a tab or a carriage return is one "
+        f'(OWASP "CSV Injection"): {"; ".join(places)}. The gradebook writes every name exactly '
+        f"as it is, so that it joins with the course roster: {fix}."
+    )
+
+
+def check_merge_names(folders: Iterable[Path]) -> None:
+    """Refuse to merge shards that hold a submission a spreadsheet would run as a formula."""
+    refuse_formulas(
+        [
+            _quoted(str(folder))
+            for out in folders
+            for folder in _submission_folders(out)
+            if runs_as_formula(folder.name)
+        ],
+        "Nothing was merged",
+        "rename these folders of the shards' output (and the repos' own folders, which `failfast "
+        "grade` refuses) so that each name starts with a letter, a digit or _, then merge again",
+    )
+
+
+def _quoted(text: str) -> str:
+    """A name or path in a message, in double quotes, with a tab or a newline in it visible."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def cpu_shares(jobs: int) -> list[set[int]]:
@@ -328,6 +391,11 @@ class Row:
     submission: str
     report: Report | None  # None: the grader left no report (it crashed, or was killed)
 
+    def __post_init__(self) -> None:
+        """Points as exact decimals, whatever number the report's reader built them as."""
+        if self.report is not None:
+            object.__setattr__(self, "report", _exact_points(self.report))
+
     @property
     def status(self) -> str:
         """passed, failed, inconclusive or error: what a course author acts on."""
@@ -343,20 +411,38 @@ class Row:
         }[report.exit_code]
 
     @property
-    def score(self) -> float:
+    def score(self) -> Decimal:
         """The points earned; 0 without a report."""
-        return self.report.score if self.report is not None else 0.0
+        return self.report.score if self.report is not None else NO_POINTS
 
     @property
-    def max_score(self) -> float:
+    def max_score(self) -> Decimal:
         """The points at stake; 0 when there is no report to say."""
-        return self.report.max_score if self.report is not None else 0.0
+        return self.report.max_score if self.report is not None else NO_POINTS
 
     def statuses(self) -> dict[str, str]:
         """Check id -> status."""
         if self.report is None:
             return {}
         return {r.id: r.status.value for r in self.report.results}
+
+
+def _exact_points(report: Report) -> Report:
+    """The report with every point a Decimal: a reader may still build them as floats."""
+    planned = report.planned_max_score
+    points = (planned, *(r.max_score for r in report.results))
+    if all(isinstance(p, Decimal | None) for p in points):
+        return report
+    return replace(
+        report,
+        results=tuple(replace(r, max_score=_decimal(r.max_score)) for r in report.results),
+        planned_max_score=None if planned is None else _decimal(planned),
+    )
+
+
+def _decimal(value: object) -> Decimal:
+    """A number as the decimal it prints as (a float 6.67 is 6.67, not 6.6699999…)."""
+    return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
 def row_of(out: Path, submission: str) -> Row:
@@ -369,13 +455,19 @@ def collect(folders: Iterable[Path], only: Iterable[str] | None = None) -> list[
     wanted = set(only) if only is not None else None
     rows: dict[str, Row] = {}
     for out in folders:
-        for folder in sorted(p for p in out.iterdir() if p.is_dir()):
-            if wanted is not None and folder.name not in wanted:
-                continue
-            if not (folder / REPORT_FILE).exists() and not (folder / LOG_FILE).exists():
-                continue
-            rows[folder.name] = row_of(out, folder.name)
+        for folder in _submission_folders(out):
+            if wanted is None or folder.name in wanted:
+                rows[folder.name] = row_of(out, folder.name)
     return [rows[key] for key in sorted(rows)]
+
+
+def _submission_folders(out: Path) -> list[Path]:
+    """The folders of an output directory a grader ran in: those with a report or a log."""
+    return [
+        folder
+        for folder in sorted(p for p in out.iterdir() if p.is_dir())
+        if (folder / REPORT_FILE).exists() or (folder / LOG_FILE).exists()
+    ]
 
 
 def check_columns(rows: Sequence[Row]) -> list[str]:
@@ -388,7 +480,18 @@ def check_columns(rows: Sequence[Row]) -> list[str]:
 
 
 def gradebook_csv(rows: Sequence[Row]) -> str:
-    """The gradebook: a row per submission (id, score, max score, status, every check)."""
+    """The gradebook: a row per submission (id, score, max score, status, every check).
+
+    Ids exactly as the submissions' names, so that it joins with the course roster; points as
+    exact decimals (``12345.67``, ``1000000``, never ``1e+06``). A name a spreadsheet would run
+    as a formula never gets here (:func:`find_submissions`, :func:`check_merge_names`); should
+    one, it is refused rather than written.
+    """
+    refuse_formulas(
+        [_quoted(row.submission) for row in rows if runs_as_formula(row.submission)],
+        "No gradebook was written",
+        "rename these submissions so that each name starts with a letter, a digit or _",
+    )
     columns = check_columns(rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -397,19 +500,14 @@ def gradebook_csv(rows: Sequence[Row]) -> str:
         statuses = row.statuses()
         writer.writerow(
             [
-                _safe_cell(row.submission),
-                f"{row.score:g}",
-                f"{row.max_score:g}",
+                row.submission,
+                points_text(row.score),
+                points_text(row.max_score),
                 row.status,
                 *(statuses.get(column, "") for column in columns),
             ]
         )
     return buffer.getvalue()
-
-
-def _safe_cell(text: str) -> str:
-    """A cell a spreadsheet will not run as a formula (a submission may be named ``=cmd()``)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def summary_markdown(rows: Sequence[Row], title: str) -> str:

@@ -14,7 +14,7 @@ import functools
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -24,10 +24,10 @@ from rich.console import Console
 from grader import __version__, registry
 from grader.course import Course
 from grader.docker_stack import DockerOptions, DockerStack, Limits
-from grader.errors import GradingError
+from grader.errors import CourseError, GradingError
 from grader.formats import OutputFormat
 from grader.formats.github import GitHubActions
-from grader.model import MILESTONES, ExitCode, Report, Selection
+from grader.model import MILESTONES, ExitCode, Report, Selection, points_text
 from grader.output import Delivery, ReportFile
 from grader.runner import Hooks, Tally, grade, now_iso
 from grader.stack import LocalStack, StartStack
@@ -185,10 +185,13 @@ def check(
     with delivery.fenced():
         tally: Tally | None = None
         course = Course.DEFAULT
+        planned: list[tuple[str, str]] = []
         try:
             if course_file is not None:  # before grading: a bad course file is bad input
                 course = Course.load(course_file, catalog())
             selection = registry.select(milestone, through=through)
+            planned = _planned(selection)
+            _refuse_hidden(course, course_file, planned, [f.format for f in files])
             tally = Tally(selection, str(repo))
             options = DockerOptions(
                 Limits(memory=api_memory, cpus=api_cpus, pids=api_pids),
@@ -206,7 +209,7 @@ def check(
                 if tally is None
                 else tally.report(interrupted=True)
             )
-        report = course.apply(report)
+        report = course.apply(report, planned)
         # Reports are written whatever comes now: a signal here waits until they are.
         with _signals_deferred() as received:
             unwritten = delivery.write_files(report)
@@ -226,6 +229,33 @@ def check(
     if report.interrupted or received or received_later:
         raise typer.Exit(ExitCode.INTERRUPTED)
     raise typer.Exit(ExitCode.NOT_GRADED if unwritten else report.exit_code)
+
+
+def _planned(selection: Selection) -> list[tuple[str, str]]:
+    """(milestone, check id) of every check a run of ``selection`` is asked for."""
+    return [(s.milestone, s.id) for s in catalog().specs if s.milestone in selection.milestones]
+
+
+def _refuse_hidden(
+    course: Course,
+    course_file: Path | None,
+    planned: Sequence[tuple[str, str]],
+    formats: Iterable[OutputFormat],
+) -> None:
+    """Refuse, before grading, a platform file that would show checks the course hides."""
+    showing = sorted({f.value for f in formats if not f.can_hide})
+    hidden = course.hidden(planned)
+    if not showing or not hidden:
+        return
+    # The message reaches the learner in the platform's own file: it names no hidden check.
+    checks = "a check" if len(hidden) == 1 else f"{len(hidden)} checks"
+    raise CourseError(
+        f"The course file {course_file} hides {checks} from learners (its visibility settings), "
+        f"but {' and '.join(showing)} show the learner every check and the total score (they "
+        f"have no way to hide one), so those results could be read or worked out. Give every "
+        f"check visibility: visible in the course file you grade {' and '.join(showing)} with, "
+        f"or grade hidden checks on Gradescope, which hides a test by its visibility."
+    )
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -411,16 +441,18 @@ def grade_class(
 
     console = Console(highlight=False)
     try:
-        registry.select(milestone, through=through)
+        chosen = registry.select(milestone, through=through)
         part = batch_mod.Shard.parse(shard)
         warning = batch_mod.check_jobs(jobs)
         everyone = batch_mod.find_submissions(submissions)
-        if course is not None:  # checked once here, not once per submission
-            Course.load(course, catalog())
         if platform is not None and platform not in PLATFORM_FILES:
             raise batch_mod.BatchError(
                 f"--platform {platform}: choose one of {', '.join(PLATFORM_FILES)}."
             )
+        if course is not None:  # checked once here, not once per submission
+            planned = _planned(chosen)
+            formats = [OutputFormat(platform)] if platform is not None else []
+            _refuse_hidden(Course.load(course, catalog()), course, planned, formats)
     except GradingError as error:
         Console(stderr=True).print(error.message, markup=False, soft_wrap=True)
         raise typer.Exit(ExitCode.NOT_GRADED) from None
@@ -454,7 +486,7 @@ def grade_class(
         def done(outcome: batch_mod.Outcome) -> None:
             found = batch_mod.row_of(work.out, outcome.submission.id)
             progress.console.print(
-                f"{found.status:<12} {found.score:g}/{found.max_score:g}  "
+                f"{found.status:<12} {points_text(found.score)}/{points_text(found.max_score)}  "
                 f"{outcome.submission.id}  ({outcome.seconds:.0f} s)",
                 markup=False,
             )
@@ -499,6 +531,11 @@ def gradebook_merge(
             f"Not a directory of `failfast grade --out`: {', '.join(missing)}.", markup=False
         )
         raise typer.Exit(ExitCode.NOT_GRADED)
+    try:  # before anything is written
+        batch_mod.check_merge_names(shards)
+    except GradingError as error:
+        Console(stderr=True).print(error.message, markup=False, soft_wrap=True)
+        raise typer.Exit(ExitCode.NOT_GRADED) from None
     rows = batch_mod.collect(shards)
     batch_mod.write_class_files(out, rows, f"failfast: {len(rows)} submissions")
     Console(highlight=False).print(

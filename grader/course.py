@@ -25,25 +25,31 @@ import dataclasses
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
 from grader import yamlfile
 from grader.errors import CourseError
-from grader.model import MILESTONES, Report, Visibility, milestone_of
+from grader.model import MILESTONES, ONE_POINT, Report, Visibility, milestone_of, points_text
 from grader.registry import Catalog
 
-DEFAULT_POINTS = 1.0
-# Spread points are whole hundredths, and a milestone's checks may differ from its points by at
-# most this much (rounding in the file's own decimals), not by a point someone forgot.
-CENT = 0.01
+DEFAULT_POINTS = ONE_POINT
+# Points are counted in whole hundredths, exactly: what the file gives, what is spread, and so
+# every sum. A platform's reader then records the same decimal failfast computed.
+CENT = Decimal("0.01")
+
+
+def _decimal(value: object) -> Decimal:
+    """A validated YAML number as the decimal it was written as (0.1 is 0.1, not a float)."""
+    return Decimal(str(value))
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
     """What the file gives a milestone or a check; None where it says nothing."""
 
-    points: float | None = None
+    points: Decimal | None = None
     visibility: Visibility | None = None
 
     @classmethod
@@ -52,7 +58,7 @@ class Rule:
         data = data or {}
         points = data.get("points")
         return cls(
-            None if points is None else float(points),
+            None if points is None else _decimal(points),
             cast("Visibility | None", data.get("visibility")),
         )
 
@@ -112,6 +118,17 @@ class Course:
         def problem(message: str, *path: str) -> None:
             found.append(yamlfile.Problem(shown, loaded.line(*path), ".".join(path), message))
 
+        for section, rules in (("milestones", self.milestones), ("checks", self.checks)):
+            for key, rule in rules:
+                if rule.points is not None and rule.points % CENT:
+                    problem(
+                        f"{section}.{key}.points is {rule.points}: points are counted in "
+                        f"hundredths (e.g. 2.5 or 6.67), so that every platform records exactly "
+                        f"the score failfast computes; round it to two decimals",
+                        section,
+                        key,
+                        "points",
+                    )
         known = [spec.id for spec in catalog.specs] if catalog is not None else None
         for check_id, _ in self.checks:
             if known is not None and check_id not in known:
@@ -134,20 +151,21 @@ class Course:
                 continue
             ids = [spec.id for spec in catalog.for_milestone(key)]
             own = {i: p for i in ids if (p := self._check(i).points) is not None}
-            given = sum(own.values())
-            listed = ", ".join(f"{i}: {p:g}" for i, p in own.items())
+            given = sum(own.values(), Decimal(0))
+            listed = ", ".join(f"{i}: {points_text(p)}" for i, p in own.items())
             where = ("milestones", key, "points")
-            if given > rule.points + CENT / 2:
+            total, sum_text = points_text(rule.points), points_text(given)
+            if given > rule.points:
                 problem(
-                    f"milestones.{key}.points is {rule.points:g}, but its checks' own points add "
-                    f"up to {given:g} ({listed}): raise the milestone's points or lower the "
+                    f"milestones.{key}.points is {total}, but its checks' own points add "
+                    f"up to {sum_text} ({listed}): raise the milestone's points or lower the "
                     f"checks'",
                     *where,
                 )
-            elif len(own) == len(ids) and abs(given - rule.points) > CENT / 2:
+            elif len(own) == len(ids) and given != rule.points:
                 problem(
-                    f"milestones.{key}.points is {rule.points:g}, but every check of {key} has "
-                    f"points of its own, adding up to {given:g} ({listed}): make them agree, or "
+                    f"milestones.{key}.points is {total}, but every check of {key} has "
+                    f"points of its own, adding up to {sum_text} ({listed}): make them agree, or "
                     f"leave a check without points to take the rest",
                     *where,
                 )
@@ -156,7 +174,7 @@ class Course:
     def _check(self, check_id: str) -> Rule:
         return dict(self.checks).get(check_id, Rule())
 
-    def points(self, milestone: str, check_ids: Sequence[str]) -> dict[str, float]:
+    def points(self, milestone: str, check_ids: Sequence[str]) -> dict[str, Decimal]:
         """What each check of one milestone is worth, given every check id of that milestone."""
         own = {i: p for i in check_ids if (p := self._check(i).points) is not None}
         rest = [i for i in check_ids if i not in own]
@@ -164,7 +182,7 @@ class Course:
         if total is None:
             spread = [DEFAULT_POINTS] * len(rest)
         else:
-            spread = _spread(total - sum(own.values()), len(rest))
+            spread = _spread(total - sum(own.values(), Decimal(0)), len(rest))
         worth = own | dict(zip(rest, spread, strict=True))
         return {i: worth[i] for i in check_ids}
 
@@ -174,9 +192,17 @@ class Course:
         of_milestone = dict(self.milestones).get(milestone, Rule()).visibility
         return own or of_milestone or self.default_visibility
 
-    def apply(self, report: Report) -> Report:
-        """The report with each result's points and visibility as this course gives them."""
-        worth: dict[str, float] = {}
+    def hidden(self, planned: Sequence[tuple[str, str]]) -> list[str]:
+        """The checks of ``planned`` (milestone, check id) that learners may not see now."""
+        return [i for m, i in planned if self.visibility(i, m) != "visible"]
+
+    def apply(self, report: Report, planned: Sequence[tuple[str, str]] = ()) -> Report:
+        """The report with each result's points and visibility as this course gives them.
+
+        ``planned`` is (milestone, check id) of every check the run was asked for: a run that
+        has no results (it could not grade) is still worth what those checks are worth.
+        """
+        worth: dict[str, Decimal] = {}
         for key in _unique(r.milestone for r in report.results):
             worth |= self.points(key, [r.id for r in report.results if r.milestone == key])
         results = tuple(
@@ -185,19 +211,28 @@ class Course:
             )
             for r in report.results
         )
-        return dataclasses.replace(report, results=results)
+        planned_max = report.planned_max_score
+        if planned:
+            planned_max = sum(
+                (
+                    sum(self.points(key, [i for m, i in planned if m == key]).values(), Decimal(0))
+                    for key in _unique(m for m, _ in planned)
+                ),
+                Decimal(0),
+            )
+        return dataclasses.replace(report, results=results, planned_max_score=planned_max)
 
 
 Course.DEFAULT = Course()
 
 
-def _spread(total: float, count: int) -> list[float]:
+def _spread(total: Decimal, count: int) -> list[Decimal]:
     """``total`` over ``count`` checks in whole hundredths that add up to it exactly."""
     if count == 0:
         return []
     # In whole hundredths, so that each share is the decimal it prints as (6.67, not 6.666…).
-    cents, extra = divmod(max(0, round(total * 100)), count)
-    return [(cents + (1 if n < extra else 0)) / 100 for n in range(count)]
+    cents, extra = divmod(max(0, int(total / CENT)), count)
+    return [(cents + (1 if n < extra else 0)) * CENT for n in range(count)]
 
 
 def _unique(items: Iterable[str]) -> list[str]:

@@ -6,12 +6,69 @@ The bottom of the grader: it imports nothing of the grader's, and everything els
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import ROUND_FLOOR, Decimal
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, Literal
 
 ALL = "all"  # `failfast check all`: every milestone in one run
+
+# Points are exact decimals: a course gives them in hundredths (grader/course.py), and a score is
+# their sum, so 6.67 + 6.67 + 6.66 is 20, not 19.999999999999996. Formats write them as the
+# shortest float that reads back as the same decimal (:func:`points_float`).
+Points = Decimal
+NO_POINTS = Decimal(0)
+ONE_POINT = Decimal(1)
+
+
+def points_float(value: Decimal) -> float:
+    """``value`` as a JSON number: the float whose shortest repr is the same decimal.
+
+    Exact for every decimal of at most 15 significant digits (a course's points have at most
+    seven); never -0.0.
+    """
+    return float(value) + 0.0
+
+
+def points_text(value: Decimal) -> str:
+    """Points for people and CSV cells, exactly: ``17``, ``6.67``, ``0.5``."""
+    text = format(value.normalize(), "f")
+    return "0" if text == "-0" else text
+
+
+def fraction_of(score: Decimal, max_score: Decimal) -> float:
+    """``score / max_score`` as a float in [0, 1]: 1.0 only for full marks, 0.0 only for none.
+
+    A float division may round 199.99/200 up, or a sliver down, and a platform would then
+    record a grade nobody earned.
+    """
+    if max_score <= 0:
+        return 0.0
+    ratio = float(Fraction(score) / Fraction(max_score))  # correctly rounded, unlike a Decimal
+    ratio = min(max(ratio, 0.0), 1.0)
+    if score < max_score and ratio >= 1.0:
+        ratio = math.nextafter(1.0, 0.0)
+    if score > 0 and ratio <= 0.0:
+        ratio = math.nextafter(0.0, 1.0)
+    return ratio
+
+
+def percent_text(score: Decimal, max_score: Decimal) -> str:
+    """``score / max_score`` in percent for people, floored to a tenth.
+
+    ``99.9 %`` for 199.9 of 200 (never ``100 %`` short of full marks), ``<0.1 %`` rather than
+    ``0 %`` for a sliver; ``-`` when nothing was at stake.
+    """
+    if max_score <= 0:
+        return "-"
+    ratio = score / max_score * 100
+    shown = ratio.quantize(Decimal("0.1"), rounding=ROUND_FLOOR)
+    if shown <= 0 < ratio:
+        return "<0.1 %"
+    return f"{points_text(shown)} %"
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,13 +236,13 @@ class CheckResult:
     api_output: tuple[str, ...] = ()
     # What the check is worth, and who may see it: 1 point, visible, unless a course file
     # (grader/course.py) says otherwise.
-    max_score: float = 1.0
+    max_score: Decimal = ONE_POINT
     visibility: Visibility = "visible"
 
     @property
-    def score(self) -> float:
+    def score(self) -> Decimal:
         """The points earned: all of them for a PASS, none otherwise (SKIP, ERROR included)."""
-        return self.max_score if self.status is Status.PASS else 0.0
+        return self.max_score if self.status is Status.PASS else NO_POINTS
 
     @property
     def gradable(self) -> bool:
@@ -277,6 +334,10 @@ class Report:
     interrupted: bool = False
     backend: str = "local"  # what ran the learner's code: "local" processes or "docker"
     notes: tuple[str, ...] = ()  # what the grader could not do to isolate it, say
+    # What a run with no results was to be worth (the checks it was asked for, at the course's
+    # points): a run that could not grade keeps its maximum in every denominator, so that one
+    # ungradable milestone never drops out of a total.
+    planned_max_score: Decimal | None = None
 
     def __post_init__(self) -> None:
         """A report of one milestone lists just that one."""
@@ -297,14 +358,24 @@ class Report:
         return sum(1 for r in self.results if r.status is status)
 
     @property
-    def score(self) -> float:
+    def score(self) -> Decimal:
         """The points earned over every check of the run."""
-        return sum(r.score for r in self.results)
+        return sum((r.score for r in self.results), NO_POINTS)
 
     @property
-    def max_score(self) -> float:
-        """The points the run's checks are worth."""
-        return sum(r.max_score for r in self.results)
+    def max_score(self) -> Decimal:
+        """The points the run's checks are worth; what it was to be worth when it has none."""
+        if not self.results and self.planned_max_score is not None:
+            return self.planned_max_score
+        return sum((r.max_score for r in self.results), NO_POINTS)
+
+    def score_of(self, milestone: str) -> tuple[Decimal, Decimal]:
+        """The points earned in one milestone graded, and what its checks are worth."""
+        results = self.results_of(milestone)
+        return (
+            sum((r.score for r in results), NO_POINTS),
+            sum((r.max_score for r in results), NO_POINTS),
+        )
 
     @property
     def gradable(self) -> bool:

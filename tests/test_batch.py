@@ -5,25 +5,68 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
+from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
+import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs among the dev tools
 import pytest
 
 from grader.batch import (
+    LOG_FILE,
     BatchError,
     Row,
     Shard,
     check_jobs,
+    check_merge_names,
     cpu_shares,
     find_submissions,
     gradebook_csv,
     summary_markdown,
 )
 from grader.formats.json import JsonFormat, report_from_dict
-from grader.model import CheckResult, Evidence, Location, NotGraded, Report, Status
+from grader.model import (
+    ONE_POINT,
+    CheckResult,
+    Evidence,
+    Location,
+    NotGraded,
+    Report,
+    Status,
+)
+from tests.conftest import run_failfast
+
+# Names a spreadsheet would run as a formula, one per way of starting one (OWASP "CSV Injection").
+FORMULAS = ("=cmd|' /C calc'!A0", "+1", "-x", "@sum(1)")
+# As folders of a class: a name holds no "/", so the first is the folder `=cmd|' ` (holding
+# `C calc'!A0`), and that folder is the submission.
+FORMULA_FOLDERS = tuple(name.split("/")[0] for name in FORMULAS)
+# Ids a CSV or pandas reader could turn into something else: NA and null (missing values),
+# 0012 (a number), a comma, a quote, a line break, unicode, a leading space.
+TRICKY_IDS = (
+    "NA",
+    "null",
+    "nan",
+    "None",
+    "#N/A",
+    "TRUE",
+    "0012",
+    "1e5",
+    "a,b",
+    'quote"d',
+    "it's",
+    "line\nbreak",
+    "zoë-ñandú",
+    "学生-七",
+    "🙂",
+    " leading space",
+    "trailing space ",
+)
 
 
-def _report(*statuses: Status, points: float = 1.0) -> Report:
+def _report(*statuses: Status, points: Decimal = ONE_POINT) -> Report:
     results = tuple(
         CheckResult(
             f"m2.check-{n}",
@@ -74,6 +117,66 @@ def test_submissions_from_a_directory_and_from_a_list(tmp_path: Path) -> None:
         find_submissions(listing)
 
 
+def test_formula_names_are_refused_all_at_once(tmp_path: Path) -> None:
+    """Every name a spreadsheet would run, from a directory (by path) or a list (by line)."""
+    klass = tmp_path / "class"
+    for name in (*FORMULAS, "\tab", "\rreturn", "good", " spaced", "a=b", "x-1"):
+        (klass / name).mkdir(parents=True)
+    with pytest.raises(BatchError) as refused:
+        find_submissions(klass)
+    message = refused.value.message
+    for name in (*FORMULA_FOLDERS, "\\tab", "\\rreturn"):  # a tab, a return: \t, \r
+        assert f'/class/{name}"' in message, (name, message)
+    for name in ("good", " spaced", "a=b", "x-1"):
+        assert f"/{name}" not in message
+    assert "6 submission names" in message and "CSV Injection" in message
+    assert "rename these folders" in message and "\n" not in message
+
+    listing = tmp_path / "list.txt"
+    listing.write_text("# the class\nclass/good\nclass/+1\n\nclass/@sum(1)\n")
+    with pytest.raises(BatchError) as refused:
+        find_submissions(listing)
+    message = refused.value.message
+    assert f'{listing}:3: "class/+1"' in message and f'{listing}:5: "class/@sum(1)"' in message
+    assert "2 submission names" in message and f"their lines in {listing}" in message
+    listing.write_text("class/good\nclass/ spaced\n")
+    assert [s.id for s in find_submissions(listing)] == [" spaced", "good"]
+
+
+def test_grade_refuses_formula_names_before_grading(tmp_path: Path) -> None:
+    """`failfast grade`: exit 2, every unsafe name in one paragraph, nothing graded."""
+    klass = tmp_path / "class"
+    for name in (*FORMULAS, "good"):
+        (klass / name).mkdir(parents=True)
+    out = tmp_path / "out"
+    started = time.monotonic()
+    done = run_failfast("grade", str(klass), "--out", str(out), timeout_s=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert time.monotonic() - started < 30  # no grading started
+    for name in FORMULA_FOLDERS:
+        assert f'{klass / name}"' in done.stderr, (name, done.stderr)
+    assert "Nothing was graded" in done.stderr and "CSV Injection" in done.stderr
+    assert f"{klass / 'good'}" not in done.stderr and "Traceback" not in done.stderr + done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1  # one paragraph
+    assert not out.exists()
+
+
+def test_merge_refuses_formula_names_before_writing(tmp_path: Path) -> None:
+    """`failfast gradebook merge` of shards holding an unsafe name: exit 2, nothing written."""
+    shard = tmp_path / "shard"
+    for name in ("good", "=1+2", "-x"):
+        (shard / name).mkdir(parents=True)
+        (shard / name / LOG_FILE).write_text("crashed\n")
+    (shard / "+not-graded").mkdir()  # no report and no log: not a submission of the shard
+    check_merge_names([tmp_path])  # no submission folder there: nothing to refuse
+    merged = tmp_path / "merged"
+    done = run_failfast("gradebook", "merge", str(shard), "--out", str(merged), timeout_s=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f'{shard / "=1+2"}"' in done.stderr and f'{shard / "-x"}"' in done.stderr
+    assert "Nothing was merged" in done.stderr and "2 submission names" in done.stderr
+    assert "+not-graded" not in done.stderr and not merged.exists()
+
+
 def test_two_submissions_with_one_name_are_refused(tmp_path: Path) -> None:
     """Ids name folders and rows: a list naming two `alice` repos is refused."""
     for where in ("a/alice", "b/alice"):
@@ -104,7 +207,7 @@ def test_cpu_shares_split_the_cores() -> None:
 
 def test_json_report_reads_back_as_the_report() -> None:
     """What the JSON format writes, read back, is the same report (scores included)."""
-    original = _report(Status.PASS, Status.FAIL, Status.SKIP, points=2.5)
+    original = _report(Status.PASS, Status.FAIL, Status.SKIP, points=Decimal("2.5"))
     original = Report(
         original.milestone,
         original.repo,
@@ -136,16 +239,92 @@ def test_gradebook_rows_scores_and_statuses() -> None:
     rows = [
         Row("alice", _report(Status.PASS, Status.PASS)),
         Row("bob", _report(Status.PASS, Status.FAIL)),
-        Row("=cmd|' /c calc'!A0", _report(Status.PASS, Status.INCONCLUSIVE)),
+        Row("carol", _report(Status.PASS, Status.INCONCLUSIVE)),
         Row("dave", None),
     ]
     table = list(csv.reader(io.StringIO(gradebook_csv(rows))))
     assert table[0] == ["submission", "score", "max_score", "status", "m2.check-0", "m2.check-1"]
     assert table[1] == ["alice", "2", "2", "passed", "PASS", "PASS"]
     assert table[2] == ["bob", "1", "2", "failed", "PASS", "FAIL"]
-    # A spreadsheet never runs a submission's name as a formula.
-    assert table[3][0].startswith("'=") and table[3][3] == "inconclusive"
+    assert table[3] == ["carol", "1", "2", "inconclusive", "PASS", "INCONCLUSIVE"]
     assert table[4] == ["dave", "0", "0", "error", "", ""]
+
+
+def _exact_rows() -> list[Row]:
+    """A row per tricky id, each with points a float or ``:g`` would not keep."""
+    worth = [
+        Decimal("12345.67"),
+        Decimal("1000000"),
+        Decimal("1234567.89"),
+        Decimal("0.5"),
+        Decimal("6.67"),
+        Decimal("0.01"),
+        Decimal("99999999.99"),
+    ]
+    return [
+        Row(name, _report(Status.PASS, Status.FAIL, points=worth[n % len(worth)]))
+        for n, name in enumerate(TRICKY_IDS)
+    ]
+
+
+def test_gradebook_reads_back_exactly_with_csv(tmp_path: Path) -> None:
+    """Python's csv reads every id back as the name, and every score as the exact decimal."""
+    rows = _exact_rows()
+    path = tmp_path / "gradebook.csv"
+    path.write_text(gradebook_csv(rows), "utf-8")
+    with path.open(newline="", encoding="utf-8") as file:
+        back = list(csv.DictReader(file))
+    assert [line["submission"] for line in back] == list(TRICKY_IDS)
+    for row, line in zip(rows, back, strict=True):
+        assert Decimal(line["score"]) == row.score and Decimal(line["max_score"]) == row.max_score
+        assert "e" not in line["score"].lower() and "e" not in line["max_score"].lower()
+    by_id = {line["submission"]: line for line in back}
+    assert (by_id["NA"]["score"], by_id["NA"]["max_score"]) == ("12345.67", "24691.34")
+    assert (by_id["null"]["score"], by_id["null"]["max_score"]) == ("1000000", "2000000")
+
+
+def test_gradebook_reads_back_exactly_with_pandas(tmp_path: Path) -> None:
+    """pandas, as a course's scripts read it, keeps every id and every score exactly."""
+    rows = _exact_rows()
+    path = tmp_path / "gradebook.csv"
+    path.write_text(gradebook_csv(rows), "utf-8")
+    frame = pd.read_csv(
+        path,
+        dtype={"submission": str},
+        keep_default_na=False,
+        converters={"score": Decimal, "max_score": Decimal},
+    )
+    assert frame["submission"].tolist() == list(TRICKY_IDS)
+    assert frame["score"].tolist() == [row.score for row in rows]
+    assert frame["max_score"].tolist() == [row.max_score for row in rows]
+    # The roster's join: every learner's row found by their id, as the roster spells it.
+    roster = pd.DataFrame({"submission": list(reversed(TRICKY_IDS))})
+    joined = roster.merge(frame, on="submission", how="left", validate="one_to_one")
+    assert joined["status"].tolist() == ["failed"] * len(TRICKY_IDS)
+    # Read as pandas would by default, the scores are still the decimals (no 1e+06, no rounding).
+    plain = pd.read_csv(path, dtype={"submission": str}, keep_default_na=False)
+    assert [Decimal(str(score)) for score in plain["score"]] == [row.score for row in rows]
+
+
+def test_a_row_makes_float_points_exact() -> None:
+    """A reader that still builds float points: the row's are the decimals they print as."""
+    report = _report(Status.PASS, Status.PASS, Status.FAIL)
+    floats = replace(
+        report,
+        results=tuple(replace(r, max_score=cast("Decimal", 6.67)) for r in report.results),
+    )
+    row = Row("alice", floats)
+    assert (row.score, row.max_score) == (Decimal("13.34"), Decimal("20.01"))
+    exact = Row("bob", report)
+    assert exact.report is report and exact.score == 2
+    assert (Row("carol", None).score, Row("carol", None).max_score) == (Decimal(0), Decimal(0))
+
+
+def test_gradebook_never_writes_a_formula() -> None:
+    """Should a formula name reach the gradebook, it is refused, never written."""
+    for name in FORMULAS:
+        with pytest.raises(BatchError, match="CSV Injection"):
+            gradebook_csv([Row("alice", None), Row(name, None)])
 
 
 def test_summary_names_pass_rates_and_the_commonest_failure() -> None:

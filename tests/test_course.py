@@ -5,6 +5,8 @@ Loaded against the real catalog of checks, as `failfast check --course` loads it
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import json
 from pathlib import Path
 
@@ -100,7 +102,7 @@ def test_points_are_spread_in_hundredths_that_add_up(tmp_path: Path) -> None:
     """20 points over 3 checks are 6.67, 6.67 and 6.66: each prints as it is, and they make 20."""
     course = Course(milestones=(("milestone-2", Rule(points=20)),))
     worth = course.points("milestone-2", ["m2.a", "m2.b", "m2.c"])
-    assert list(worth.values()) == [6.67, 6.67, 6.66]
+    assert list(worth.values()) == [Decimal("6.67"), Decimal("6.67"), Decimal("6.66")]
     assert round(sum(worth.values()), 9) == 20
 
 

@@ -40,6 +40,16 @@ class OutputFormat(enum.StrEnum):
     PRAIRIELEARN = "prairielearn"
     CLASSROOM = "classroom"
 
+    @property
+    def can_hide(self) -> bool:
+        """Whether the platform can keep a check from the learner it grades.
+
+        GitHub Classroom's reporter prints every test, its status and the total in the
+        learner's own workflow log; PrairieLearn shows every test and the score. Neither has a
+        visibility setting, so a course that hides checks cannot grade with them.
+        """
+        return self not in (OutputFormat.CLASSROOM, OutputFormat.PRAIRIELEARN)
+
     def to_format(self) -> Format:
         """A renderer of this format; text for a file is plain, at a fixed width."""
         formats: dict[OutputFormat, type[Format]] = {

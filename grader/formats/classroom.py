@@ -2,25 +2,33 @@
 
 Schema: ``grader/schemas/platforms/classroom.schema.json``. A runner step's output ``result``
 is base64 of ``{"version": 1, "status": "pass|fail|error", "max_score": N, "tests": […]}``;
-the reporter (classroom-resources/autograding-grading-reporter) decodes it, prints a table, and
-sends Classroom the points. The file is that JSON; under GitHub Actions the CLI also appends
-``result=<base64 of the file>`` to ``$GITHUB_OUTPUT`` (:func:`step_output`).
+the reporter (classroom-resources/autograding-grading-reporter) decodes it from the environment
+variable ``<RUNNER>_RESULTS``, prints a table, and sends Classroom the points. The file is that
+JSON; under GitHub Actions the CLI also appends ``result=<base64 of the file>`` to
+``$GITHUB_OUTPUT`` (:func:`step_output`).
 
-Two totals must agree. The reporter's table computes ``passed / len(tests) * max_score``
-(``getTestScore``, counting ``status == "pass"``), while the points it sends Classroom sum
-``tests[].score`` (``NotifyClassroom``). They agree for every mix of passes only if every test
-is worth the same, so each check here is worth ``max_score / len(tests)``: the run's total
-points, spread evenly, as Classroom's own Python runner does. The course's points still decide
-``max_score`` (the run's total), and so a runner's weight beside other runners; to weigh
-milestones differently, grade each in its own step, one runner each. The passing tests' scores
-are then set so that their sum, added in the reporter's order, is exactly the table's number.
+What Classroom records is what the reporter's ``NotifyClassroom`` sends: ``Points
+${totalScore}/${maxScore}``, where ``totalScore`` adds every test's ``score`` in order, as
+JavaScript numbers, over the runners whose ``max_score`` is not 0. So each test's ``score`` is
+the check's points (0 unless it passed), and the last passing test's share is nudged by at most a
+few units in the last place so that the reporter's float sum prints exactly the decimal failfast
+computed (:func:`scores_for`). The reporter's console table instead shows ``passed / tests ×
+max_score``, which equals the points only when every check is worth the same; the README says
+so. Several failfast runner steps add up in the reporter's own float arithmetic: grade a whole
+course in one step (``check all`` or ``--through``) for an exact total.
 
 Statuses: PASS is ``pass``; FAIL and SKIP are ``fail``; ERROR and INCONCLUSIVE are ``error``.
-The run's status is ``error`` when it is not gradable (:func:`grader.formats.json.gradable`),
-else ``fail`` when a check did not pass, else ``pass``; the reporter fails the step for either.
-A run that could not grade is one ``error`` test and ``max_score`` 0, so that the reporter sends
-Classroom no points at all rather than a 0 (it skips a runner whose ``max_score`` is 0). A check
-the course hides keeps its points but not its message.
+The run's status is ``error`` when it is not gradable, else ``fail`` when a check did not pass,
+else ``pass``; the reporter fails the step for either. A run that could not grade at all is one
+``error`` test worth 0 and keeps ``max_score``, what the run was to be worth: the milestone
+stays in Classroom's denominator instead of dropping out of the total. Classroom cannot hide a
+test (the reporter prints every name, status and message in the learner's own workflow log),
+so a course that hides checks is refused before grading (:func:`grader.course.Course.hidden`).
+
+The result reaches the reporter through an environment variable, and Linux caps one
+``NAME=value`` string at ``MAX_ARG_STRLEN`` (:data:`ENV_STRING_BYTES`): the JSON is written
+without ASCII escapes and, when it is still too big, its messages are cut, least important first,
+each cut saying so and where the full report is.
 """
 
 from __future__ import annotations
@@ -30,12 +38,23 @@ import json
 import math
 from typing import Any
 
-from grader.formats.json import finite, points
-from grader.formats.prairielearn import cut, details, hidden_note, plain_lines
-from grader.model import CheckResult, Report, Status
+from grader.formats.prairielearn import cut, details, plain_lines
+from grader.model import CheckResult, Report, Status, points_float
 
 VERSION = 1
-MESSAGE_CHARS = 2000  # per test: the whole result travels as one step output
+# Linux include/uapi/linux/binfmts.h: MAX_ARG_STRLEN = PAGE_SIZE * 32, the longest single
+# argument or environment string execve accepts ("NAME=value" and its NUL); 131072 on 4 KiB
+# pages. The reporter reads the result from the environment variable <RUNNER>_RESULTS.
+ENV_STRING_BYTES = 131_072
+RUNNER_NAME_BYTES = 256  # room for "<RUNNER>_RESULTS=": the workflow names its runner
+# GitHub Actions docs, "Defining outputs for jobs": "Outputs are Unicode strings, and can be a
+# maximum of 1 MB." The environment variable's limit is the smaller one.
+STEP_OUTPUT_BYTES = 1_000_000
+# The JSON's bytes, so that its base64 (4 bytes per 3) fits both limits.
+MAX_DOCUMENT_BYTES = (ENV_STRING_BYTES - 1 - RUNNER_NAME_BYTES) // 4 * 3
+NUDGES = 64  # units in the last place one share may move to make the total exact
+MESSAGE_CHARS = 2000  # per test, before the whole document is measured
+WHERE_FULL = "the full report is in this step's own output (failfast check) and its artifacts"
 STATUS = {
     Status.PASS: "pass",
     Status.FAIL: "fail",
@@ -45,32 +64,38 @@ STATUS = {
 }
 
 
-def shares(max_score: float, statuses: list[str]) -> list[float]:
-    """Each test's score: ``max_score / n`` per pass, the last pass taking the float remainder.
-
-    The reporter's sum of the scores, in order, then equals its table's
-    ``passed / n * max_score`` exactly, not just to the last digit.
-    """
-    n = len(statuses)
-    passed = [i for i, status in enumerate(statuses) if status == "pass"]
-    scores = [0.0] * n
-    if not passed or max_score <= 0:
-        return scores
-    table = len(passed) / n * max_score  # getTestScore's arithmetic, in the same order
-    each = max_score / n
-    for i in passed:
-        scores[i] = each
+def js_sum(scores: list[float]) -> float:
+    """What the reporter's ``acc.totalScore += score`` gives: IEEE doubles, left to right."""
     total = 0.0
-    for i in passed[:-1]:
-        total += scores[i]
-    last = table - total
-    # Float addition may still land a unit or two off: step the last share until it is exact.
-    for _ in range(8):
-        if total + last == table:
-            break
-        last = math.nextafter(last, math.inf if total + last < table else -math.inf)
-    scores[passed[-1]] = last
-    return scores
+    for score in scores:
+        total += score  # Python floats are the same IEEE 754 doubles, rounded the same way
+    return total
+
+
+def scores_for(points: list[float], target: float) -> list[float]:
+    """``points`` with one non-zero share nudged so that :func:`js_sum` is exactly ``target``.
+
+    Each check's points are exact decimals written as floats, and float addition may land a
+    unit in the last place off (6.67 + 6.67 + 6.66 is 20.000000000000004): one passing test's
+    share absorbs that, by a few units in its last place, so that the total Classroom records
+    prints as failfast's decimal. The last passing test is tried first; when rounding to even
+    skips the target from there (6.66 + 33.33), an earlier one.
+    """
+    if not any(points) or js_sum(points) == target:
+        return list(points)
+    passed = [i for i, value in enumerate(points) if value > 0]
+    for index in reversed(passed):
+        start = points[index]
+        if index == passed[-1]:  # only zeros follow it: what it must be is one subtraction
+            start = target - js_sum(points[:index])
+        for direction in (math.inf, -math.inf):
+            scores = list(points)
+            scores[index] = start
+            for _ in range(NUDGES):
+                if js_sum(scores) == target:
+                    return scores
+                scores[index] = math.nextafter(scores[index], direction)
+    return list(points)  # not reached for points in hundredths (tested on random courses)
 
 
 def step_output(document: str) -> str:
@@ -83,23 +108,46 @@ def step_output(document: str) -> str:
 
 
 def _message(result: CheckResult) -> str:
-    if result.visibility != "visible":
-        return hidden_note(result)
     text = f"{result.status.value}: {' '.join(plain_lines(result.summary))}"
     more = details(result) if result.status is not Status.PASS else ""
-    text += f"\n{more}" if more else ""
-    return cut(text, MESSAGE_CHARS)
+    return f"{text}\n{more}" if more else text
+
+
+def _dump(document: dict[str, Any]) -> str:
+    """Compact JSON with UTF-8 as it is: ASCII escapes would double or triple non-ASCII text."""
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _cut_note(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters, saying where the rest is."""
+    if len(text) <= limit:
+        return text
+    return cut(text, limit).replace(" characters cut …]", f" characters cut: {WHERE_FULL} …]")
 
 
 class ClassroomFormat:
     """The JSON a GitHub Classroom runner step hands ``autograding-grading-reporter``."""
 
     def render(self, report: Report) -> str:
-        """The result as JSON: what the file holds, and what ``result`` carries in base64."""
-        return json.dumps(finite(self.to_dict(report)), indent=2, allow_nan=False) + "\n"
+        """The result as JSON, small enough to reach the reporter whole or cut with a note."""
+        document = self.to_dict(report)
+        text = _dump(document)
+        # Least important first: the details of each message, then the messages themselves.
+        limit = MESSAGE_CHARS
+        while len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES and limit > 40:
+            limit //= 2
+            for test in document["tests"]:
+                test["message"] = _cut_note(test["message"], limit)
+            text = _dump(document)
+        if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:  # thousands of checks: names only
+            for test in document["tests"]:
+                test["message"] = f"{test['status']}: {WHERE_FULL}"
+            text = _dump(document)
+        return text + "\n"
 
     def to_dict(self, report: Report) -> dict[str, Any]:
-        """The result as plain data, as the schema describes it."""
+        """The result as plain data, as the schema describes it (messages not yet cut)."""
+        max_score = points_float(report.max_score)
         problem = report.not_graded
         if problem is not None or not report.results:
             # One test, never none: the reporter divides by the number of tests.
@@ -110,18 +158,19 @@ class ClassroomFormat:
             )
             where = problem.location if problem is not None else None
             test = {
-                "name": "failfast could not grade",
+                "name": "failfast could not grade: not a grade, run the workflow again",
                 "status": "error",
                 "score": 0.0,
-                "message": cut(message, MESSAGE_CHARS),
+                "message": _cut_note(message, MESSAGE_CHARS),
                 "filename": where.path if where else "",
                 "line_no": (where.line or 0) if where else 0,
                 "duration": 0.0,
             }
-            return {"version": VERSION, "status": "error", "max_score": 0.0, "tests": [test]}
+            return {"version": VERSION, "status": "error", "max_score": max_score, "tests": [test]}
         statuses = [STATUS[r.status] for r in report.results]
-        max_score = points(report.max_score)
-        scores = shares(max_score, statuses)
+        scores = scores_for(
+            [points_float(r.score) for r in report.results], points_float(report.score)
+        )
         overall = "pass" if all(s == "pass" for s in statuses) else "fail"
         return {
             "version": VERSION,
@@ -132,7 +181,7 @@ class ClassroomFormat:
                     "name": f"{r.id}: {r.title}",
                     "status": status,
                     "score": score,
-                    "message": _message(r),
+                    "message": _cut_note(_message(r), MESSAGE_CHARS),
                     "filename": r.location.path if r.location else "",
                     "line_no": (r.location.line or 0) if r.location else 0,
                     "duration": r.duration_s if math.isfinite(r.duration_s) else 0.0,

@@ -6,11 +6,16 @@ As Gradescope's "Autograder Specifications" define them (schema:
 ``score`` and ``max_score`` are the course's points, ``visibility`` the course's. Gradescope
 knows only ``passed`` and ``failed``: a PASS is ``passed``, everything else ``failed`` with 0
 points, and ``extra_data.status`` keeps the real status (SKIP, ERROR, INCONCLUSIVE). Gradescope
-has no word for "not gradable", so the output says it, at the top and on each such test: their
-0 is the grader's doing, and the learner should resubmit. A run that could not grade at all
-still writes a valid file: score 0, no tests, and an output that says it is not a grade, and
-why. Outputs are Markdown (``output_format: md``), the learner's words escaped as in the
-Markdown report.
+has no word for "not gradable": a run that is not gradable (a check ERROR or INCONCLUSIVE, an
+interrupted run) scores 0, and the output says at the top that it is not a grade, why, and to
+submit again; each such test says so too. A run that could not grade at all still writes a
+valid file: score 0, no tests, and an output that says it is not a grade, and why. Outputs are
+Markdown (``output_format: md``), the learner's words escaped as in the Markdown report.
+
+Hidden stays hidden: a check the course hides carries Gradescope's own ``visibility``, and the
+top-level ``output``, which the learner sees, totals only the visible checks and says that
+others are hidden, never which or how many points (``extra_data``, which only staff see, keeps
+the whole run's scores).
 """
 
 from __future__ import annotations
@@ -19,16 +24,19 @@ import json
 import math
 from typing import Any
 
-from grader.formats.json import (
-    finite,
-    milestone_scores,
-    not_gradable_reason,
-    points,
-    points_text,
-)
+from grader.formats.json import finite, milestone_scores, not_gradable_reason
 from grader.formats.markdown import code_block, inline
 from grader.formats.prairielearn import cut
-from grader.model import MILESTONES, CheckResult, Report, Status, milestone
+from grader.model import (
+    MILESTONES,
+    NO_POINTS,
+    CheckResult,
+    Report,
+    Status,
+    milestone,
+    points_float,
+    points_text,
+)
 
 OUTPUT_CHARS = 20_000  # per test: Gradescope shows it in a collapsed box; the file stays small
 NOT_GRADED_NOTE = {
@@ -90,42 +98,54 @@ class GradescopeFormat:
                 },
             }
         return {
-            "score": points(report.score),
+            "score": points_float(report.score if report.gradable else NO_POINTS),
             **common,
             "output": self._output(report),
             "tests": [self._test(report, r) for r in report.results],
             "extra_data": {
                 "gradable": report.gradable,
                 "exit_code": int(report.exit_code),
+                "score": points_float(report.score),
+                "max_score": points_float(report.max_score),
                 "scores": milestone_scores(report),
             },
         }
 
     def _output(self, report: Report) -> str:
-        out = [f"**Score {points_text(report.score)}/{points_text(report.max_score)}**", ""]
-        reason = not_gradable_reason(report)
+        """What the learner sees above the tests: only what visible checks add up to."""
+        shown = [r for r in report.results if r.visibility == "visible"]
+        earned = sum((r.score for r in shown), NO_POINTS)
+        worth = sum((r.max_score for r in shown), NO_POINTS)
+        out = []
+        reason = not_gradable_reason(report, learner=True)
         if reason is not None:
             out += [
-                f"⚠️ **Not gradable**: {inline(reason)}. The checks marked not graded scored 0 "
-                "through no fault of yours: submit again.",
+                f"⚠️ **This is not a grade**: {inline(reason)}. The score is 0 until a run "
+                "grades every check: submit again.",
                 "",
             ]
+        label = "Score" if len(shown) == len(report.results) else "Score of the checks shown"
+        out += [f"**{label} {points_text(earned)}/{points_text(worth)}**", ""]
+        if len(shown) < len(report.results):
+            out += ["Some checks are hidden by the course; they count in your grade.", ""]
         out += ["| Milestone | Score |", "|---|---|"]
-        for key, score in milestone_scores(report).items():
+        for key in report.milestones:
+            results = [r for r in shown if r.milestone == key]
+            if not results:
+                continue
             found = milestone(key)
             title = f" {found.title}" if found else ""
-            out.append(
-                f"| {key}{title} | {points_text(score['score'])}/"
-                f"{points_text(score['max_score'])} |"
-            )
+            key_earned = points_text(sum((r.score for r in results), NO_POINTS))
+            key_worth = points_text(sum((r.max_score for r in results), NO_POINTS))
+            out.append(f"| {key}{title} | {key_earned}/{key_worth} |")
         return "\n".join(out)
 
     def _test(self, report: Report, result: CheckResult) -> dict[str, Any]:
         return {
             "name": f"{result.id}: {result.title}",
             "number": _number(report, result),
-            "score": points(result.score),
-            "max_score": points(result.max_score),
+            "score": points_float(result.score),
+            "max_score": points_float(result.max_score),
             "status": "passed" if result.status is Status.PASS else "failed",
             "output": cut(self._test_output(result), OUTPUT_CHARS),
             "output_format": "md",

@@ -23,13 +23,24 @@ import statistics
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from grader import __version__
 from grader.formats.base import COUNTED
+from grader.formats.json import not_gradable_reason
 from grader.lines import sanitize
-from grader.model import CheckResult, ExitCode, Report, Status, milestone
+from grader.model import (
+    CheckResult,
+    ExitCode,
+    Report,
+    Status,
+    fraction_of,
+    milestone,
+    percent_text,
+    points_text,
+)
 
 if TYPE_CHECKING:  # imported when a chart is drawn: `failfast` starts without matplotlib
     import jinja2
@@ -786,6 +797,8 @@ class HtmlFormat:
             "verdict_css": "pass" if report.exit_code is ExitCode.PASSED else "fail",
             "exit_code": int(report.exit_code),
             "counts": _counts(report),
+            "score": f"{points_text(report.score)}/{points_text(report.max_score)}",
+            "not_gradable": not_gradable_reason(report),
             "repo": _text(report.repo),
             "started_at": report.started_at,
             "duration": f"{report.duration_s:.1f} s",
@@ -821,7 +834,19 @@ def _score(report: Report) -> float | None:
     """The share of the points earned, or None when nothing was graded."""
     if report.not_graded is not None or not report.results or report.max_score <= 0:
         return None
-    return report.score / report.max_score
+    return fraction_of(report.score, report.max_score)
+
+
+def _median_percent(reports: Sequence[Report]) -> str:
+    """The median share of the points, floored like every percent failfast shows."""
+    shares = [
+        r.score / r.max_score
+        for r in reports
+        if r.not_graded is None and r.results and r.max_score > 0
+    ]
+    if not shares:
+        return "-"
+    return percent_text(statistics.median(shares), Decimal(1))
 
 
 def _pass_rates(entries: Sequence[ClassEntry]) -> list[tuple[str, float, int]]:
@@ -896,7 +921,10 @@ def render_class_page(entries: Sequence[ClassEntry], title: str) -> str:
                 "milestone": report.milestone + (" --through" if report.through else ""),
                 "passed": report.count(Status.PASS),
                 "total": len(report.results),
-                "score": "-" if score is None else f"{100 * score:.0f} %",
+                "score": "-"
+                if score is None
+                else f"{points_text(report.score)}/{points_text(report.max_score)} "
+                f"({percent_text(report.score, report.max_score)})",
                 "verdict": "could not grade"
                 if report.not_graded
                 else VERDICT[report.exit_code].split(":")[0],
@@ -912,7 +940,7 @@ def render_class_page(entries: Sequence[ClassEntry], title: str) -> str:
         "submissions": len(entries),
         "graded": len(scores),
         "all_passed": sum(1 for e in entries if e.report.exit_code is ExitCode.PASSED),
-        "median": f"{100 * statistics.median(scores):.0f} %" if scores else "-",
+        "median": _median_percent([e.report for e in entries]),
         "charts": [c for c in (_pass_rate_chart(rates), _score_chart(scores)) if c is not None],
         "rows": rows,
         "version": __version__,

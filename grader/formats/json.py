@@ -6,6 +6,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 from grader import __version__
@@ -18,10 +19,20 @@ from grader.model import (
     NotGraded,
     Report,
     Status,
+    points_float,
+    points_text,
 )
 
+__all__ = [
+    "JsonFormat",
+    "finite",
+    "milestone_scores",
+    "not_gradable_reason",
+    "points",
+    "points_text",
+]
+
 SCHEMA_VERSION = 1
-POINTS_DECIMALS = 4  # a course spreads points in hundredths; sums carry float noise past that
 
 
 def finite(value: Any) -> Any:
@@ -45,37 +56,41 @@ def _key(key: Any) -> str | int | bool | None:
     return str(key)
 
 
-def points(value: float) -> float:
-    """Points as every report writes them: rounded past float noise, finite, never -0.0."""
-    return round(value, POINTS_DECIMALS) + 0.0 if math.isfinite(value) else 0.0
+def points(value: Decimal) -> float:
+    """Points as every JSON file writes them: the number that reads back as the same decimal."""
+    return points_float(value)
 
 
-def points_text(value: float) -> str:
-    """Points for people: ``17``, ``6.67``."""
-    return f"{points(value):.2f}".rstrip("0").rstrip(".")
+def points_decimal(value: object) -> Decimal:
+    """Points read back from a JSON file: the decimal the number was written as."""
+    return Decimal(str(value))
 
 
-def not_gradable_reason(report: Report) -> str | None:
-    """Why the run's score is not the learner's to keep, in a few words; None when it is."""
+def not_gradable_reason(report: Report, *, learner: bool = False) -> str | None:
+    """Why the run's score is not the learner's to keep, in a few words; None when it is.
+
+    ``learner``: for a learner's eyes, a check the course hides is not counted or named.
+    """
     if report.not_graded is not None:
         return "the grader could not grade"
     if report.interrupted:
         return "grading was interrupted before every check finished"
-    unsure = report.count(Status.ERROR) + report.count(Status.INCONCLUSIVE)
+    shown = [r for r in report.results if not learner or r.visibility == "visible"]
+    unsure = sum(not r.gradable for r in shown)
     if unsure:
         checks = "check" if unsure == 1 else "checks"
         return f"{unsure} {checks} ERROR or INCONCLUSIVE, not your fault"
+    if not report.gradable:
+        return "a check could not be graded, not your fault"
     return None
 
 
 def milestone_scores(report: Report) -> dict[str, dict[str, float]]:
     """Each milestone graded: the points earned and the points its checks are worth."""
+    scores = {key: report.score_of(key) for key in report.milestones}
     return {
-        key: {
-            "score": points(sum(r.score for r in report.results_of(key))),
-            "max_score": points(sum(r.max_score for r in report.results_of(key))),
-        }
-        for key in report.milestones
+        key: {"score": points(score), "max_score": points(worth)}
+        for key, (score, worth) in scores.items()
     }
 
 
@@ -151,6 +166,8 @@ class JsonFormat:
             "repo": report.repo,
             "exit_code": int(report.exit_code),
             "gradable": False,
+            "score": 0,
+            "max_score": points(report.max_score),
             "error": {
                 "type": report.not_graded.kind,
                 "message": report.not_graded.message,
@@ -163,10 +180,12 @@ def report_from_dict(document: Mapping[str, Any]) -> Report:
     """The Report a JSON report of this format (schema version 1) was written from: its reader."""
     if document.get("kind") == "error":
         error = document["error"]
+        planned = document.get("max_score")
         return Report(
             document["milestone"],
             document["repo"],
             not_graded=NotGraded(error["type"], error["message"], tuple(error.get("details", ()))),
+            planned_max_score=None if planned is None else points_decimal(planned),
         )
     results = []
     for check in document["checks"]:
@@ -192,7 +211,7 @@ def report_from_dict(document: Mapping[str, Any]) -> Report:
         if "max_score" in check:
             result = replace(
                 result,
-                max_score=float(check["max_score"]),
+                max_score=points_decimal(check["max_score"]),
                 visibility=check.get("visibility", "visible"),
             )
         results.append(result)

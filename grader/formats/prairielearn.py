@@ -5,12 +5,15 @@ As PrairieLearn's "External Grading" page defines them (schema:
 ``message``, ``output``, and ``tests`` that its ``<pl-external-grader-results>`` element shows,
 each with ``name``, ``description``, ``points``, ``max_points``, ``message`` and ``output``.
 
-``gradable`` is false when the grader could not grade, a check is ERROR or INCONCLUSIVE, or the
-run was interrupted: PrairieLearn then marks the submission "invalid, not gradable", awards and
-takes no points, and does not use up the learner's attempt; ``format_errors`` says why. A check
-the course hides (any visibility but ``visible``: PrairieLearn has no such setting) keeps its
-points, but not its details. The file must stay under 1 MB: outputs are cut in their middle,
-evenly, until it fits.
+``score`` is the exact share of the points (:func:`grader.model.fraction_of`: never 1.0 short
+of full marks, never 0 once a point is earned; rounded to a few decimals, 199.99 of 200 would be
+recorded as full marks). ``gradable`` is false when the grader could not grade, a check is ERROR
+or INCONCLUSIVE, or the run was interrupted: PrairieLearn then marks the submission "invalid,
+not gradable", awards and takes no points, and does not use up the learner's attempt;
+``format_errors`` says why. PrairieLearn shows the learner every test and the score, and has no
+way to hide one, so a course that hides checks is refused before grading
+(:meth:`grader.course.Course.hidden`). The file must stay under 1 MB: outputs are cut in their
+middle, evenly, until it fits.
 """
 
 from __future__ import annotations
@@ -18,15 +21,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from grader.formats.json import (
-    finite,
-    milestone_scores,
-    not_gradable_reason,
-    points,
-    points_text,
-)
+from grader.formats.json import finite, not_gradable_reason
 from grader.lines import sanitize
-from grader.model import CheckResult, Report, Status
+from grader.model import CheckResult, Report, Status, fraction_of, points_float, points_text
 
 MAX_BYTES = 1_000_000  # "this file should be limited to 1 MB"
 # Room kept below the limit, for whatever PrairieLearn wraps around the file.
@@ -68,16 +65,6 @@ def verdict(result: CheckResult) -> str:
     return f"{word}: {' '.join(plain_lines(result.summary))}"
 
 
-def hidden_note(result: CheckResult) -> str:
-    """What a learner sees of a check the course hides."""
-    when = {
-        "hidden": "by the course",
-        "after_due_date": "until the due date",
-        "after_published": "until grades are published",
-    }.get(result.visibility, "")
-    return f"details hidden {when}"
-
-
 class PrairieLearnFormat:
     """``results.json`` for PrairieLearn's external grader."""
 
@@ -115,7 +102,9 @@ class PrairieLearnFormat:
             message += " Your attempt is not used up; submit again."
         document: dict[str, Any] = {
             "gradable": report.gradable,
-            "score": points(report.score / report.max_score) if report.max_score > 0 else 0.0,
+            # Exact to the float, and 1.0 only for full marks: PrairieLearn stores this number
+            # as the submission's score (externalGraderCommon.ts, makeGradingResult).
+            "score": fraction_of(report.score, report.max_score),
             "message": message,
             "output": self._output(report),
             "tests": [self._test(r) for r in report.results],
@@ -128,20 +117,19 @@ class PrairieLearnFormat:
 
     def _output(self, report: Report) -> str:
         lines = [f"failfast {report.milestone}: {report.title}"]
-        for key, score in milestone_scores(report).items():
-            earned, worth = points_text(score["score"]), points_text(score["max_score"])
-            lines.append(f"  {key}: {earned}/{worth}")
+        for key in report.milestones:
+            earned, worth = report.score_of(key)
+            lines.append(f"  {key}: {points_text(earned)}/{points_text(worth)}")
         return "\n".join(lines)
 
     def _test(self, result: CheckResult) -> dict[str, Any]:
-        shown = result.visibility == "visible"
         return {
             "name": result.id,
             "description": result.title,
-            "points": points(result.score),
-            "max_points": points(result.max_score),
-            "message": verdict(result) if shown else hidden_note(result),
-            "output": details(result) if shown else "",
+            "points": points_float(result.score),
+            "max_points": points_float(result.max_score),
+            "message": verdict(result),
+            "output": details(result),
         }
 
 

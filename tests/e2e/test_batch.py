@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
+import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs among the dev tools
 import pytest
 
 from tests.conftest import ROOT, grader_crashed, leftovers
@@ -60,11 +62,19 @@ def test_class_gradebook_equals_the_reports(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     rows = _gradebook(out)
     assert len(rows) == 6
-    for row in rows:
-        report = json.loads((out / row["submission"] / "report.json").read_text())
-        passed = sum(c["status"] == "PASS" for c in report["checks"])
-        assert float(row["score"]) == report.get("score", passed), row
-        assert float(row["max_score"]) == report.get("max_score", len(report["checks"]))
+    # As a course's script reads it: pandas, ids as text, and the points as exact decimals.
+    frame = pd.read_csv(
+        out / "gradebook.csv",
+        dtype={"submission": str},
+        keep_default_na=False,
+        converters={"score": Decimal, "max_score": Decimal},
+    )
+    assert frame["submission"].tolist() == [row["submission"] for row in rows]
+    for row, score, max_score in zip(rows, frame["score"], frame["max_score"], strict=True):
+        text = (out / row["submission"] / "report.json").read_text()
+        report = json.loads(text, parse_float=Decimal)
+        assert (score, max_score) == (Decimal(report["score"]), Decimal(report["max_score"])), row
+        assert Decimal(row["score"]) == score and Decimal(row["max_score"]) == max_score
         assert {c["id"]: c["status"] for c in report["checks"]} == {
             k: v for k, v in row.items() if k.startswith("m5.")
         }
