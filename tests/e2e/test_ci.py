@@ -19,7 +19,9 @@ from grader.model import MILESTONE_KEYS
 from tests.conftest import run_failfast
 from tests.e2e.conftest import CiRun, grade_in_ci
 from tests.gha import commands
+from tests.junit_schemas import validate_junit
 from tests.mutants import REFERENCE, TEMPLATE, materialize
+from tests.test_junit import junit_positions
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +65,7 @@ def test_reference_passes_every_milestone_in_one_run(reference_all: CiRun) -> No
 
 def test_reference_reports_agree(reference_all: CiRun) -> None:
     """JUnit has a passing suite per milestone, the summary a row per check, and no annotation."""
+    validate_junit(reference_all.junit)
     junit = junit_statuses(reference_all)
     assert list(junit) == list(MILESTONE_KEYS)
     for milestone, cases in junit.items():
@@ -94,6 +97,7 @@ def test_template_summary_and_junit_match_the_report(template_through_3: CiRun) 
     """The summary's rows and the JUnit cases say what the JSON report says, check by check."""
     run = template_through_3
     assert table_rows(run.summary) == run.statuses()
+    validate_junit(run.junit)
     junit = junit_statuses(run)
     assert list(junit) == ["milestone-1", "milestone-2", "milestone-3"]
     for milestone, cases in junit.items():
@@ -110,6 +114,35 @@ def test_template_summary_and_junit_match_the_report(template_through_3: CiRun) 
     for check in run.report["checks"]:
         if check["status"] == "FAIL":
             assert f"<code>{check['id']}</code>" in run.summary  # a details section each
+
+
+@pytest.mark.parametrize("name", ["template_through_3", "forging"])
+def test_junit_annotations_land_where_failfasts_own_do(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    """action-junit-report on the JUnit file annotates the file and line ::error names, or none.
+
+    The budget table's FAIL lands on repo/budgets.yaml:14; a check with no location on no file
+    of the workspace, though the API printed file names (tests/test_junit.py transcribes it).
+    """
+    run: CiRun = request.getfixturevalue(name)
+    validate_junit(run.junit)
+    workspace = run.junit.parent.parent  # grade_in_ci's GITHUB_WORKSPACE
+    found = junit_positions(run.junit, workspace)
+    needing = {c["id"] for c in run.report["checks"] if c["status"] in ("FAIL", "ERROR")}
+    assert needing <= set(found)
+    errors = {c.properties["title"].split()[0]: c for c in run.commands if c.name == "error"}
+    assert errors and set(errors) <= set(found)
+    for check_id, error in errors.items():
+        path, line = found[check_id]
+        if "file" in error.properties:
+            # A whole file (no line in the ::error) is line 1, where the annotator puts it.
+            expected = (error.properties["file"], error.properties.get("line", "1"))
+            assert (path, str(line)) == expected, check_id
+        else:
+            assert not (workspace / path).exists(), (check_id, path)
+    if name == "template_through_3":
+        assert found["m1.budgets-valid"] == ("repo/budgets.yaml", 14)
 
 
 def test_terminal_report_is_plain_and_fits_80_columns(template_through_3: CiRun) -> None:
@@ -172,6 +205,10 @@ def test_a_grading_error_is_annotated_and_summarised(tmp_path: Path) -> None:
     assert first.startswith(f"budgets.yaml:{error.properties['line']}: ")
     assert "failfast milestone-2: ⚠️ could not grade" in run.summary
     assert 'errors="1"' in run.junit.read_text("utf-8")
+    validate_junit(run.junit)
+    assert junit_positions(run.junit, tmp_path) == {
+        "grading": (error.properties["file"], int(error.properties["line"]))
+    }
 
 
 def test_json_on_stdout_keeps_annotations_on_stderr(tmp_path: Path) -> None:

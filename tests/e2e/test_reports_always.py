@@ -32,6 +32,7 @@ from grader.stack import Stack
 from grader.yamlfile import schema
 from tests.conftest import grader_crashed, leftovers, run_failfast
 from tests.e2e.test_bad_input import GraderRun, _listening_ports
+from tests.junit_schemas import validate_junit
 from tests.mutants import REFERENCE, Edit, materialize
 
 pytestmark = pytest.mark.slow
@@ -151,6 +152,7 @@ def test_an_interrupted_run_writes_every_report(sig: signal.Signals, tmp_path: P
     running = next(c for c in rest if c["id"] == "m2.read-timeout")
     assert running["summary"].startswith("not finished: grading was interrupted")
 
+    validate_junit(junit)
     cases = {case.name: case for suite in JUnitXml.fromfile(str(junit)) for case in suite}
     assert cases["m2.healthy-checkout"].is_passed
     skipped = [case for name, case in cases.items() if name != "m2.healthy-checkout"]
@@ -178,6 +180,7 @@ def test_an_unwritable_report_path_spares_the_others(tmp_path: Path) -> None:
         f"failfast could not write the json report to {bad}: {tmp_path / 'afile'} is a file, "
         "not a directory"
     ]
+    validate_junit(junit)
     assert len([c for s in JUnitXml.fromfile(str(junit)) for c in s]) == 5
     assert "| ✅ | `m1.budgets-valid`" in markdown.read_text("utf-8")
     assert "5 passed" in run.stdout
@@ -224,6 +227,7 @@ def test_a_signal_stops_the_load_test_and_k6(sig: signal.Signals, tmp_path: Path
         left = grader.left_after(2.0)
         assert not left, "still running:\n" + "\n".join(left)
         assert leftovers(grader.proc.pid, repo) == []
+    validate_junit(junit)
     cases = {case.name: case for suite in JUnitXml.fromfile(str(junit)) for case in suite}
     assert isinstance(cases["lt.k6-run"].result[0], Skipped)
 
