@@ -165,6 +165,14 @@ def check(
             "Without it every check is worth 1 point and is visible.",
         ),
     ] = None,
+    for_learners: Annotated[
+        bool,
+        typer.Option(
+            "--for-learners",
+            help="Every report, the terminal and the exit code show only what learners may "
+            "see: the checks the course hides are left out, with their points.",
+        ),
+    ] = False,
 ) -> None:
     """Grade a milestone of a learner repo and report every check with its evidence.
 
@@ -178,7 +186,13 @@ def check(
     if output is not None:
         files.append(ReportFile(output_format, output))
         output_format = OutputFormat.TEXT
-    delivery = Delivery(Console(highlight=False), output_format, files, GitHubActions.detect())
+    delivery = Delivery(
+        Console(highlight=False),
+        output_format,
+        files,
+        GitHubActions.detect(),
+        for_learners=for_learners,
+    )
     # Until grading's event loop takes them over, SIGTERM is Ctrl-C: the run is still reported.
     with contextlib.suppress(ValueError):  # not the main thread: the default stays
         signal.signal(signal.SIGTERM, _interrupt)
@@ -228,7 +242,9 @@ def check(
             Console(stderr=True).print(problem, markup=False, soft_wrap=True)
     if report.interrupted or received or received_later:
         raise typer.Exit(ExitCode.INTERRUPTED)
-    raise typer.Exit(ExitCode.NOT_GRADED if unwritten else report.exit_code)
+    # A learner's CI shows its exit code: it is the learner's view's, like everything else.
+    shown = delivery.shown(report)
+    raise typer.Exit(ExitCode.NOT_GRADED if unwritten else shown.exit_code)
 
 
 def _planned(selection: Selection) -> list[tuple[str, str]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
 from types import MappingProxyType
@@ -338,6 +338,10 @@ class Report:
     # points): a run that could not grade keeps its maximum in every denominator, so that one
     # ungradable milestone never drops out of a total.
     planned_max_score: Decimal | None = None
+    # A learner's view (:meth:`for_learners`): checks the course hides were taken out, and
+    # whether each of them could be graded (an ungradable one still makes the run ungradable).
+    withheld: bool = False
+    withheld_gradable: bool = True
 
     def __post_init__(self) -> None:
         """A report of one milestone lists just that one."""
@@ -383,7 +387,24 @@ class Report:
         return (
             self.not_graded is None
             and not self.interrupted
+            and self.withheld_gradable
             and all(r.gradable for r in self.results)
+        )
+
+    def for_learners(self) -> Report:
+        """What a learner may see: the checks the course hides are left out, with their points.
+
+        Nothing left names them, counts them or lets their points be worked out; the run
+        still says when one of them could not be graded (that is no result of the learner's).
+        """
+        hidden = [r for r in self.results if r.visibility != "visible"]
+        if not hidden:
+            return self
+        return replace(
+            self,
+            results=tuple(r for r in self.results if r.visibility == "visible"),
+            withheld=True,
+            withheld_gradable=self.withheld_gradable and all(r.gradable for r in hidden),
         )
 
     @property
@@ -401,6 +422,6 @@ class Report:
             return ExitCode.NOT_GRADED
         if self.count(Status.FAIL):
             return ExitCode.FAILED
-        if self.count(Status.INCONCLUSIVE):
+        if self.count(Status.INCONCLUSIVE) or not self.withheld_gradable:
             return ExitCode.NOT_GRADED
         return ExitCode.PASSED

@@ -56,6 +56,12 @@ class Delivery:
     github: GitHubActions | None = None
     # Under GitHub Actions, the step's output file: a classroom report also sets `result`.
     step_outputs: Path | None = field(default_factory=lambda: _github_output(os.environ))
+    # --for-learners: everything but a platform's own file is a learner's view.
+    for_learners: bool = False
+
+    def shown(self, report: Report) -> Report:
+        """The report as this run shows it: a learner's view with --for-learners."""
+        return report.for_learners() if self.for_learners else report
 
     @property
     def terminal(self) -> TerminalFormat:
@@ -118,8 +124,11 @@ class Delivery:
         problems = []
         for target in self.files:
             what = f"the {target.format.value} report to {target.path}"
+            # A platform's file carries hidden checks with the platform's own visibility (the
+            # platform hides them; Classroom and PrairieLearn, which cannot, refuse them).
+            view = report if target.format.is_platform else self.shown(report)
             try:
-                text = target.format.to_format().render(report)
+                text = target.format.to_format().render(view)
             except Exception as bug:  # a bug in a format must not cost the other reports
                 problems.append(
                     f"failfast could not render {what}: {bug!r}. This is a bug in the grader; "
@@ -160,6 +169,7 @@ class Delivery:
 
     def show(self, report: Report) -> None:
         """Print the report on stdout in its format."""
+        report = self.shown(report)
         if self.stdout_format is OutputFormat.TEXT:
             self.terminal.print(report)
         else:
@@ -170,6 +180,8 @@ class Delivery:
         """Under GitHub Actions: annotations (stderr when stdout is JSON), and the job summary."""
         if self.github is None:
             return
+        # The job summary and annotations are on the learner's own run page: a learner's view.
+        report = report.for_learners()
         annotations = AnnotationsFormat(repo, self.github.workspace)
         stream = sys.stdout if self.stdout_format is OutputFormat.TEXT else sys.stderr
         stream.write(annotations.render(report))

@@ -18,6 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from junitparser import JUnitXml
 
 from grader.cli import catalog
 from grader.course import Course, Rule
@@ -330,3 +331,43 @@ def test_a_platform_that_cannot_hide_is_refused_before_grading(
         "grade", str(tmp_path / "class"), "--course", str(course_file), "--platform", platform
     )
     assert graded.returncode == 2 and "hides 2 checks" in " ".join(graded.stderr.split())
+
+
+@pytest.mark.parametrize("pattern_name", list(PATTERNS))
+def test_a_learners_view_names_counts_and_totals_no_hidden_check(pattern_name: str) -> None:
+    """--for-learners: terminal, JSON, Markdown, HTML, JUnit and annotations leave them out."""
+    report = graded(HIDDEN, PATTERNS[pattern_name])
+    view = report.for_learners()
+    visible = [r for r in report.results if r.visibility == "visible"]
+    assert view.results == tuple(visible) and view.withheld
+    assert (view.score, view.max_score) == (
+        sum((r.score for r in visible), Decimal(0)),
+        sum((r.max_score for r in visible), Decimal(0)),
+    )
+    hidden_ungradable = any(not r.gradable for r in report.results if r not in visible)
+    assert view.gradable is (report.gradable and not hidden_ungradable)
+    texts = {fmt: fmt.to_format().render(view) for fmt in OutputFormat if not fmt.is_platform}
+    texts[OutputFormat.TEXT] = OutputFormat.TEXT.to_format().render(view)
+    for fmt, text in texts.items():
+        assert "slow-body" not in text and "jitter-spread" not in text, fmt
+    for fmt in (OutputFormat.TEXT, OutputFormat.MARKDOWN, OutputFormat.HTML):
+        assert score_in_text(texts[fmt]) == (view.score, view.max_score), fmt
+    assert json_scores(texts[OutputFormat.JSON]) == (view.score, view.max_score)
+    # A hidden FAIL never shows in the exit code a learner's CI reports.
+    if all(r.status is Status.PASS for r in visible):
+        assert view.exit_code == 0
+
+
+@pytest.mark.parametrize(("course_name", "pattern_name"), CASES)
+def test_junit_properties_carry_the_exact_score(course_name: str, pattern_name: str) -> None:
+    """Read by junitparser, each suite's score and the run's are failfast's decimals, exactly."""
+    report = report_of(course_name, pattern_name)
+    xml = JUnitXml.fromstring(OutputFormat.JUNIT.to_format().render(report).encode())
+    for suite, key in zip(xml, report.milestones, strict=True):
+        found = {p.name: p.value for p in suite.properties()}
+        assert (Decimal(found["score"]), Decimal(found["max_score"])) == report.score_of(key)
+        assert (Decimal(found["run_score"]), Decimal(found["run_max_score"])) == (
+            report.score,
+            report.max_score,
+        )
+        assert found["gradable"] == str(report.gradable).lower()

@@ -41,6 +41,11 @@ class OutputFormat(enum.StrEnum):
     CLASSROOM = "classroom"
 
     @property
+    def is_platform(self) -> bool:
+        """Whether a grading platform reads this file (and so records its score)."""
+        return self in (OutputFormat.GRADESCOPE, OutputFormat.PRAIRIELEARN, OutputFormat.CLASSROOM)
+
+    @property
     def can_hide(self) -> bool:
         """Whether the platform can keep a check from the learner it grades.
 

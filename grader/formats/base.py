@@ -15,6 +15,9 @@ COUNTED: tuple[tuple[Status, str], ...] = (
     (Status.INCONCLUSIVE, "inconclusive"),
 )
 
+# What a learner's view (Report.for_learners) says in place of the checks it leaves out.
+WITHHELD_NOTE = "Some checks are hidden by the course: they count in your grade, not shown here."
+
 
 class Format(Protocol):
     """Turns a report into text: its checks, or why the grader could not grade."""

@@ -24,6 +24,7 @@ import json
 import math
 from typing import Any
 
+from grader.formats.base import WITHHELD_NOTE
 from grader.formats.json import finite, milestone_scores, not_gradable_reason
 from grader.formats.markdown import code_block, inline
 from grader.formats.prairielearn import cut
@@ -127,7 +128,7 @@ class GradescopeFormat:
         label = "Score" if len(shown) == len(report.results) else "Score of the checks shown"
         out += [f"**{label} {points_text(earned)}/{points_text(worth)}**", ""]
         if len(shown) < len(report.results):
-            out += ["Some checks are hidden by the course; they count in your grade.", ""]
+            out += [WITHHELD_NOTE, ""]
         out += ["| Milestone | Score |", "|---|---|"]
         for key in report.milestones:
             results = [r for r in shown if r.milestone == key]

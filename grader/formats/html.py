@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from grader import __version__
-from grader.formats.base import COUNTED
+from grader.formats.base import COUNTED, WITHHELD_NOTE
 from grader.formats.json import not_gradable_reason
 from grader.lines import sanitize
 from grader.model import (
@@ -799,6 +799,7 @@ class HtmlFormat:
             "counts": _counts(report),
             "score": f"{points_text(report.score)}/{points_text(report.max_score)}",
             "not_gradable": not_gradable_reason(report),
+            "withheld": WITHHELD_NOTE if report.withheld else "",
             "repo": _text(report.repo),
             "started_at": report.started_at,
             "duration": f"{report.duration_s:.1f} s",

@@ -126,6 +126,7 @@ class JsonFormat:
             "score": points(report.score),
             "max_score": points(report.max_score),
             "gradable": report.gradable,
+            "withheld": report.withheld,
             "scores": milestone_scores(report),
             "budgets": None
             if budgets is None

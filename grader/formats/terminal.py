@@ -12,7 +12,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from grader.formats.base import COUNTED
+from grader.formats.base import COUNTED, WITHHELD_NOTE
 from grader.formats.json import not_gradable_reason, points_text
 from grader.lines import sanitize
 from grader.model import CheckResult, ExitCode, NotGraded, Report, Status, milestone
@@ -177,6 +177,8 @@ class TerminalFormat:
         reason = not_gradable_reason(report)
         # A score of ERRORs is not the learner's: said where the score is, not only below.
         text.append(f"  not gradable: {reason}\n" if reason else "\n", STYLE[Status.ERROR])
+        if report.withheld:
+            text.append(f"{WITHHELD_NOTE}\n", "dim")
         text.append(f"exit code {report.exit_code}: {EXIT_MEANING[report.exit_code]}", "dim")
         first_bad = next((r for r in report.results if r.status is Status.FAIL), None)
         if first_bad is not None:
