@@ -15,6 +15,34 @@ _CONTROL = re.compile(
 )
 
 
+# What neutralise() makes visible: C0 controls but tab, LF and CR (which callers split on or
+# escape), DEL, the C1 controls (NEL, and CSI where a terminal reads 8-bit codes), the
+# bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069) that reorder
+# how the text around them is shown, and lone surrogates, which no UTF-8 file or stream can carry.
+_SPOOFING = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_CONTROL_PICTURES = 0x2400  # U+2400 SYMBOL FOR NULL ... U+241F; U+2421 is SYMBOL FOR DELETE
+
+
+def _stand_in(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return chr(_CONTROL_PICTURES + code)
+    return "\u2421" if code == 0x7F else "\ufffd"
+
+
+def neutralise(text: str) -> str:
+    """Untrusted text with nothing that could restyle, overwrite or reorder what is around it.
+
+    Each such character becomes a visible stand-in instead of vanishing, so no text is lost: a C0
+    control its Unicode control picture (ESC is ``␛``, so a colour code reads ``␛[31m``), DEL
+    ``␡``, a C1 control, a bidi override or isolate, or a lone surrogate U+FFFD ``�``. Tab, LF
+    and CR are left to the caller: a workflow command escapes them, a report splits lines on them.
+    """
+    return _SPOOFING.sub(_stand_in, text)
+
+
 def sanitize(line: str, limit: int = 300) -> str:
     """One line of untrusted output, safe to show: no control characters, bounded length."""
     clean = _CONTROL.sub("", line.rstrip("\r\n").replace("\n", " ")).replace("\t", "    ")

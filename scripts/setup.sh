@@ -10,8 +10,9 @@
 # Idempotent: every step checks before it acts; a second run takes a few seconds.
 #
 #   bash scripts/setup.sh            # = all
-#   bash scripts/setup.sh all        # packages engine images isolate
+#   bash scripts/setup.sh all        # packages js engine images isolate
 #   bash scripts/setup.sh packages   # apt: redis-server nginx-light docker.io debootstrap iptables (+ chromium)
+#   bash scripts/setup.sh js         # npm ci in tests/js: @actions/core, for tests/test_github_commands.py
 #   bash scripts/setup.sh engine     # dockerd in the background, without systemd
 #   bash scripts/setup.sh images     # local base images (debootstrap + docker import/build)
 #   bash scripts/setup.sh isolate    # iptables: containers cannot open connections to the host
@@ -34,6 +35,7 @@ FF_MIRROR=${FF_MIRROR:-http://deb.debian.org/debian}
 DOCKERD_LOG=${DOCKERD_LOG:-$LOG_DIR/failfast-dockerd.log}
 DOCKERD_PIDFILE=/var/run/docker.pid          # dockerd's default --pidfile
 BASE_LABEL=dev.failfast.local-base           # marks the images built here
+JS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/js"   # the tests' npm project
 
 # Debian packages the suite needs: Redis for milestone 5, nginx for the local backend's edge
 # (m2.edge-answers-first runs the learner's nginx.conf; nginx-light is the smallest build with
@@ -98,6 +100,22 @@ do_packages() {
     log "apt-get install ${optional[*]}: $(since "$t")"
   fi
   [ "${#missing[@]}" -gt 0 ] || [ "${#optional[@]}" -gt 0 ] || log "packages already installed"
+}
+
+# --------------------------------------------------------------------- js ---
+# What tests/test_github_commands.py compares failfast's workflow commands with: @actions/core,
+# from tests/js/package-lock.json. Installed when node_modules is missing or older than the lock
+# file; under CI that test fails rather than skips without it.
+do_js() {
+  local t
+  if [ -d "$JS_DIR/node_modules" ] && [ ! "$JS_DIR/package-lock.json" -nt "$JS_DIR/node_modules" ]; then
+    log "tests/js/node_modules up to date"; return
+  fi
+  command -v npm >/dev/null || { log "npm not found: install Node.js 20 or later with npm"; exit 1; }
+  t=$(now)
+  quiet "$LOG_DIR/failfast-npm.log" npm ci --prefix "$JS_DIR" --no-audit --no-fund
+  touch "$JS_DIR/node_modules"                # newer than the lock file it was installed from
+  log "npm ci in tests/js: $(since "$t")"
 }
 
 # ----------------------------------------------------------------- engine ---
@@ -264,11 +282,11 @@ run_step() {
 
 cmd=${1:-all}
 case "$cmd" in
-  packages|engine|images|isolate) run_step "$cmd" ;;
+  packages|js|engine|images|isolate) run_step "$cmd" ;;
   all)
     t0=$(now)
-    for step in packages engine images isolate; do run_step "$step"; done
+    for step in packages js engine images isolate; do run_step "$step"; done
     log "all done: $(since "$t0")"
     ;;
-  *) echo "usage: $0 [all|packages|engine|images|isolate]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|packages|js|engine|images|isolate]" >&2; exit 2 ;;
 esac

@@ -200,12 +200,16 @@ def test_annotations_outside_the_workspace_name_no_file(tmp_path: Path) -> None:
 
 
 def test_command_escapes_properties_and_data() -> None:
-    """Colons and commas in a title, newlines in a message: all escaped as the runner expects."""
-    line = command("error", "a\nb %", title="x: y, z", line=3)
-    assert "\n" not in line
+    """Colons and commas in a title, CR and LF in a message: escaped, and none of it lost.
+
+    tests/test_github_commands.py holds the line to what @actions/core writes, byte for byte.
+    """
+    line = command("error", "a\r\nb %\rc", title="x: y, z", line=3)
+    assert "\n" not in line and "\r" not in line
+    assert line == "::error title=x%3A y%2C z,line=3::a%0D%0Ab %25%0Dc"
     (parsed,) = commands(line)
     assert parsed.properties == {"title": "x: y, z", "line": "3"}
-    assert parsed.data == "a\nb %"
+    assert parsed.data == "a\r\nb %\rc"
 
 
 def test_fence_makes_commands_inert() -> None:

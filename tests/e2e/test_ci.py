@@ -15,6 +15,7 @@ from junitparser import Failure, JUnitXml
 from markdown_it import MarkdownIt
 
 from grader.cli import catalog
+from grader.formats.github import ERRORS_PER_STEP
 from grader.model import MILESTONE_KEYS
 from tests.conftest import run_failfast
 from tests.e2e.conftest import CiRun, grade_in_ci
@@ -77,12 +78,15 @@ def test_reference_reports_agree(reference_all: CiRun) -> None:
 
 
 def test_template_annotates_each_failed_check(template_through_3: CiRun) -> None:
-    """One ::error per FAIL; the budget table's points at budgets.yaml's first bad line."""
+    """One ::error per FAIL (up to GitHub's 10); the budget table's points at its first bad line."""
     run = template_through_3
     failed = [check for check in run.report["checks"] if check["status"] == "FAIL"]
     errors = [c for c in run.commands if c.name == "error"]
-    assert [c.properties["title"].split()[0] for c in errors] == [f["id"] for f in failed]
-    assert [c.name for c in run.commands] == ["error"] * len(failed)
+    shown = failed[:ERRORS_PER_STEP]
+    assert [c.properties["title"].split()[0] for c in errors] == [f["id"] for f in shown]
+    assert [c.name for c in run.commands] == ["error"] * len(shown)
+    if len(failed) > ERRORS_PER_STEP:
+        assert f"{len(failed) - ERRORS_PER_STEP} more check" in errors[-1].data
     budgets = errors[0]
     problems = run.report["checks"][0]["data"]["problems"]
     assert budgets.properties["file"] == "repo/budgets.yaml"  # relative to GITHUB_WORKSPACE
@@ -169,7 +173,7 @@ def test_learner_output_cannot_issue_workflow_commands(forging: CiRun) -> None:
     )
     # ...and yet the runner acts on the grader's annotations alone.
     assert [(c.name, c.properties["title"].split()[0]) for c in run.commands] == [
-        ("error", check_id) for check_id in failed
+        ("error", check_id) for check_id in failed[:ERRORS_PER_STEP]
     ]
     assert all("forged" not in c.data for c in run.commands)
 
