@@ -5,9 +5,8 @@ Loaded against the real catalog of checks, as `failfast check --course` loads it
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import jsonschema
@@ -100,10 +99,10 @@ def test_visibility_is_the_checks_then_the_milestones_then_the_default(
 
 def test_points_are_spread_in_hundredths_that_add_up(tmp_path: Path) -> None:
     """20 points over 3 checks are 6.67, 6.67 and 6.66: each prints as it is, and they make 20."""
-    course = Course(milestones=(("milestone-2", Rule(points=20)),))
+    course = Course(milestones=(("milestone-2", Rule(points=Decimal(20))),))
     worth = course.points("milestone-2", ["m2.a", "m2.b", "m2.c"])
     assert list(worth.values()) == [Decimal("6.67"), Decimal("6.67"), Decimal("6.66")]
-    assert round(sum(worth.values()), 9) == 20
+    assert sum(worth.values(), Decimal(0)) == 20
 
 
 def test_apply_sets_points_and_visibility_and_the_report_adds_them_up(
@@ -115,7 +114,7 @@ def test_apply_sets_points_and_visibility_and_the_report_adds_them_up(
     assert report.max_score == len(ids(checks, "milestone-1")) + 20
     assert report.score == report.max_score
     timeout = next(r for r in report.results if r.id == "m2.read-timeout")
-    assert (timeout.max_score, timeout.visibility) == (5.0, "after_published")
+    assert (timeout.max_score, timeout.visibility) == (Decimal(5), "after_published")
     document = json.loads(JsonFormat().render(report))
     jsonschema.validate(document, schema("report"))
     assert document["scores"]["milestone-2"] == {"score": 20.0, "max_score": 20.0}

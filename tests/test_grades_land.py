@@ -177,13 +177,13 @@ def test_a_run_that_could_not_grade_keeps_its_maximum_everywhere(course_name: st
     )
     assert report.max_score == worth > 0
     classroom = classroom_reporter(failfast=ClassroomFormat().render(report).encode())
-    assert classroom.recorded == (0, worth)  # it stays in the denominator, not dropped out
+    assert classroom.recorded == (Decimal(0), worth)  # it stays in the denominator, not dropped out
     assert classroom.step == "Some tests errored."
     document = json.loads(ClassroomFormat().render(report))
     assert document["status"] == "error" and document["tests"][0]["status"] == "error"
     assert gradescope_score(json.loads(GradescopeFormat().render(report))) == 0
     assert prairielearn_reading(json.loads(PrairieLearnFormat().render(report)))[0] is False
-    assert json_scores(JsonFormat().render(report)) == (0, worth)
+    assert json_scores(JsonFormat().render(report)) == (Decimal(0), worth)
 
 
 def test_classroom_adds_up_exactly_for_random_points_and_statuses() -> None:
@@ -247,7 +247,7 @@ def test_the_largest_report_reaches_the_classroom_reporter_with_a_note() -> None
     text = ClassroomFormat().render(report).encode()
     assert len(text) <= MAX_DOCUMENT_BYTES
     reading = classroom_reporter(failfast=text)
-    assert reading.recorded == (0, 100)
+    assert reading.recorded == (Decimal(0), Decimal(100))
     assert all(m and "characters cut: the full report is in" in m for m in reading.messages)
     assert "支付失败" in "".join(m or "" for m in reading.messages)  # UTF-8 kept, not \\u-escaped
 
@@ -364,7 +364,7 @@ def test_junit_properties_carry_the_exact_score(course_name: str, pattern_name: 
     report = report_of(course_name, pattern_name)
     xml = JUnitXml.fromstring(OutputFormat.JUNIT.to_format().render(report).encode())
     for suite, key in zip(xml, report.milestones, strict=True):
-        found = {p.name: p.value for p in suite.properties()}
+        found = {p.name: p.value for p in suite.properties()}  # type: ignore[no-untyped-call]
         assert (Decimal(found["score"]), Decimal(found["max_score"])) == report.score_of(key)
         assert (Decimal(found["run_score"]), Decimal(found["run_max_score"])) == (
             report.score,

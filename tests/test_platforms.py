@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,11 @@ NOT_GRADED = Report(
 )
 # Points and visibility from a course: milestone 2 worth 10, 4 of them on m2.read-timeout.
 COURSE = Course(
-    milestones=(("milestone-2", Rule(points=10)),),
-    checks=(("m2.read-timeout", Rule(points=4)), ("m2.slow-body", Rule(visibility="hidden"))),
+    milestones=(("milestone-2", Rule(points=Decimal(10))),),
+    checks=(
+        ("m2.read-timeout", Rule(points=Decimal(4))),
+        ("m2.slow-body", Rule(visibility="hidden")),
+    ),
 )
 GRADED = COURSE.apply(REPORT)
 PASSED = COURSE.apply(

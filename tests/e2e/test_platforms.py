@@ -167,7 +167,7 @@ def test_the_reference_scores_every_point_on_every_platform(reference: PlatformR
     assert (classroom["status"], classroom["max_score"]) == ("pass", 20)
     assert reference.step_result == reference.classroom_bytes
     assert "score 20/20" in reference.run.stdout
-    assert reference.score == (20, 20)
+    assert reference.score == (Decimal(20), Decimal(20))
     assert_every_reader_records(reference)
 
 
@@ -203,8 +203,8 @@ def test_a_grading_error_still_gives_every_platform_its_file(tmp_path: Path) -> 
     assert json.loads(run.step_result)["status"] == "error"
     # Not a grade, and not dropped: Classroom keeps the milestone's 20 points in its total.
     reading = run.classroom()
-    assert reading.recorded == (0, 20) and reading.step == "Some tests errored."
-    assert run.score == (0, 20)
+    assert reading.recorded == (Decimal(0), Decimal(20)) and reading.step == "Some tests errored."
+    assert run.score == (Decimal(0), Decimal(20))
 
 
 def test_a_hiding_course_shows_learners_on_gradescope_only_what_is_visible(tmp_path: Path) -> None:
