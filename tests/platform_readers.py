@@ -23,6 +23,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import cmarkgfm  # type: ignore[import-untyped]
+from cmarkgfm.cmark import Options  # type: ignore[import-untyped]
+
+# GitHub renders a job summary's raw HTML (<details>, <br>), so the tests do too.
+UNSAFE = Options.CMARK_OPT_UNSAFE
 REPORTER = Path(__file__).parent / "readers" / "classroom_reporter.js"
 
 
@@ -94,6 +99,11 @@ def json_scores(text: str) -> tuple[Decimal, Decimal]:
     """A JSON report's score and max_score, read as the decimals the numbers are written as."""
     document = json.loads(text, parse_float=Decimal, parse_int=Decimal)
     return document.get("score", Decimal(0)), document["max_score"]
+
+
+def summary_html(markdown: str) -> str:
+    """The job summary as GitHub shows it: cmark-gfm with GitHub's extensions (cmarkgfm)."""
+    return str(cmarkgfm.github_flavored_markdown_to_html(markdown, options=UNSAFE))
 
 
 def score_in_text(text: str) -> tuple[Decimal, Decimal]:
