@@ -25,6 +25,7 @@ from grader.course import Course, Rule
 from grader.errors import ApiStartError
 from grader.formats import OutputFormat
 from grader.formats.classroom import MAX_DOCUMENT_BYTES, ClassroomFormat, js_sum, scores_for
+from grader.formats.gradescope import MAX_BYTES as GRADESCOPE_MAX_BYTES
 from grader.formats.gradescope import GradescopeFormat
 from grader.formats.json import JsonFormat
 from grader.formats.prairielearn import PrairieLearnFormat
@@ -262,8 +263,11 @@ def test_prairielearn_and_gradescope_stay_under_their_limits_with_the_largest_re
     text = PrairieLearnFormat().render(report)
     assert len(text.encode()) < MAX_BYTES
     assert prairielearn_reading(json.loads(text)) == (True, Fraction(0))
-    gradescope = json.loads(GradescopeFormat().render(report))
+    text = GradescopeFormat().render(report)
+    assert len(text.encode()) <= GRADESCOPE_MAX_BYTES
+    gradescope = json.loads(text)
     assert gradescope_score(gradescope) == 0
+    assert all("characters cut" in t["output"] for t in gradescope["tests"])
 
 
 HIDDEN = dataclasses.replace(
