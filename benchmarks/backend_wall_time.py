@@ -27,8 +27,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from checks.common import ANSWER_TOLERANCE_S
-from grader.docker_stack import DockerStack
-from grader.repo import LearnerRepo
+from grader.backends.docker.stack import DockerStack
+from grader.learner.repo import LearnerRepo
 
 ROOT = Path(__file__).resolve().parent.parent
 GRADE_ALL = (sys.executable, "-m", "grader", "check", "all", "--format", "json")

@@ -38,7 +38,7 @@ from checks.m3_retries import (
     declared_mean,
 )
 from checks.stats import Growth, Spread, Zone, count_bounds, growth, lateness_noise, spread_test
-from grader.budgets import Jitter, Retries
+from grader.learner.budgets import Jitter, Retries
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE, CAP = 0.1, 1.0  # the course's example policy: base 0.1 s, cap 1 s, 3 attempts

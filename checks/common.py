@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from checks.stats import Zone, zone
-from grader.context import Context
-from grader.driver import CheckoutResult
+from grader.engine.context import Context
+from grader.engine.driver import CheckoutResult
+from grader.engine.stubclient import Attempt
 from grader.errors import CheckFailed, CheckInconclusive
-from grader.stubclient import Attempt
 
 T = TypeVar("T")
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from checks.common import ANSWER_TOLERANCE_S, HOLD_S, noise_s
-from grader import k6
-from grader.context import Context
+from grader.engine import k6
+from grader.engine.context import Context
+from grader.engine.figures import bars
+from grader.engine.registry import check
+from grader.engine.stubclient import Delay
 from grader.errors import CheckFailed, CheckInconclusive, EnvironmentProblem
-from grader.figures import bars
 from grader.model import Passed
-from grader.registry import check
-from grader.stubclient import Delay
 
 SLOW_S = 6  # the first phase: the provider holds checkouts 10 s
 RECOVERY_S = 5  # the second phase: the provider is healthy

@@ -9,14 +9,15 @@ import re
 from pathlib import Path
 
 from checks.common import repo_relative
-from grader import budgets as budgets_mod
-from grader import k6, learnerfile, nginxconf
-from grader.budgets import MAX_ATTEMPTS_BOUND, RETRY_RATIO_BOUND, Budgets
-from grader.context import Context
+from grader.engine import k6
+from grader.engine.context import Context
+from grader.engine.registry import check
 from grader.errors import CheckFailed, ToolTimeout
+from grader.learner import budgets as budgets_mod
+from grader.learner import learnerfile, nginxconf
+from grader.learner.budgets import MAX_ATTEMPTS_BOUND, RETRY_RATIO_BOUND, Budgets
+from grader.learner.yamlfile import Loaded
 from grader.model import Location, Passed
-from grader.registry import check
-from grader.yamlfile import Loaded
 
 # The learner's files these checks read, relative to the repo root (CI annotates them).
 NGINX_FILE = nginxconf.CONF_PATH
@@ -26,7 +27,7 @@ K6_SCRIPT = "loadtest/checkout.js"
 def _learner_file(ctx: Context, relative: str, what: str, limit_bytes: int) -> Path:
     """A file the learner's repo must have, readable the one safe way, or the FAIL saying why.
 
-    Read through :mod:`grader.learnerfile` (a regular file inside the repo, at most
+    Read through :mod:`grader.learner.learnerfile` (a regular file inside the repo, at most
     ``limit_bytes``), so that what reads it next (crossplane, ``k6 inspect``) gets a file that
     cannot hang or flood it.
     """

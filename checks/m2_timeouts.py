@@ -26,13 +26,13 @@ from checks.common import (
     fail_fast_problems,
     held_to,
 )
-from grader.budgets import COURSE_RETRIES
-from grader.context import Context
-from grader.driver import CheckoutResult
+from grader.engine.context import Context
+from grader.engine.driver import CheckoutResult
+from grader.engine.registry import check
+from grader.engine.stubclient import Attempt, Delay, Dribble
 from grader.errors import CheckFailed
+from grader.learner.budgets import COURSE_RETRIES
 from grader.model import Passed
-from grader.registry import check
-from grader.stubclient import Attempt, Delay, Dribble
 
 
 def _timeline(result: CheckoutResult, attempts: Sequence[Attempt]) -> str:

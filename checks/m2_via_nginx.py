@@ -4,8 +4,8 @@ Id: m2.edge-answers-first. The table's order nginx > api > payments, seen from t
 side: with the provider stuck, the answer through nginx is the api's own 502/503/504. It needs
 the api's deadline (milestone 2's m2.read-timeout) and the learner's nginx/nginx.conf running:
 under --backend docker, unchanged in front of the API; under --backend local, rewired to
-loopback ports when an nginx binary is on PATH (grader/edge.py), else SKIP, not the learner's
-fault.
+loopback ports when an nginx binary is on PATH (grader/backends/local/edge.py), else SKIP,
+not the learner's fault.
 """
 
 from __future__ import annotations
@@ -18,19 +18,19 @@ from checks.common import (
     fail_fast_problems,
     repo_relative,
 )
-from grader import learnerfile, nginxconf
-from grader.context import Context
-from grader.driver import CheckoutResult
+from grader.engine.context import Context
+from grader.engine.driver import CheckoutResult
+from grader.engine.registry import check
+from grader.engine.stubclient import Delay
 from grader.errors import CheckFailed, CheckSkipped, EdgeUnavailable
+from grader.learner import learnerfile, nginxconf
 from grader.model import Location, Passed
-from grader.registry import check
-from grader.stubclient import Delay
 
 NGINX_FILE = nginxconf.CONF_PATH
 
 
-# Starting nginx is bounded by grader/edge.py (5 s), the checkout by answer_wait_s (5.5 s for
-# the course's table); the rest is margin for a busy machine.
+# Starting nginx is bounded by grader/backends/local/edge.py (5 s), the checkout by
+# answer_wait_s (5.5 s for the course's table); the rest is margin for a busy machine.
 EDGE_CHECK_LIMIT_S = 30.0
 
 

@@ -39,13 +39,13 @@ from checks.stats import (
     lateness_noise,
     spread_test,
 )
-from grader.budgets import COURSE_RETRIES, Retries
-from grader.context import Context
+from grader.engine.context import Context
+from grader.engine.figures import timeline
+from grader.engine.registry import check
+from grader.engine.stubclient import Attempt, Decline, Status
 from grader.errors import CheckFailed, CheckInconclusive
-from grader.figures import timeline
+from grader.learner.budgets import COURSE_RETRIES, Retries
 from grader.model import Passed
-from grader.registry import check
-from grader.stubclient import Attempt, Decline, Status
 
 # --- The statistics, with their error rates -------------------------------------------------
 #

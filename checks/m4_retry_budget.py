@@ -20,15 +20,15 @@ from dataclasses import dataclass
 import httpx
 
 from checks.common import answer_wait_s, attempt_rows, attempts_by_checkout, held_to, per_checkout
-from grader.budgets import COURSE_RETRY_BUDGET, RetryBudget
-from grader.context import Context
-from grader.driver import CheckoutResult
+from grader.backends.base import ApiInstance
+from grader.engine.context import Context
+from grader.engine.driver import CheckoutResult
+from grader.engine.figures import timeline
+from grader.engine.registry import check
+from grader.engine.stubclient import Status
 from grader.errors import CheckFailed
-from grader.figures import timeline
+from grader.learner.budgets import COURSE_RETRY_BUDGET, RetryBudget
 from grader.model import Passed
-from grader.registry import check
-from grader.stack import ApiInstance
-from grader.stubclient import Status
 
 OUTAGE_CHECKOUTS = 200
 # Attempts per checkout may exceed 1 + ratio by this much: tokens left over from the warm-up

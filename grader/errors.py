@@ -9,12 +9,12 @@ Every error the grader raises on purpose derives from ``FailfastError``::
     │   ├── BudgetsError        budgets.yaml cannot be used to hold the service to
     │   ├── ApiStartError       the learner's API exited or never answered /healthz
     │   ├── LearnerFileError    a learner's file that is not a regular file in the repo, too big,
-    │   │                       or not UTF-8 (grader/learnerfile.py)
+    │   │                       or not UTF-8 (grader/learner/learnerfile.py)
     │   ├── ImageBuildError     the learner's Dockerfile did not build (docker backend)
     │   ├── CourseError         the course file (--course) cannot be read or is invalid
     │   └── EnvironmentProblem  this machine lacks something (a free port, a tool, the stub)
     │       └── ToolTimeout     a tool the grader runs (k6) did not finish within its limit
-    ├── NginxConfError          a learner's nginx.conf nginx would reject (grader/nginxconf.py);
+    ├── NginxConfError          a learner's nginx.conf nginx would reject (learner/nginxconf.py);
     │                           m1.nginx-agrees turns it into its FAIL
     ├── EdgeUnavailable         the learner's nginx cannot run here (no nginx binary): the check
     │                           that needs it is SKIP, with the reason, not the learner's fault

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 ALL = "all"  # `failfast check all`: every milestone in one run
 
-# Points are exact decimals: a course gives them in hundredths (grader/course.py), and a score is
-# their sum, so 6.67 + 6.67 + 6.66 is 20, not 19.999999999999996. Formats write them as the
+# Points are exact decimals: a course gives them in hundredths (grader/course/file.py), and a
+# score is their sum, so 6.67 + 6.67 + 6.66 is 20, not 19.999999999999996. Formats write them as the
 # shortest float that reads back as the same decimal (:func:`points_float`).
 Points = Decimal
 NO_POINTS = Decimal(0)
@@ -235,7 +235,7 @@ class CheckResult:
     # The last lines the learner's API printed, shown for FAIL and ERROR only.
     api_output: tuple[str, ...] = ()
     # What the check is worth, and who may see it: 1 point, visible, unless a course file
-    # (grader/course.py) says otherwise.
+    # (grader/course/file.py) says otherwise.
     max_score: Decimal = ONE_POINT
     visibility: Visibility = "visible"
 

@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from grader.yamlfile import schema
+from grader.learner.yamlfile import schema
 
 ROOT = Path(__file__).resolve().parent.parent
 

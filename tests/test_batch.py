@@ -14,7 +14,7 @@ from typing import cast
 import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs among the dev tools
 import pytest
 
-from grader.batch import (
+from grader.course.batch import (
     LOG_FILE,
     BatchError,
     Row,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import budgets
 from grader.errors import BudgetsError
+from grader.learner import budgets
 
 VALID = """\
 layers:

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import jsonschema
 
-from grader.cli import catalog
+from grader.cli.app import catalog
+from grader.learner.yamlfile import schema
 from grader.model import MILESTONES, ExitCode
-from grader.yamlfile import schema
 from tests.conftest import ROOT, run_failfast
 from tests.mutants import REFERENCE
 

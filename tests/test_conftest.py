@@ -13,7 +13,7 @@ httpcore.ReadTimeout
 """
 
 GRADER_TRACEBACK = """Traceback (most recent call last):
-  File "/work/main/grader/cli.py", line 212, in check
+  File "/work/main/grader/cli/app.py", line 212, in check
     report = run(plan)
   File "/work/main/checks/m3_backoff.py", line 80, in backoff_grows
 KeyError: 'attempts'

@@ -12,13 +12,13 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from grader.cli import catalog
-from grader.course import Course, Rule
+from grader.cli.app import catalog
+from grader.course.file import Course, Rule
+from grader.engine.registry import Catalog
 from grader.errors import CourseError, GradingError
 from grader.formats.json import JsonFormat
+from grader.learner.yamlfile import schema
 from grader.model import MILESTONE_KEYS, CheckResult, Evidence, Report, Status
-from grader.registry import Catalog
-from grader.yamlfile import schema
 from tests.conftest import run_failfast
 
 GOOD = """\

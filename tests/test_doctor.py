@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from grader import doctor
-from grader.doctor import Finding
+from grader.cli import doctor
+from grader.cli.doctor import Finding
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "reference" / "solution"

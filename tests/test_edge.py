@@ -18,8 +18,7 @@ import crossplane
 import httpx
 import pytest
 
-from grader import nginxconf
-from grader.edge import (
+from grader.backends.local.edge import (
     NO_NGINX,
     TEMP_PATHS,
     LocalEdge,
@@ -29,8 +28,9 @@ from grader.edge import (
     start_local_edge,
 )
 from grader.errors import EdgeUnavailable
-from grader.procs import ManagedProcess, ProcessTracker
-from grader.repo import LearnerRepo
+from grader.learner import nginxconf
+from grader.learner.repo import LearnerRepo
+from grader.process.procs import ManagedProcess, ProcessTracker
 from tests.mutants import REFERENCE, TEMPLATE
 
 LISTEN, API = "127.0.0.1:18080", "127.0.0.1:18000"

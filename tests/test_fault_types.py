@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 CORRECT = """
-from grader.stubclient import (
+from grader.engine.stubclient import (
     Decline, Delay, Dribble, Fault, Hang, LostResponse, Reset, Status, StubAdmin,
 )
 
@@ -42,8 +42,8 @@ async def program(admin: StubAdmin) -> None:
 
 # Each typo is on its own line, tagged with the mypy error code it must raise.
 MISSPELLED = """
-import grader.stubclient as stubclient
-from grader.stubclient import Delay, Status, StubAdmin
+import grader.engine.stubclient as stubclient
+from grader.engine.stubclient import Delay, Status, StubAdmin
 
 
 async def program(admin: StubAdmin) -> None:

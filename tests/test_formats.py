@@ -23,8 +23,8 @@ from grader.formats.github import AnnotationsFormat, GitHubActions, command
 from grader.formats.json import JsonFormat
 from grader.formats.junit import JUnitFormat
 from grader.formats.markdown import MarkdownFormat, code_block
+from grader.learner.yamlfile import schema
 from grader.model import BudgetSource, CheckResult, Evidence, Location, Report, Status
-from grader.yamlfile import schema
 from tests.gha import commands
 from tests.junit_schemas import validate_junit
 

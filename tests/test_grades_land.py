@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
-from grader.cli import catalog
-from grader.course import Course, Rule
+from grader.cli.app import catalog
+from grader.course.file import Course, Rule
 from grader.errors import ApiStartError
 from grader.formats import OutputFormat
 from grader.formats.classroom import MAX_DOCUMENT_BYTES, ClassroomFormat, js_sum, scores_for

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from junitparser import Error, Failure, JUnitXml, Skipped
 
-from grader.cli import catalog
+from grader.cli.app import catalog
 from grader.errors import ApiStartError, BudgetsError
 from grader.formats.junit import NO_FILE, JUnitFormat, _xml, file_key
 from grader.model import (

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import k6
+from grader.engine import k6
 from tests.stub._support import Stub, start_stub
 
 TRAPS = """

@@ -22,12 +22,12 @@ from typing import Any, TypeVar
 import pytest
 
 from checks.m1_budget_table import k6_thresholds, nginx_agrees
-from grader import budgets, learnerfile, nginxconf, yamlfile
-from grader.context import Context
+from grader.engine.context import Context
 from grader.errors import BudgetsError, CheckFailed, ManifestError
-from grader.learnerfile import LearnerFileError
-from grader.nginxconf import NginxConfError
-from grader.repo import LearnerRepo
+from grader.learner import budgets, learnerfile, nginxconf, yamlfile
+from grader.learner.learnerfile import LearnerFileError
+from grader.learner.nginxconf import NginxConfError
+from grader.learner.repo import LearnerRepo
 from tests.mutants import REFERENCE
 
 T = TypeVar("T")

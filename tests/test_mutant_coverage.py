@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grader.cli import catalog
+from grader.cli.app import catalog
 from tests.e2e.test_milestones import EVIDENCE
 from tests.mutants import MUTANTS, REFERENCE, UNMUTABLE, Mutant, materialize
 

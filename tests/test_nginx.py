@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from checks.m1_budget_table import nginx_agrees
-from grader import budgets
-from grader.context import Context
+from grader.engine.context import Context
 from grader.errors import CheckFailed
+from grader.learner import budgets
+from grader.learner.repo import LearnerRepo
 from grader.model import Location
-from grader.repo import LearnerRepo
 from tests.mutants import REFERENCE
 
 

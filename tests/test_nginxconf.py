@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from grader.nginxconf import (
+from grader.learner.nginxconf import (
     Judged,
     NginxConfError,
     judge,

@@ -19,7 +19,8 @@ import pytest
 from markdown_it import MarkdownIt
 from rich.console import Console
 
-from grader.course import Course, Rule
+from grader.cli.output import Delivery, ReportFile
+from grader.course.file import Course, Rule
 from grader.errors import ApiStartError
 from grader.formats import OutputFormat
 from grader.formats.classroom import ClassroomFormat, step_output
@@ -27,9 +28,8 @@ from grader.formats.gradescope import GradescopeFormat
 from grader.formats.json import JsonFormat
 from grader.formats.markdown import MarkdownFormat
 from grader.formats.prairielearn import MAX_BYTES, PrairieLearnFormat
+from grader.learner.yamlfile import schema
 from grader.model import CheckResult, Evidence, Location, Report, Status
-from grader.output import Delivery, ReportFile
-from grader.yamlfile import schema
 from tests.test_formats import FORGED, REPORT, result
 
 PLATFORMS = (OutputFormat.GRADESCOPE, OutputFormat.PRAIRIELEARN, OutputFormat.CLASSROOM)

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from grader import budgets, registry
-from grader.cli import catalog
-from grader.context import Context
+from grader.cli.app import catalog
+from grader.engine import registry
+from grader.engine.context import Context
+from grader.engine.registry import CheckSpec
+from grader.engine.runner import Hooks, _Run
 from grader.errors import CheckFailed, CheckInconclusive, EnvironmentProblem
+from grader.learner import budgets
+from grader.learner.repo import LearnerRepo
 from grader.model import CheckResult, Evidence, Passed, Report, Status
-from grader.registry import CheckSpec
-from grader.repo import LearnerRepo
-from grader.runner import Hooks, _Run
 
 EVENTS: list[str] = []
 

@@ -22,13 +22,13 @@ from checks.stats import (
     spread_test,
     zone,
 )
-from grader import budgets
-from grader.budgets import Retries, RetryBudget
-from grader.context import Context
-from grader.driver import CheckoutResult
+from grader.engine.context import Context
+from grader.engine.driver import CheckoutResult
+from grader.engine.noise import LagMeter
 from grader.errors import CheckFailed, CheckInconclusive
-from grader.noise import LagMeter
-from grader.repo import LearnerRepo
+from grader.learner import budgets
+from grader.learner.budgets import Retries, RetryBudget
+from grader.learner.repo import LearnerRepo
 from tests.mutants import REFERENCE
 
 

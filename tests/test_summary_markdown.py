@@ -22,7 +22,7 @@ import cmarkgfm  # type: ignore[import-untyped]
 import pytest
 from cmarkgfm.cmark import Options  # type: ignore[import-untyped]
 
-from grader.cli import catalog
+from grader.cli.app import catalog
 from grader.formats.github import SUMMARY_BYTES, GitHubActions
 from grader.formats.gradescope import GradescopeFormat
 from grader.formats.markdown import (

@@ -23,7 +23,7 @@ else ``pass``; the reporter fails the step for either. A run that could not grad
 ``error`` test worth 0 and keeps ``max_score``, what the run was to be worth: the milestone
 stays in Classroom's denominator instead of dropping out of the total. Classroom cannot hide a
 test (the reporter prints every name, status and message in the learner's own workflow log),
-so a course that hides checks is refused before grading (:func:`grader.course.Course.hidden`).
+so a course that hides checks is refused before grading (:func:`grader.course.file.Course.hidden`).
 
 The result reaches the reporter through an environment variable, and Linux caps one
 ``NAME=value`` string at ``MAX_ARG_STRLEN`` (:data:`ENV_STRING_BYTES`): the JSON is written

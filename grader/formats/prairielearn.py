@@ -12,7 +12,7 @@ or INCONCLUSIVE, or the run was interrupted: PrairieLearn then marks the submiss
 not gradable", awards and takes no points, and does not use up the learner's attempt;
 ``format_errors`` says why. PrairieLearn shows the learner every test and the score, and has no
 way to hide one, so a course that hides checks is refused before grading
-(:meth:`grader.course.Course.hidden`). The file must stay under 1 MB: outputs are cut in their
+(:meth:`grader.course.file.Course.hidden`). The file must stay under 1 MB: outputs are cut in their
 middle, evenly, until it fits.
 """
 

@@ -41,11 +41,11 @@ fault: what the stub does ("type" plus these fields; "=" gives a default)
     lost_response  (none)                   charge (a replayed Idempotency-Key charges nothing
                                             new), then close without answering (FIN).
 
-Each fault is a frozen dataclass whose fields are its JSON fields, all integers with a minimum
-(null on a field with a default gives the default). ``parse_fault`` reads them generically from
-the dataclass fields, refusing unknown keys, missing required fields and values out of range, and
-``to_dict`` writes them back. The grader builds the same dataclasses (``grader.stubclient``), so a
-misspelled fault type or field there is a type error rather than a 400 from the stub.
+Each fault is a frozen dataclass whose fields are its JSON fields, all integers with a minimum (null
+on a field with a default gives the default). ``parse_fault`` reads them generically from the
+dataclass fields, refusing unknown keys, missing required fields and values out of range, and
+``to_dict`` writes them back. The grader builds the same dataclasses (``grader.engine.stubclient``),
+so a misspelled fault type or field there is a type error rather than a 400 from the stub.
 
 Two course knobs act when no rule fires, and the journal shows them as faults of their own:
 FAIL_RATE answers 503 to that fraction of attempts (``{"type": "fail_rate"}``), LATENCY_MS holds

@@ -13,7 +13,7 @@ import docker
 import jsonschema
 import pytest
 
-from grader.yamlfile import schema
+from grader.learner.yamlfile import schema
 from tests.conftest import Run, run_failfast
 from tests.gha import Command, commands
 from tests.mutants import REFERENCE, TEMPLATE, Edit, materialize

@@ -30,8 +30,8 @@ import jsonschema
 import pytest
 import yaml
 
-from grader.cli import catalog
-from grader.yamlfile import schema as grader_schema
+from grader.cli.app import catalog
+from grader.learner.yamlfile import schema as grader_schema
 from tests.conftest import ROOT
 from tests.e2e.conftest import docker_engine
 from tests.mutants import REFERENCE, TEMPLATE, Edit, materialize

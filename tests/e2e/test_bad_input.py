@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from grader import registry
-from grader.context import AMOUNT_BLOCK
+from grader.engine import registry
+from grader.engine.context import AMOUNT_BLOCK
 from tests.conftest import ROOT, grader_crashed, leftovers, run_failfast
 from tests.mutants import APP, REFERENCE, Edit, materialize
 

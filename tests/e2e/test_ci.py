@@ -14,7 +14,7 @@ import pytest
 from junitparser import Failure, JUnitXml
 from markdown_it import MarkdownIt
 
-from grader.cli import catalog
+from grader.cli.app import catalog
 from grader.formats.github import ERRORS_PER_STEP
 from grader.model import MILESTONE_KEYS
 from tests.conftest import run_failfast

@@ -22,9 +22,9 @@ import docker
 import httpx
 import pytest
 
-from grader.cli import catalog
-from grader.docker_stack import RUN_LABEL, DockerOptions, DockerStack, Limits
-from grader.repo import LearnerRepo
+from grader.backends.docker.stack import RUN_LABEL, DockerOptions, DockerStack, Limits
+from grader.cli.app import catalog
+from grader.learner.repo import LearnerRepo
 from tests.conftest import ROOT, grader_crashed, run_failfast
 from tests.e2e.conftest import CiRun, docker_engine
 from tests.mutants import MUTANTS, REFERENCE, Mutant, materialize

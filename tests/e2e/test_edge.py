@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from grader.edge import NO_NGINX
-from grader.procs import describe, proc_table
+from grader.backends.local.edge import NO_NGINX
+from grader.process.procs import describe, proc_table
 from tests.conftest import ROOT, run_failfast
 from tests.e2e.conftest import CiRun
 from tests.mutants import REFERENCE, materialize
@@ -57,7 +57,7 @@ def test_without_nginx_the_check_is_skipped_with_the_reason(
 ) -> None:
     """No nginx on PATH: SKIP, saying why and that the repo is not at fault; the rest passes."""
     # PATH without any directory holding nginx; the API's uvicorn is still found, beside the
-    # grader's interpreter (grader.procs.child_env), and so is k6.
+    # grader's interpreter (grader.process.procs.child_env), and so is k6.
     path = os.pathsep.join(
         d for d in os.environ["PATH"].split(os.pathsep) if not os.path.exists(f"{d}/nginx")
     )

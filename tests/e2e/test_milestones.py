@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from grader.cli import catalog
+from grader.cli.app import catalog
 from tests.e2e.conftest import CiRun
 from tests.mutants import MUTANTS, REFERENCE, TEMPLATE, Mutant, materialize
 

@@ -21,8 +21,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from grader.cli import catalog
-from grader.yamlfile import schema
+from grader.cli.app import catalog
+from grader.learner.yamlfile import schema
 from tests.conftest import Run, run_failfast
 from tests.mutants import REFERENCE, TEMPLATE, materialize
 from tests.platform_readers import (

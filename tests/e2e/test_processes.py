@@ -302,7 +302,7 @@ def kill_mid_run(watched: Watched, *, watchdog_too: bool) -> None:
         pytest.fail(f"the grader never recorded the daemon {daemon} in {state}")
     if watchdog_too:
         # As when everything of the grader's is killed at once (OOM, a runner torn down).
-        for pid, start in watched.matching("grader.procs --watchdog"):
+        for pid, start in watched.matching("grader.process.procs --watchdog"):
             if running(pid, start):
                 os.kill(pid, signal.SIGKILL)
     watched.proc.kill()

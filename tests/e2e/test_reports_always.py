@@ -25,11 +25,11 @@ import jsonschema
 import pytest
 from junitparser import JUnitXml, Skipped
 
-from grader import registry
-from grader.context import AMOUNT_BLOCK
-from grader.driver import CheckoutResult, Driver
-from grader.stack import Stack
-from grader.yamlfile import schema
+from grader.backends.base import Stack
+from grader.engine import registry
+from grader.engine.context import AMOUNT_BLOCK
+from grader.engine.driver import CheckoutResult, Driver
+from grader.learner.yamlfile import schema
 from tests.conftest import grader_crashed, leftovers, run_failfast
 from tests.e2e.test_bad_input import GraderRun, _listening_ports
 from tests.junit_schemas import validate_junit

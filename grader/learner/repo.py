@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader import yamlfile
 from grader.errors import ManifestError, RepoError
+from grader.learner import yamlfile
 
 MANIFEST_FILE = "failfast.yaml"  # at the learner's repo root; optional
 DEFAULT_COMMAND = "uvicorn app.main:app --host 127.0.0.1 --port $PORT"

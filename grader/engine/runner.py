@@ -20,9 +20,12 @@ from typing import Any
 
 import httpx
 
-from grader import budgets as budgets_mod
-from grader.context import AMOUNT_BLOCK, Context
-from grader.driver import Driver
+from grader.backends.base import Stack, StartStack
+from grader.backends.local.stack import LocalStack
+from grader.engine.context import AMOUNT_BLOCK, Context
+from grader.engine.driver import Driver
+from grader.engine.noise import LagMeter
+from grader.engine.registry import Catalog, CheckSpec
 from grader.errors import (
     BudgetsError,
     CheckFailed,
@@ -32,6 +35,8 @@ from grader.errors import (
     GradingError,
     ToolTimeout,
 )
+from grader.learner import budgets as budgets_mod
+from grader.learner.repo import LearnerRepo
 from grader.model import (
     BudgetSource,
     CheckResult,
@@ -41,10 +46,6 @@ from grader.model import (
     Selection,
     Status,
 )
-from grader.noise import LagMeter
-from grader.registry import Catalog, CheckSpec
-from grader.repo import LearnerRepo
-from grader.stack import LocalStack, Stack, StartStack
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,16 +21,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from grader import __version__, registry
-from grader.course import Course
-from grader.docker_stack import DockerOptions, DockerStack, Limits
+from grader import __version__
+from grader.backends.base import StartStack
+from grader.backends.docker.stack import DockerOptions, DockerStack, Limits
+from grader.backends.local.stack import LocalStack
+from grader.cli.output import Delivery, ReportFile
+from grader.course.file import Course
+from grader.engine import registry
+from grader.engine.runner import Hooks, Tally, grade, now_iso
 from grader.errors import CourseError, GradingError
 from grader.formats import OutputFormat
 from grader.formats.github import GitHubActions
 from grader.model import MILESTONES, ExitCode, Report, Selection, points_text
-from grader.output import Delivery, ReportFile
-from grader.runner import Hooks, Tally, grade, now_iso
-from grader.stack import LocalStack, StartStack
 
 CHECKS_PACKAGE = "checks"  # where the milestone checks live: checks/m<N>_*.py
 STUB_PORT = 8081
@@ -342,7 +344,7 @@ def doctor(
     ] = Backend.LOCAL,
 ) -> None:
     """Say what the grader needs, whether this machine has it, and the exact fix for each."""
-    from grader import doctor as doctor_mod
+    from grader.cli import doctor as doctor_mod
 
     findings = doctor_mod.diagnose(repo, docker_backend=backend is Backend.DOCKER)
     doctor_mod.render(findings, Console(highlight=False))
@@ -453,7 +455,7 @@ def grade_class(
         TimeRemainingColumn,
     )
 
-    from grader import batch as batch_mod
+    from grader.course import batch as batch_mod
 
     console = Console(highlight=False)
     try:
@@ -539,7 +541,7 @@ def gradebook_merge(
     ),
 ) -> None:
     """Merge the shards' reports into one gradebook, summary and class page."""
-    from grader import batch as batch_mod
+    from grader.course import batch as batch_mod
 
     missing = [str(p) for p in shards if not p.is_dir()]
     if missing:

@@ -17,13 +17,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from grader.engine.runner import Hooks
 from grader.formats import OutputFormat
 from grader.formats.classroom import step_output
 from grader.formats.github import AnnotationsFormat, GitHubActions
 from grader.formats.markdown import MarkdownFormat
 from grader.formats.terminal import MARK, STYLE, TerminalFormat
 from grader.model import CheckResult, Report, Status
-from grader.runner import Hooks
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """The course file: how many points each check is worth, and who may see its result.
 
 An optional YAML file (``failfast check --course FILE``, ``failfast grade --course FILE``),
-validated against ``grader/schemas/course.schema.json`` by :mod:`grader.yamlfile`, so that every
-problem names the file and the line::
+validated against ``grader/schemas/course.schema.json`` by :mod:`grader.learner.yamlfile`, so
+that every problem names the file and the line::
 
     version: 1
     milestones:                # points per milestone, spread over its checks without their own
@@ -29,10 +29,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
-from grader import yamlfile
+from grader.engine.registry import Catalog
 from grader.errors import CourseError
+from grader.learner import yamlfile
 from grader.model import MILESTONES, ONE_POINT, Report, Visibility, milestone_of, points_text
-from grader.registry import Catalog
 
 DEFAULT_POINTS = ONE_POINT
 # Points are counted in whole hundredths, exactly: what the file gives, what is spread, and so

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from grader import yamlfile
 from grader.errors import BudgetsError
+from grader.learner import yamlfile
 from grader.model import BudgetSource
 
 BUDGETS_FILE = "budgets.yaml"  # at the learner's repo root
@@ -127,7 +127,8 @@ def from_data(data: dict[str, Any]) -> Budgets:
 def load(repo: Path) -> yamlfile.Loaded:
     """Read and validate ``budgets.yaml`` of a learner repo; problems are data, not exceptions.
 
-    Read through :mod:`grader.learnerfile` (a regular file in the repo, 256 KiB at most); the
+    Read through :mod:`grader.learner.learnerfile` (a regular file in the repo, 256 KiB at most);
+    the
     schema bounds every number (timeouts at most an hour, max_attempts at most 100, burst at
     most 100) and the loader refuses .nan, .inf, aliases and duplicate keys, each as a problem
     with its line, so nothing computed from a valid table can overflow or crash.

@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from grader.budgets import Budgets
-from grader.driver import Driver
+from grader.backends.base import Stack
+from grader.engine.driver import Driver
+from grader.engine.noise import LagMeter
 from grader.errors import EnvironmentProblem
-from grader.noise import LagMeter
-from grader.repo import LearnerRepo
-from grader.stack import Stack
+from grader.learner.budgets import Budgets
+from grader.learner.repo import LearnerRepo
 
 T = TypeVar("T")
 

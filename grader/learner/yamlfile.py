@@ -20,7 +20,7 @@ import jsonschema
 import yaml
 from yaml.composer import ComposerError
 
-from grader import learnerfile
+from grader.learner import learnerfile
 from grader.model import Location
 
 
@@ -154,7 +154,7 @@ def load(path: Path, schema_name: str, *, root: Path | None = None) -> Loaded:
     """Parse ``path`` and validate it; a missing file or bad YAML is a problem, not an exception.
 
     ``root`` is the learner's repo (by default the file's directory): the file is read through
-    :mod:`grader.learnerfile`, a regular file inside it of at most 256 KiB.
+    :mod:`grader.learner.learnerfile`, a regular file inside it of at most 256 KiB.
     """
     root = path.parent if root is None else root
     name = Path(os.path.relpath(path, root)).as_posix()

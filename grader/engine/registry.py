@@ -1,8 +1,8 @@
 """Checks are small decorated functions, registered by milestone (after check50's ``@check``).
 
-A check takes a :class:`grader.context.Context` and returns :class:`grader.model.Passed`, or raises
-:class:`grader.errors.CheckFailed` with the evidence. Its id is ``<prefix>.<name>`` (``m2`` for
-milestone 2, ``lt`` for the load test: :data:`grader.model.MILESTONES`); the function lives in
+A check takes a :class:`grader.engine.context.Context` and returns :class:`grader.model.Passed`, or
+raises :class:`grader.errors.CheckFailed` with the evidence. Its id is ``<prefix>.<name>`` (``m2``
+for milestone 2, ``lt`` for the load test: :data:`grader.model.MILESTONES`); the function lives in
 ``checks/<prefix>_*.py`` under the same name with dashes as underscores.
 
 The registry never imports the checks: whoever grades names the package that holds them
@@ -23,7 +23,7 @@ from grader.errors import GradingError
 from grader.model import ALL, MILESTONE_KEYS, MILESTONES, Passed, Selection, milestone_of
 
 if TYPE_CHECKING:
-    from grader.context import Context
+    from grader.engine.context import Context
 
 CheckFunc: TypeAlias = Callable[["Context"], Passed | Awaitable[Passed]]
 F = TypeVar("F", bound=CheckFunc)

@@ -1,8 +1,8 @@
-"""Bringing the stack up: the reference stub, the learner's API, and the services it needs.
+"""The local backend: the reference stub, the learner's API and its services as processes.
 
-Checks see only :class:`Stack`, :class:`ApiInstance` and :class:`Edge`; which backend runs them
-(processes on loopback here, :class:`LocalStack`; containers in grader/docker_stack.py) stays
-behind this interface. The CLI picks the backend (:data:`StartStack`).
+Checks see only the protocols of :mod:`grader.backends.base` (:class:`Stack`, :class:`ApiInstance`,
+:class:`Edge`); :class:`LocalStack` meets them with processes on loopback ports. The CLI picks
+the backend.
 """
 
 from __future__ import annotations
@@ -19,14 +19,20 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import httpx
 
+from grader.backends.base import ApiInstance, Edge
+from grader.engine.stubclient import StubAdmin
 from grader.errors import ApiStartError, EnvironmentProblem
-from grader.procs import ManagedProcess, ProcessTracker, child_env, describe, sweep_dead_runs
-from grader.repo import LearnerRepo, Manifest
-from grader.stubclient import StubAdmin
+from grader.learner.repo import LearnerRepo, Manifest
+from grader.process.procs import (
+    ManagedProcess,
+    ProcessTracker,
+    child_env,
+    describe,
+    sweep_dead_runs,
+)
 
 STUB_READY_TIMEOUT_S = 10.0
 REDIS_READY_TIMEOUT_S = 10.0
@@ -42,70 +48,6 @@ OUTPUT_DRAIN_S = 1.0
 # The shell the learner's command runs in, as a shell runs it: `cd api && uvicorn ...`,
 # `ENV=1 uvicorn ...` and `sleep 1 && uvicorn ...` all work.
 SHELL = "/bin/sh"
-
-
-class ApiInstance(Protocol):
-    """One running instance of the learner's API."""
-
-    name: str
-    base_url: str
-
-    def alive(self) -> bool:
-        """Whether the instance is still running."""
-
-    def exit_description(self) -> str | None:
-        """How it exited ("exited with code 1"), or None while it runs."""
-
-    def output_tail(self, n: int = 15) -> tuple[str, ...]:
-        """The last lines it printed."""
-
-    def output_mark(self) -> int:
-        """A position in its output, for :meth:`output_since`."""
-
-    def output_since(self, mark: int, n: int = 15) -> tuple[str, ...]:
-        """At most the last ``n`` lines it printed after ``mark``."""
-
-
-class Edge(Protocol):
-    """The learner's own nginx, in front of the main API instance."""
-
-    @property
-    def base_url(self) -> str:
-        """The address of the learner's nginx, as the grader reaches it."""
-
-    @property
-    def config(self) -> str:
-        """Which nginx.conf runs, and how it was wired, in words."""
-
-    def output_tail(self, n: int = 15) -> tuple[str, ...]:
-        """The last lines nginx printed."""
-
-
-class Stack(Protocol):
-    """What checks may use: the stub's admin API, provider URLs and the learner's API."""
-
-    stub: StubAdmin
-    payments_url: str  # base URL of the provider, as the API is given it
-    provider_url: str  # the same provider, as the grader itself reaches it
-    connect_hang_url: str  # a provider URL whose connects hang, as the API is given it
-    api: ApiInstance  # the instance started with the stack
-    notes: tuple[str, ...]  # what the report should say about how this run was isolated
-
-    async def start_api(self, name: str, *, payments_url: str | None = None) -> ApiInstance:
-        """Start another instance of the learner's API, e.g. against another provider URL."""
-
-    async def restart_api(self) -> None:
-        """Stop every instance of the learner's API, then start a fresh main one as ``api``."""
-
-    async def start_edge(self) -> Edge:
-        """Start the learner's nginx.conf in front of ``api``; EdgeUnavailable says why not."""
-
-    async def aclose(self) -> None:
-        """Stop everything the stack started."""
-
-
-# How the CLI hands the runner a backend: start a stack for this repo and manifest.
-StartStack = Callable[[LearnerRepo, Manifest], Awaitable[Stack]]
 
 
 def free_port() -> int:
@@ -300,7 +242,9 @@ class LocalStack:
 
     async def start_edge(self) -> Edge:
         """The learner's nginx.conf as a local nginx process, rewired to loopback ports."""
-        from grader.edge import start_local_edge  # only graders with an nginx need it
+        from grader.backends.local.edge import (
+            start_local_edge,  # only graders with an nginx need it
+        )
 
         return await start_local_edge(self.repo, self.api.base_url, self._spawn)
 

@@ -13,7 +13,7 @@ except for what a local, unprivileged nginx next to processes on loopback ports 
   private temp directory; ``error_log`` goes to stderr and ``access_log`` to stdout, which the
   grader reads; ``user`` and ``daemon`` are dropped (nginx runs as the grader's user, in the
   foreground: ``-g "daemon off;"``);
-* includes are spliced in where they are inside the repo (read as grader/nginxconf.py reads
+* includes are spliced in where they are inside the repo (read as grader/learner/nginxconf.py reads
   them, bounded); one that names no file of the repo (``include /etc/nginx/mime.types;`` of the
   nginx image) is left out and named in :attr:`LocalEdge.config`.
 """
@@ -37,11 +37,12 @@ from urllib.parse import urlsplit
 
 import crossplane
 
-from grader import learnerfile, nginxconf
+from grader.backends.base import Edge
+from grader.backends.local.stack import free_port
 from grader.errors import EdgeUnavailable
-from grader.procs import ManagedProcess, child_env
-from grader.repo import LearnerRepo
-from grader.stack import Edge, free_port
+from grader.learner import learnerfile, nginxconf
+from grader.learner.repo import LearnerRepo
+from grader.process.procs import ManagedProcess, child_env
 
 Spawn = Callable[[str, Sequence[str], Path, dict[str, str]], ManagedProcess]
 
@@ -96,7 +97,7 @@ def rewire(
     other_listens: Iterator[str] | None = None,
     compiled_out: frozenset[str] = frozenset(),
 ) -> Rewired:
-    """Rewire a crossplane payload (:func:`grader.nginxconf.parse`) for a local nginx.
+    """Rewire a crossplane payload (:func:`grader.learner.nginxconf.parse`) for a local nginx.
 
     ``listen`` is the ``host:port`` the http servers listen on, ``api`` the API's loopback
     ``host:port`` that replaces ``api:8000``, ``prefix`` the private directory of the pid file

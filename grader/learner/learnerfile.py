@@ -35,7 +35,7 @@ MIB = 1024 * KIB
 # tests/test_learner_files.py holds them to generous limits):
 #
 # budgets.yaml and failfast.yaml: a dozen lines (the reference's budgets.yaml, comments
-# included, is 1.2 KiB). 256 KiB leaves room for any amount of comments; grader/yamlfile.py
+# included, is 1.2 KiB). 256 KiB leaves room for any amount of comments; grader/learner/yamlfile.py
 # also bounds the values (1000) and the nesting (20 levels) and refuses aliases. The slowest
 # 256 KiB file (blank lines) is read and validated in 0.15 s (+1 MiB RSS; +3 MiB for the most
 # memory-hungry shape, a long quoted string); the 600-byte alias bomb that took 68 s and 3.1 GB

@@ -24,11 +24,13 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from grader import budgets, docker_stack, k6
+from grader.backends.docker import stack as docker_stack
+from grader.engine import k6
 from grader.errors import BudgetsError, GradingError
 from grader.formats.terminal import print_to
-from grader.procs import child_env, sweep_dead_runs
-from grader.repo import DEFAULT_COMMAND, LearnerRepo, Manifest
+from grader.learner import budgets
+from grader.learner.repo import DEFAULT_COMMAND, LearnerRepo, Manifest
+from grader.process.procs import child_env, sweep_dead_runs
 
 PROBE_TIMEOUT_S = 5.0
 DOCKER_TIMEOUT_S = 3.0

@@ -602,7 +602,7 @@ class ProcessTracker:
         read_end, write_end = os.pipe()
         try:
             watchdog = subprocess.Popen(
-                [sys.executable, "-m", "grader.procs", "--watchdog", str(self.state_file)],
+                [sys.executable, "-m", "grader.process.procs", "--watchdog", str(self.state_file)],
                 cwd="/",
                 env=env,
                 stdin=read_end,
@@ -975,4 +975,4 @@ if __name__ == "__main__":
         for sig in (signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
         sys.exit(_watchdog(Path(sys.argv[2])))
-    sys.exit("usage: python -m grader.procs --watchdog STATE_FILE")
+    sys.exit("usage: python -m grader.process.procs --watchdog STATE_FILE")

@@ -36,6 +36,9 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from grader.backends.base import ApiInstance, Edge
+from grader.backends.local.stack import OUTPUT_DRAIN_S, READY_POLL_S, poll_healthz
+from grader.engine.stubclient import StubAdmin
 from grader.errors import (
     ApiStartError,
     EdgeUnavailable,
@@ -43,12 +46,10 @@ from grader.errors import (
     GradingError,
     ImageBuildError,
 )
+from grader.learner.nginxconf import CONF_PATH, NginxConfError, parse
+from grader.learner.repo import LearnerRepo, Manifest
 from grader.lines import LineLog
-from grader.nginxconf import CONF_PATH, NginxConfError, parse
-from grader.procs import proc_stat
-from grader.repo import LearnerRepo, Manifest
-from grader.stack import OUTPUT_DRAIN_S, READY_POLL_S, ApiInstance, Edge, poll_healthz
-from grader.stubclient import StubAdmin
+from grader.process.procs import proc_stat
 
 RUN_LABEL = "failfast.run"
 OWNER_LABEL = "failfast.owner"  # "<boot id>:<pid>:<start>" of the grader that made it

@@ -57,9 +57,9 @@ from typing import Any, Literal
 
 import crossplane
 
-from grader import learnerfile
 from grader.errors import FailfastError
-from grader.learnerfile import describe_size
+from grader.learner import learnerfile
+from grader.learner.learnerfile import describe_size
 
 CONF_PATH = "nginx/nginx.conf"  # where the learner contract puts the edge proxy's config
 URI = "/checkout"
@@ -678,10 +678,11 @@ def parse(path: str | Path, root: str | Path | None = None) -> dict[str, Any]:
     crossplane's own context and argument checks are off: its directive table is older than
     the nginx a learner runs, and :func:`judge` checks what it relies on the way nginx does.
 
-    Every file is read by :func:`grader.learnerfile.read_bytes` (a regular file inside ``root``,
+    Every file is read by :func:`grader.learner.learnerfile.read_bytes` (a regular file inside
+    ``root``,
     by default the config's directory, of at most :data:`MAX_CONF_BYTES`) and handed to
     crossplane as a private copy, so crossplane never opens a learner's file itself: a FIFO,
-    a device or a symlink out of the repo is a :class:`~grader.learnerfile.LearnerFileError`
+    a device or a symlink out of the repo is a :class:`~grader.learner.learnerfile.LearnerFileError`
     naming the file, never a hang. Includes are followed as crossplane follows them (relative
     to the config's directory, globs sorted); one that names a file outside ``root``, such as
     the nginx image's ``/etc/nginx/mime.types``, is left unresolved, like one that names no

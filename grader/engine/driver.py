@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx
 
+from grader.backends.base import ApiInstance, Stack
 from grader.errors import CheckFailed
 from grader.lines import sanitize
-from grader.stack import ApiInstance, Stack
 
 TEXT_CHARS = 200  # of a body, kept to show in evidence
 MAX_BODY_BYTES = 1 << 20  # a checkout's answer is a few hundred bytes; past this it is not one
