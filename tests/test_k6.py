@@ -7,12 +7,18 @@ real stub, for about a second each.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from grader.engine import k6
+from grader.errors import ToolTimeout
+from grader.process.proctable import proc_table
+from grader.process.tracker import ProcessTracker, current_tracker
 from tests.stub._support import Stub, start_stub
 
 TRAPS = """
@@ -133,3 +139,85 @@ def test_metric_tags() -> None:
     """A metric name splits from its tag filter."""
     parsed = k6.MetricName.parse("http_req_duration{name:checkout, scenario:slow}")
     assert parsed == k6.MetricName("http_req_duration", {"name": "checkout", "scenario": "slow"})
+
+
+# -- k6 is one of the run's processes
+
+SLEEPER = "import { sleep } from 'k6';\nexport default function () { sleep(%s); }\n"
+
+
+@pytest.fixture
+def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's own directory of run state files."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "runtime"))
+    return tmp_path / "runtime" / "failfast" / "runs"
+
+
+def k6_children() -> list[int]:
+    """The k6 processes the test's process started, still running."""
+    return [
+        stat.pid
+        for stat in proc_table().values()
+        if stat.comm == "k6" and stat.ppid == os.getpid() and stat.running
+    ]
+
+
+async def watch_run(script: Path, seen: Callable[[], bool], timeout_s: float = 60) -> bool:
+    """Run ``script`` with k6, looking meanwhile (bounded) for ``seen()`` to hold once."""
+    task = asyncio.create_task(k6.run(script, {}, timeout_s=timeout_s))
+    found = False
+    deadline = time.monotonic() + 30
+    while not task.done() and not found and time.monotonic() < deadline:
+        found = seen()
+        await asyncio.sleep(0.05)
+    await task
+    return found
+
+
+def test_k6_is_tracked_by_the_runs_tracker(tmp_path: Path, runs: Path) -> None:
+    """With a run open, k6 is one of its processes: recorded in its state file, then stopped."""
+    script = tmp_path / "sleep.js"
+    script.write_text(SLEEPER % 2)
+    tracker = ProcessTracker()
+    try:
+        assert tracker.state_file is not None
+        state = tracker.state_file
+
+        def recorded() -> bool:
+            members = {stat.comm for stat, _ in tracker.members()}
+            processes = json.loads(state.read_text())["processes"]
+            return "k6" in members and "k6" in {p["comm"] for p in processes}
+
+        assert asyncio.run(watch_run(script, recorded)), "k6 was never among the run's processes"
+        assert tracker.members() == []
+        assert json.loads(state.read_text())["processes"] == []
+    finally:
+        tracker.close()
+
+
+def test_k6_without_a_run_is_tracked_by_one_of_its_own(tmp_path: Path, runs: Path) -> None:
+    """No run open: k6 gets a tracker of its own, whose state file names it until it ends."""
+    script = tmp_path / "sleep.js"
+    script.write_text(SLEEPER % 2)
+
+    def recorded() -> bool:
+        return any(
+            "k6" in {p["comm"] for p in json.loads(path.read_text())["processes"]}
+            for path in runs.glob("*.json")
+        )
+
+    assert asyncio.run(watch_run(script, recorded)), "no state file ever named k6"
+    assert current_tracker() is None
+    assert not list(runs.glob("*.json"))
+    assert k6_children() == []
+
+
+def test_k6_overrun_is_a_tool_timeout_and_k6_is_gone(tmp_path: Path, runs: Path) -> None:
+    """k6 past its limit: ToolTimeout naming it, and no k6 left running."""
+    script = tmp_path / "sleep.js"
+    script.write_text(SLEEPER % 60)
+    started = time.monotonic()
+    with pytest.raises(ToolTimeout, match="k6 run"):
+        asyncio.run(k6.run(script, {}, timeout_s=1.0))
+    assert time.monotonic() - started < 10
+    assert k6_children() == []

@@ -15,13 +15,10 @@ threshold), 107 a script error.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -31,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.errors import EnvironmentProblem, ToolTimeout
+from grader.process.command import run_command
 
 EXIT_THRESHOLDS_CROSSED = 99
 EXIT_MEANINGS = {
@@ -283,42 +281,24 @@ async def inspect(script: Path, timeout_s: float) -> Inspected:
 
 
 async def _k6(args: list[str], env: Mapping[str, str], timeout_s: float) -> tuple[int, str, str]:
-    """Run k6 in its own process group, bounded by ``timeout_s``: (exit code, stdout, stderr).
+    """Run k6 as one of the run's processes, bounded by ``timeout_s``: (exit code, stdout, stderr).
 
     The one boundary where k6's processes and timeouts become the grader's errors: an overrun
-    is a :class:`ToolTimeout` naming k6 and the limit, and the whole group is killed on any
-    way out, Ctrl-C included.
+    is a :class:`ToolTimeout` naming k6 and the limit. k6 is tracked like every process of the
+    run (recorded, swept if the grader dies), and it and all it started are killed on any way
+    out, Ctrl-C included.
     """
     binary = require()
-    child_env = {
+    k6_env = {
         "PATH": os.environ.get("PATH", os.defpath),
         "K6_NO_USAGE_REPORT": "true",
         **env,
     }
-    process = await asyncio.create_subprocess_exec(
-        binary,
-        *args,
-        env=child_env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
     try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout=timeout_s)
+        done = await run_command("k6", [binary, *args], env=k6_env, timeout_s=timeout_s)
     except TimeoutError:
         raise ToolTimeout(f"k6 {args[0]}", timeout_s) from None
-    finally:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, _text(out), _text(err)
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", errors="replace")
+    return done.exit_code, done.stdout, done.stderr
 
 
 def _read(path: Path, parse: Any) -> Summary:

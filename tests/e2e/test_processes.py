@@ -87,7 +87,16 @@ class Watched:
             return start is not None and (sid not in table or table[sid][3] == start)
 
         for pid, (state, _, sid, start) in table.items():
-            if state in "ZX" or (pid, start) in self.seen:
+            if state in "ZX":
+                continue
+            if (pid, start) in self.seen:
+                # A process seen before its exec (`sh daemon.sh` that becomes `sleep 300`) is
+                # also what it runs now.
+                with contextlib.suppress(OSError):
+                    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    now = raw.replace(b"\0", b" ").decode(errors="replace")
+                    if now and now not in self.seen[(pid, start)]:
+                        self.seen[(pid, start)] += f" | then: {now}"
                 continue
             parent, under = pid, False
             for _ in range(64):
@@ -302,7 +311,7 @@ def kill_mid_run(watched: Watched, *, watchdog_too: bool) -> None:
         pytest.fail(f"the grader never recorded the daemon {daemon} in {state}")
     if watchdog_too:
         # As when everything of the grader's is killed at once (OOM, a runner torn down).
-        for pid, start in watched.matching("grader.process.procs --watchdog"):
+        for pid, start in watched.matching("grader.process.watchdog"):
             if running(pid, start):
                 os.kill(pid, signal.SIGKILL)
     watched.proc.kill()
