@@ -1,6 +1,6 @@
 """The grader's side of the reference stub's admin API: program faults, read the journal.
 
-Faults are the stub's own typed values (``Status(503)``, ``Delay(delay_ms=...)``), re-exported
+Faults are the stub's own typed values (``ErrorStatus(503)``, ``Delay(delay_ms=...)``), re-exported
 here for the checks, so a misspelled fault type or field is a type error, not a 400 at run time.
 """
 
@@ -18,12 +18,12 @@ from grader.errors import EnvironmentProblem
 from reference.stub.faults import Decline as Decline
 from reference.stub.faults import Delay as Delay
 from reference.stub.faults import Dribble as Dribble
+from reference.stub.faults import ErrorStatus as ErrorStatus
 from reference.stub.faults import Fault as Fault
 from reference.stub.faults import Hang as Hang
 from reference.stub.faults import LostResponse as LostResponse
 from reference.stub.faults import Match, Rule
 from reference.stub.faults import Reset as Reset
-from reference.stub.faults import Status as Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +122,6 @@ class StubAdmin:
         body = {key: value for key, value in rule.to_dict().items() if key != "id"}
         created = await self._call("POST", "/faults", json=body)
         return int(created["id"])
-
-    async def remove_fault(self, rule_id: int) -> None:
-        """Stop applying a fault rule."""
-        await self._call("DELETE", f"/faults/{rule_id}")
 
     async def journal(self, amounts: range) -> list[Attempt]:
         """Every attempt whose amount is in ``amounts``, in arrival order."""

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from grader.backends.base import Finding
 from grader.cli import doctor
-from grader.cli.doctor import Finding
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "reference" / "solution"
@@ -207,4 +207,24 @@ def test_redis_that_does_not_run_is_a_finding(
     assert not redis.ok and redis.required
     assert redis.found == f"{server} does not run `redis-server --version`"
     assert redis.fix == doctor.REDIS_FIX
+    assert doctor.exit_code(findings) == 1
+
+
+def test_the_chosen_backend_requires_what_it_declares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--backend docker makes the engine required; under local it is listed, optional."""
+    fake_redis(tmp_path, monkeypatch)
+    local = by_name(doctor.diagnose(SOLUTION))["Docker engine"]
+    docker = by_name(doctor.diagnose(SOLUTION, "docker"))["Docker engine"]
+    assert not local.required and local.needed_for == "--backend docker only"
+    assert docker.required and docker.needed_for == "--backend docker"
+
+
+def test_an_unknown_backend_is_a_required_finding(tmp_path: Path) -> None:
+    """A backend no package registers fails one required finding that names the known ones."""
+    findings = doctor.diagnose(SOLUTION, "podman")
+    backend = by_name(findings)["backend"]
+    assert not backend.ok and backend.required
+    assert "local, docker" in backend.fix
     assert doctor.exit_code(findings) == 1

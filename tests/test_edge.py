@@ -192,6 +192,20 @@ def test_includes_are_spliced_or_left_out(tmp_path: Path) -> None:
     assert result.dropped_includes == ("/etc/nginx/mime.types",)
 
 
+def test_an_include_loop_is_refused_as_the_judgement_refuses_it(tmp_path: Path) -> None:
+    """Rewiring and judging splice includes the same way: a loop is the same error, same line."""
+    (tmp_path / "nginx").mkdir()
+    (tmp_path / "nginx" / "loop.conf").write_text("include loop.conf;\n", "utf-8")
+    conf = server("listen 80;\ninclude loop.conf;\n")
+    with pytest.raises(nginxconf.NginxConfError) as rewiring:
+        rewired(conf, tmp_path)
+    with pytest.raises(nginxconf.NginxConfError) as judging:
+        nginxconf.judge_file(tmp_path / "nginx" / "nginx.conf", root=tmp_path)
+    assert str(rewiring.value) == str(judging.value)
+    assert "leads back to a file that includes it" in rewiring.value.message
+    assert rewiring.value.file is not None and rewiring.value.file.endswith("loop.conf")
+
+
 def test_stream_servers_get_ports_of_their_own(tmp_path: Path) -> None:
     """A stream server's listen is a loopback port of its own, not the edge's."""
     conf = server("listen 80;") + "stream {\n  server { listen 5432; proxy_pass db:5432; }\n}\n"

