@@ -8,10 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from checks.stats import Zone, zone
-from grader.engine.context import Context
-from grader.engine.driver import CheckoutResult
-from grader.engine.stubclient import Attempt
-from grader.errors import CheckFailed, CheckInconclusive
+from grader.checkkit import Attempt, CheckFailed, CheckInconclusive, CheckoutResult, Context
 
 T = TypeVar("T")
 

@@ -15,13 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from checks.common import ANSWER_TOLERANCE_S, HOLD_S, noise_s
-from grader.engine import k6
-from grader.engine.context import Context
-from grader.engine.figures import bars
-from grader.engine.registry import check
-from grader.engine.stubclient import Delay
-from grader.errors import CheckFailed, CheckInconclusive, EnvironmentProblem
-from grader.model import Passed
+from checks.stats import charted
+from grader.checkkit import (
+    CheckFailed,
+    CheckInconclusive,
+    Context,
+    Delay,
+    EnvironmentProblem,
+    LatencyByPhase,
+    Passed,
+    Percentile,
+    PhaseLatency,
+    Threshold,
+    bars,
+    check,
+    k6,
+)
 
 SLOW_S = 6  # the first phase: the provider holds checkouts 10 s
 RECOVERY_S = 5  # the second phase: the provider is healthy
@@ -60,6 +69,8 @@ async def _load(ctx: Context) -> Load:
         "RECOVERY_S": str(RECOVERY_S),
         "SLOW_AMOUNT_BASE": str(slow.start),
         "RECOVERY_AMOUNT_BASE": str(recovery.start),
+        # The script's recovery threshold comes from here, so the two cannot drift apart.
+        "RECOVERY_FAILED_MAX": str(RECOVERY_FAILED_MAX),
     }
     run = await k6.run(script(), env, K6_TIMEOUT_S)
     return Load(run, noise_s(ctx) * 1000)
@@ -93,35 +104,68 @@ PHASES = (
     ("recovery", "http_req_duration{scenario:recovery}"),
     ("healthz", "http_req_duration{scenario:health}"),
 )
-PERCENTILES = (("p50", "med"), ("p90", "p(90)"), ("p95", "p(95)"), ("p99", "p(99)"))
+PERCENTILES: tuple[tuple[Percentile, str], ...] = (
+    ("p50", "med"),
+    ("p90", "p(90)"),
+    ("p95", "p(95)"),
+    ("p99", "p(99)"),
+)
 
 
-def latency_data(run: k6.Run) -> dict[str, Any]:
+def latency_chart(run: k6.Run) -> LatencyByPhase:
     """Latency percentiles per phase, and the upper thresholds k6 held them to, in ms.
 
-    For the HTML report's chart: ``phase_latency_ms`` is {phase: {"p95": ms, ...}} and
-    ``phase_thresholds_ms`` {phase: {"p95": limit}}, both as k6's own summary says.
+    As k6's own summary says, for the HTML report's chart.
     """
-    latency: dict[str, dict[str, float]] = {}
-    thresholds: dict[str, dict[str, float]] = {}
+    phases = []
     names = {stat: name for name, stat in PERCENTILES}
     for phase, metric in PHASES:
         found = run.summary.metrics.get(metric)
         if found is None:
             continue
-        latency[phase] = {
+        values = {
             name: round(found.values[stat], 1)
             for name, stat in PERCENTILES
             if stat in found.values and math.isfinite(found.values[stat])
         }
+        limits: dict[Percentile, float] = {}
         for threshold in found.thresholds:
             try:
                 expression = k6.Expression.parse(threshold.expression)
             except ValueError:
                 continue  # not one the grader wrote: judge() says so
             if expression.aggregate in names and expression.operator in ("<", "<="):
-                thresholds.setdefault(phase, {})[names[expression.aggregate]] = expression.limit
-    return {"phase_latency_ms": latency, "phase_thresholds_ms": thresholds}
+                limits[names[expression.aggregate]] = expression.limit
+        phases.append(
+            PhaseLatency(
+                phase,
+                p50_ms=values.get("p50"),
+                p90_ms=values.get("p90"),
+                p95_ms=values.get("p95"),
+                p99_ms=values.get("p99"),
+                thresholds=tuple(Threshold(name, limit) for name, limit in limits.items()),
+            )
+        )
+    return LatencyByPhase(tuple(phases))
+
+
+def latency_data(chart: LatencyByPhase) -> dict[str, Any]:
+    """The chart as the reports' data, in ms.
+
+    ``phase_latency_ms`` is {phase: {"p95": ms, ...}} and ``phase_thresholds_ms`` {phase:
+    {"p95": limit}}.
+    """
+    return {
+        "phase_latency_ms": {
+            p.phase: {name: value for name, value in p.percentiles() if value is not None}
+            for p in chart.phases
+        },
+        "phase_thresholds_ms": {
+            p.phase: {t.percentile: t.limit_ms for t in p.thresholds}
+            for p in chart.phases
+            if p.thresholds
+        },
+    }
 
 
 def judge(ctx: Context, load: Load, metric: str, what: str) -> Passed:
@@ -168,25 +212,28 @@ def judge(ctx: Context, load: Load, metric: str, what: str) -> Passed:
         and expression.operator in ("<", "<=")
         and value <= expression.limit + load.noise_ms
     )
+    # The chart is drawn on lt.k6-run, and again on a check whose threshold was crossed.
+    chart = latency_chart(run)
     if not threshold.passed and noisy:
-        raise CheckInconclusive(
-            f"{what} crossed its threshold by no more than this machine's noise during the run "
-            f"({load.noise_ms:.0f} ms) could explain",
-            hint="Nothing to fix yet: grade again on a quieter machine.",
-            measured=measured,
-            expected=expected,
-            data=data | latency_data(run),
-            figure=latency_figure(ctx, run),
-        )
+        with charted(chart):
+            raise CheckInconclusive(
+                f"{what} crossed its threshold by no more than this machine's noise during the "
+                f"run ({load.noise_ms:.0f} ms) could explain",
+                hint="Nothing to fix yet: grade again on a quieter machine.",
+                measured=measured,
+                expected=expected,
+                data=data | latency_data(chart),
+                figure=latency_figure(ctx, run),
+            )
     if not threshold.passed:
-        # The chart is drawn on lt.k6-run, and again on a check whose threshold was crossed.
-        raise CheckFailed(
-            f"{what} crossed its threshold",
-            measured=measured,
-            expected=expected,
-            data=data | latency_data(run),
-            figure=latency_figure(ctx, run),
-        )
+        with charted(chart):
+            raise CheckFailed(
+                f"{what} crossed its threshold",
+                measured=measured,
+                expected=expected,
+                data=data | latency_data(chart),
+                figure=latency_figure(ctx, run),
+            )
     return Passed(
         f"{what} within its threshold",
         measured=measured,
@@ -216,15 +263,17 @@ async def k6_run(ctx: Context) -> Passed:
         )
     requests = run.summary.metrics.get("http_reqs")
     count = 0.0 if requests is None else requests.values.get("count", 0.0)
+    chart = latency_chart(run)
     return Passed(
         f"k6 sent {count:.0f} requests in {run.duration_s:.1f} s",
         measured=f"exit code {run.exit_code}, {count:.0f} requests",
         data={
             "k6_duration_s": round(run.duration_s, 3),
             "exit_code": run.exit_code,
-            **latency_data(run),
+            **latency_data(chart),
         },
         figure=latency_figure(ctx, run),
+        chart=chart,
     )
 
 

@@ -9,15 +9,22 @@ import re
 from pathlib import Path
 
 from checks.common import repo_relative
-from grader.engine import k6
-from grader.engine.context import Context
-from grader.engine.registry import check
-from grader.errors import CheckFailed, ToolTimeout
-from grader.learner import budgets as budgets_mod
-from grader.learner import learnerfile, nginxconf
-from grader.learner.budgets import MAX_ATTEMPTS_BOUND, RETRY_RATIO_BOUND, Budgets
-from grader.learner.yamlfile import Loaded
-from grader.model import Location, Passed
+from grader.checkkit import (
+    MAX_ATTEMPTS_BOUND,
+    RETRY_RATIO_BOUND,
+    Budgets,
+    CheckFailed,
+    Context,
+    Loaded,
+    Location,
+    Passed,
+    ToolTimeout,
+    check,
+    k6,
+    learnerfile,
+    nginxconf,
+)
+from grader.checkkit import budgets as budgets_mod
 
 # The learner's files these checks read, relative to the repo root (CI annotates them).
 NGINX_FILE = nginxconf.CONF_PATH

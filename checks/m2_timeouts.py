@@ -26,13 +26,22 @@ from checks.common import (
     fail_fast_problems,
     held_to,
 )
-from grader.engine.context import Context
-from grader.engine.driver import CheckoutResult
-from grader.engine.registry import check
-from grader.engine.stubclient import Attempt, Delay, Dribble
-from grader.errors import CheckFailed
-from grader.learner.budgets import COURSE_RETRIES
-from grader.model import Passed
+from checks.stats import charted
+from grader.checkkit import (
+    COURSE_RETRIES,
+    Attempt,
+    AttemptSpan,
+    CheckFailed,
+    CheckoutResult,
+    CheckoutTimeline,
+    ConnectTimeline,
+    Context,
+    Delay,
+    Dribble,
+    Passed,
+    ProbeLatencies,
+    check,
+)
 
 
 def _timeline(result: CheckoutResult, attempts: Sequence[Attempt]) -> str:
@@ -60,26 +69,40 @@ def _ended_at(attempt: Attempt) -> float | None:
     return attempt.finished_at if attempt.ended else None
 
 
-def _attempt_data(result: CheckoutResult, attempts: Sequence[Attempt]) -> list[dict[str, object]]:
+def _spans(result: CheckoutResult, attempts: Sequence[Attempt]) -> tuple[AttemptSpan, ...]:
     """The attempts of one checkout, in seconds after the grader sent it, for the reports.
 
     ``ended_after_s`` (on the same clock as ``arrived_after_s``) is None while one is open; the
     HTML report draws each attempt as a bar between the two.
     """
-    data: list[dict[str, object]] = []
+    spans = []
     for a in attempts:
         ended = _ended_at(a)
-        data.append(
-            {
-                "arrived_after_s": round(a.arrived_at - result.started_at, 3),
-                "outcome": a.outcome,
-                "abandoned_after_s": None
-                if a.abandoned_after_s is None
-                else round(a.abandoned_after_s, 3),
-                "ended_after_s": None if ended is None else round(ended - result.started_at, 3),
-            }
+        spans.append(
+            AttemptSpan(
+                arrived_after_s=round(a.arrived_at - result.started_at, 3),
+                ended_after_s=None if ended is None else round(ended - result.started_at, 3),
+                outcome=a.outcome,
+            )
         )
-    return data
+    return tuple(spans)
+
+
+def _attempt_data(
+    spans: Sequence[AttemptSpan], attempts: Sequence[Attempt]
+) -> list[dict[str, object]]:
+    """The attempts of one checkout as the reports' data: their spans, and when each was cut."""
+    return [
+        {
+            "arrived_after_s": span.arrived_after_s,
+            "outcome": span.outcome,
+            "abandoned_after_s": None
+            if a.abandoned_after_s is None
+            else round(a.abandoned_after_s, 3),
+            "ended_after_s": span.ended_after_s,
+        }
+        for span, a in zip(spans, attempts, strict=True)
+    ]
 
 
 def _verdict(
@@ -95,20 +118,33 @@ def _verdict(
     """FAIL on the first of ``problems``, INCONCLUSIVE on a doubt, else PASS; with a timeline."""
     timeline = _timeline(result, attempts)
     layers = ctx.budgets.layers
+    # The timeline, against the limits it is judged by, for the HTML report's chart.
+    chart = CheckoutTimeline(
+        elapsed_s=round(result.elapsed_s, 3),
+        status=result.status,
+        attempts=_spans(result, attempts),
+        api_budget_s=layers.api_s,
+        answer_tolerance_s=ANSWER_TOLERANCE_S,
+        read_timeout_s=layers.read_s,
+    )
     data = {
-        "elapsed_s": round(result.elapsed_s, 3),
+        "elapsed_s": chart.elapsed_s,
         "status": result.status,
-        "attempts": _attempt_data(result, attempts),
-        # The limits the timeline is judged against, for the HTML report's chart.
+        "attempts": _attempt_data(chart.attempts, attempts),
         "read_timeout_s": layers.read_s,
         "api_budget_s": layers.api_s,
         "answer_tolerance_s": ANSWER_TOLERANCE_S,
     }
-    problems.judge(
-        failed, measured=f"{result.describe()}; {timeline}", expected=expected, data=data
-    )
+    with charted(chart):
+        problems.judge(
+            failed, measured=f"{result.describe()}; {timeline}", expected=expected, data=data
+        )
     return Passed(
-        f"checkout {result.describe()}; {passed}", measured=timeline, expected=expected, data=data
+        f"checkout {result.describe()}; {passed}",
+        measured=timeline,
+        expected=expected,
+        data=data,
+        chart=chart,
     )
 
 
@@ -290,35 +326,49 @@ async def connect_timeout(ctx: Context) -> Passed:
             f"attempts each given up at the {connect:g} s connect timeout, and the declared "
             f"waits ({source})"
         )
+    chart = ConnectTimeline(
+        elapsed_s=round(result.elapsed_s, 3),
+        status=result.status,
+        connect_timeout_s=connect,
+        max_attempts=retries.max_attempts,
+        api_budget_s=api_s,
+        answer_tolerance_s=ANSWER_TOLERANCE_S,
+        # The connect bound the answer was held to, when it was (else the api budget is).
+        connect_bound_s=round(worst + CONNECT_TOLERANCE_S, 3) if held else None,
+    )
     data = {
-        "elapsed_s": round(result.elapsed_s, 3),
+        "elapsed_s": chart.elapsed_s,
         "status": result.status,
         "connect_timeout_s": connect,
         "max_attempts": retries.max_attempts,
         "api_budget_s": api_s,
         "answer_tolerance_s": ANSWER_TOLERANCE_S,
-        # The connect bound the answer was held to, when it was (else the api budget is).
-        "connect_bound_s": round(worst + CONNECT_TOLERANCE_S, 3) if held else None,
+        "connect_bound_s": chart.connect_bound_s,
     }
     if problems:
         ctx.driver.raise_if_dead(api)
-    problems.judge(
-        "a hanging connect stretches the checkout",
-        measured=result.describe(),
-        expected=expected,
-        data=data,
-        # Within the api budget but past the connect bound: a deadline without a connect timeout.
-        hint="Your overall deadline answered, but the connect timeout did not: set "
-        f"httpx.Timeout(..., connect={connect:g}) so a hanging connect is given up on at "
-        f"{connect:g} s and the rest of the budget can go to a retry."
-        if held and result.status is not None and result.elapsed_s <= api_s + ANSWER_TOLERANCE_S
-        else None,
+    # Within the api budget but past the connect bound: a deadline without a connect timeout.
+    deadline_only = (
+        held and result.status is not None and result.elapsed_s <= api_s + ANSWER_TOLERANCE_S
     )
+    with charted(chart):
+        problems.judge(
+            "a hanging connect stretches the checkout",
+            measured=result.describe(),
+            expected=expected,
+            data=data,
+            hint="Your overall deadline answered, but the connect timeout did not: set "
+            f"httpx.Timeout(..., connect={connect:g}) so a hanging connect is given up on at "
+            f"{connect:g} s and the rest of the budget can go to a retry."
+            if deadline_only
+            else None,
+        )
     return Passed(
         f"checkout {result.describe()} while connects to the provider hung",
         measured=result.describe(),
         expected=expected,
         data=data,
+        chart=chart,
     )
 
 
@@ -371,23 +421,29 @@ async def healthz_under_load(ctx: Context) -> Passed:
         f"{STUCK_CHECKOUTS} checkouts"
     )
     expected = f"every probe 200 within {HEALTHZ_LIMIT_S * 1000:.0f} ms"
+    chart = ProbeLatencies(
+        latencies_ms=tuple(round(x * 1000, 1) for x in latencies),
+        limit_ms=round(HEALTHZ_LIMIT_S * 1000, 1),
+    )
     data = {
-        "latencies_ms": [round(x * 1000, 1) for x in latencies],
+        "latencies_ms": list(chart.latencies_ms),
         "in_flight": in_flight,
-        "limit_ms": round(HEALTHZ_LIMIT_S * 1000, 1),
+        "limit_ms": chart.limit_ms,
     }
     problems = Problems()
     problems.extend(f"/healthz {failure}" for failure in failures)
     problems.late(ctx, "/healthz answered", worst, HEALTHZ_LIMIT_S)
-    problems.judge(
-        "/healthz was slow while checkouts were stuck",
-        measured=measured,
-        expected=expected,
-        data=data,
-    )
+    with charted(chart):
+        problems.judge(
+            "/healthz was slow while checkouts were stuck",
+            measured=measured,
+            expected=expected,
+            data=data,
+        )
     return Passed(
         f"/healthz answered within {worst * 1000:.0f} ms",
         measured=measured,
         expected=expected,
         data=data,
+        chart=chart,
     )

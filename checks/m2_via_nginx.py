@@ -18,13 +18,19 @@ from checks.common import (
     fail_fast_problems,
     repo_relative,
 )
-from grader.engine.context import Context
-from grader.engine.driver import CheckoutResult
-from grader.engine.registry import check
-from grader.engine.stubclient import Delay
-from grader.errors import CheckFailed, CheckSkipped, EdgeUnavailable
-from grader.learner import learnerfile, nginxconf
-from grader.model import Location, Passed
+from grader.checkkit import (
+    CheckFailed,
+    CheckoutResult,
+    CheckSkipped,
+    Context,
+    Delay,
+    EdgeUnavailable,
+    Location,
+    Passed,
+    check,
+    learnerfile,
+    nginxconf,
+)
 
 NGINX_FILE = nginxconf.CONF_PATH
 

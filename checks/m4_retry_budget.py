@@ -20,15 +20,20 @@ from dataclasses import dataclass
 import httpx
 
 from checks.common import answer_wait_s, attempt_rows, attempts_by_checkout, held_to, per_checkout
-from grader.backends.base import ApiInstance
-from grader.engine.context import Context
-from grader.engine.driver import CheckoutResult
-from grader.engine.figures import timeline
-from grader.engine.registry import check
-from grader.engine.stubclient import Status
-from grader.errors import CheckFailed
-from grader.learner.budgets import COURSE_RETRY_BUDGET, RetryBudget
-from grader.model import Passed
+from checks.stats import charted
+from grader.checkkit import (
+    COURSE_RETRY_BUDGET,
+    ApiInstance,
+    CheckFailed,
+    CheckoutResult,
+    Context,
+    ErrorStatus,
+    OutageAttempts,
+    Passed,
+    RetryBudget,
+    check,
+    timeline,
+)
 
 OUTAGE_CHECKOUTS = 200
 # Attempts per checkout may exceed 1 + ratio by this much: tokens left over from the warm-up
@@ -126,7 +131,7 @@ async def _outage(ctx: Context, name: str, workers: int, separate: bool) -> Outa
     # Each failing checkout spends at least 1 - ratio tokens net while any are left.
     warmup = math.ceil(declared.burst / max(1 - declared.ratio, 0.5)) + 2
     amounts = ctx.amounts(warmup + OUTAGE_CHECKOUTS)
-    await ctx.stack.stub.add_fault(Status(503), amounts=amounts)
+    await ctx.stack.stub.add_fault(ErrorStatus(503), amounts=amounts)
     await _run(ctx, api, amounts[:warmup], 1)
     measured = amounts[warmup:]
     # Attempts only add up: past cap x OUTAGE_CHECKOUTS the verdict is FAIL, so sending stops
@@ -181,31 +186,40 @@ def _judge(ctx: Context, outage: Outage, clients: str) -> Passed:
         f"at most 1 + ratio {declared.ratio:g} + {CAP_SLACK:g} slack = {limit:.3f} attempts per "
         f"checkout (burst {declared.burst}, {source})"
     )
+    # For the HTML report's chart: attempts of each checkout over the outage (at most
+    # OUTAGE_CHECKOUTS, and a warm-up of about burst / (1 - ratio)), against 1 + ratio.
+    chart = OutageAttempts(
+        attempts=outage.counts[:OUTAGE_CHECKOUTS],
+        ratio=declared.ratio,
+        limit=round(limit, 4),
+        warmup=outage.warmup_counts[:MAX_WARMUP_KEPT],
+        burst=declared.burst,
+    )
     data = {
         "per_checkout": round(outage.per_checkout, 4),
         "checkouts": outage.checkouts,
         "stopped_early": outage.stopped_early,
-        "limit": round(limit, 4),
-        # For the HTML report's chart: attempts of each checkout over the outage (at most
-        # OUTAGE_CHECKOUTS, and a warm-up of about burst / (1 - ratio)), against 1 + ratio.
+        "limit": chart.limit,
         "ratio": declared.ratio,
         "burst": declared.burst,
         "cap_slack": CAP_SLACK,
-        "warmup_attempts": list(outage.warmup_counts[:MAX_WARMUP_KEPT]),
-        "attempts_per_checkout": list(outage.counts[:OUTAGE_CHECKOUTS]),
+        "warmup_attempts": list(chart.warmup),
+        "attempts_per_checkout": list(chart.attempts),
     }
     if outage.per_checkout > limit:
-        raise CheckFailed(
-            f"retries multiplied the outage: {outage.per_checkout:.2f} attempts per checkout",
-            measured=measured,
-            expected=expected,
-            data=data,
-        )
+        with charted(chart):
+            raise CheckFailed(
+                f"retries multiplied the outage: {outage.per_checkout:.2f} attempts per checkout",
+                measured=measured,
+                expected=expected,
+                data=data,
+            )
     return Passed(
         f"the outage got {outage.per_checkout:.3f} attempts per checkout",
         measured=measured,
         expected=expected,
         data=data,
+        chart=chart,
     )
 
 
@@ -222,7 +236,7 @@ async def blip_heals(ctx: Context) -> Passed:
     declared, source = bucket(ctx)
     count = max(1, min(BLIP_CHECKOUTS, declared.burst))
     amounts = ctx.amounts(count)
-    await ctx.stack.stub.add_fault(Status(503), amounts=amounts, first_n=1)
+    await ctx.stack.stub.add_fault(ErrorStatus(503), amounts=amounts, first_n=1)
     results = await asyncio.gather(
         *(ctx.driver.checkout(a, timeout_s=answer_wait_s(ctx)) for a in amounts)
     )
@@ -297,7 +311,7 @@ async def recovers(ctx: Context) -> Passed:
     results = await _run(ctx, outage.api, successes, 10)
     ok = sum(r.status == 200 for r in results)
     probe = ctx.amounts(1)
-    await ctx.stack.stub.add_fault(Status(503), amounts=probe, first_n=1)
+    await ctx.stack.stub.add_fault(ErrorStatus(503), amounts=probe, first_n=1)
     result = await ctx.driver.checkout(probe[0], api=outage.api, timeout_s=answer_wait_s(ctx))
     journal = await ctx.stack.stub.wait_for_journal(
         probe, arrived=1, ended=True, timeout_s=answer_wait_s(ctx)

@@ -15,13 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from checks.common import answer_wait_s
-from grader.backends.base import ApiInstance
-from grader.engine.context import Context
-from grader.engine.driver import CheckoutResult
-from grader.engine.registry import check
-from grader.engine.stubclient import Attempt, Charge, Delay, LostResponse
-from grader.errors import CheckFailed
-from grader.model import Passed
+from grader.checkkit import (
+    ApiInstance,
+    Attempt,
+    Charge,
+    CheckFailed,
+    CheckoutResult,
+    Context,
+    Delay,
+    LostResponse,
+    Passed,
+    check,
+)
 
 # How long the provider holds a charge in the concurrent check: long enough that both submits
 # are in flight together, whatever the scheduling on a busy machine.

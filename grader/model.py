@@ -12,7 +12,10 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # for a type only: the model imports nothing of the grader when it runs
+    from grader.series import Chart
 
 ALL = "all"  # `failfast check all`: every milestone in one run
 
@@ -195,7 +198,8 @@ class Evidence:
 
     ``hint`` overrides the check's own hint when a verdict calls for a more specific one;
     ``data`` carries numbers for the machine-readable reports; ``figure`` is a small monospace
-    chart (lines of text); ``location`` is the learner's file and line at fault, which CI
+    chart (lines of text); ``chart`` the typed series a drawn chart is made from (one of
+    :data:`grader.series.Chart`); ``location`` is the learner's file and line at fault, which CI
     annotates.
     """
 
@@ -206,6 +210,7 @@ class Evidence:
     data: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))
     figure: tuple[str, ...] = ()
     location: Location | None = None
+    chart: Chart | None = None
 
     def __post_init__(self) -> None:
         """Freeze ``data`` and ``figure`` so evidence cannot change after it is reported."""
@@ -283,6 +288,11 @@ class CheckResult:
     def location(self) -> Location | None:
         """The learner's file a FAIL points at, where there is one."""
         return self.evidence.location
+
+    @property
+    def chart(self) -> Chart | None:
+        """The series its chart is drawn from, where it measured something to draw."""
+        return self.evidence.chart
 
     def evidence_parts(self) -> list[tuple[str, str]]:
         """The evidence as (label, text) pairs in reading order; empty parts left out.

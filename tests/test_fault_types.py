@@ -18,16 +18,17 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 CORRECT = """
-from grader.engine.stubclient import (
-    Decline, Delay, Dribble, Fault, Hang, LostResponse, Reset, Status, StubAdmin,
+from grader.checkkit import (
+    Context, Decline, Delay, Dribble, ErrorStatus, Fault, Hang, LostResponse, Reset,
 )
 
 
-async def program(admin: StubAdmin) -> None:
+async def program(ctx: Context) -> None:
+    stub = ctx.stack.stub
     faults: list[Fault] = [
-        Status(503),
-        Status(503, delay_ms=250),
-        Status(429, retry_after_s=1),
+        ErrorStatus(503),
+        ErrorStatus(503, delay_ms=250),
+        ErrorStatus(429, retry_after_s=1),
         Delay(delay_ms=10_000),
         Delay(delay_ms=100, jitter_ms=50),
         Dribble(interval_ms=100, body_bytes=100),
@@ -37,19 +38,20 @@ async def program(admin: StubAdmin) -> None:
         LostResponse(),
     ]
     for fault in faults:
-        await admin.add_fault(fault, amounts=range(100, 110), first_n=1, rate=0.5, times=3)
+        await stub.add_fault(fault, amounts=range(100, 110), first_n=1, rate=0.5, times=3)
 """
 
 # Each typo is on its own line, tagged with the mypy error code it must raise.
 MISSPELLED = """
-import grader.engine.stubclient as stubclient
-from grader.engine.stubclient import Delay, Status, StubAdmin
+import grader.checkkit as checkkit
+from grader.checkkit import Context, Delay, ErrorStatus
 
 
-async def program(admin: StubAdmin) -> None:
+async def program(ctx: Context) -> None:
+    admin = ctx.stack.stub
     amounts = range(100, 110)
-    await admin.add_fault(Status(statsu=503), amounts=amounts)  # expect: call-arg
-    await admin.add_fault(stubclient.Stauts(503), amounts=amounts)  # expect: attr-defined
+    await admin.add_fault(ErrorStatus(statsu=503), amounts=amounts)  # expect: call-arg
+    await admin.add_fault(checkkit.ErrorStauts(503), amounts=amounts)  # expect: attr-defined
     await admin.add_fault(Delay(delay_ms=10, jitter=5), amounts=amounts)  # expect: call-arg
     await admin.add_fault(Delay(), amounts=amounts)  # expect: call-arg
     await admin.add_fault({"type": "status", "status": 503}, amounts=amounts)  # expect: arg-type

@@ -1,12 +1,15 @@
 """The HTML report on hand-built reports: a chart per kind of measurement, escaping, one file.
 
-The data below has the shape the checks write (checks/m2_timeouts.py, m3_retries.py,
-m4_retry_budget.py, lt_loadtest.py); tests/e2e/test_html_browser.py opens real reports in
-Chromium. The page is read back with the standard library's HTML parser.
+The series below are those the checks attach (checks/m2_timeouts.py, m3_retries.py, m3_storm.py,
+m4_retry_budget.py, lt_loadtest.py: one class of grader/series.py per kind of chart);
+tests/e2e/test_html_browser.py opens real reports in Chromium. The page is read back with the
+standard library's HTML parser.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 import subprocess
 import sys
@@ -22,12 +25,25 @@ from grader.formats.html import (
     ClassEntry,
     HtmlFormat,
     UnsafeSvg,
-    _inline_svg,
     chart_for,
     render_class_page,
     safe_href,
 )
+from grader.formats.html.drawing import inline_svg
 from grader.model import BudgetSource, CheckResult, Evidence, NotGraded, Report, Status
+from grader.series import (
+    AttemptCounts,
+    AttemptSpan,
+    Chart,
+    CheckoutTimeline,
+    ConnectTimeline,
+    LatencyByPhase,
+    OutageAttempts,
+    PhaseLatency,
+    ProbeLatencies,
+    RetryStorm,
+    Threshold,
+)
 from tests.conftest import ROOT
 
 SCRIPT = "<script>document.title='pwned'</script>"
@@ -35,112 +51,89 @@ IMG = "<img src=x onerror=\"document.title='pwned-img'\">"
 FORGED = SCRIPT + IMG
 
 
-def _storm(rows: int = 20) -> list[list[list[float]]]:
+def _storm(rows: int = 20) -> tuple[tuple[tuple[float, float], ...], ...]:
     """A storm's attempts per checkout, in ms: first attempts together, retries spread."""
     out = []
     for n in range(rows):
         start = 1.5 * n
         first_retry = start + 0.3 + (37 * n) % 100
-        out.append([[start, start + 0.3], [first_retry, first_retry + 0.2]])
-        out[-1].append([first_retry + 0.2 + (53 * n) % 200, first_retry + 0.5 + (53 * n) % 200])
-    return out
+        second = first_retry + 0.2 + (53 * n) % 200
+        out.append(((start, start + 0.3), (first_retry, first_retry + 0.2), (second, second + 0.3)))
+    return tuple(out)
 
 
-LATENCY = {
-    "phase_latency_ms": {
-        "slow": {"p50": 2005.6, "p90": 2803.8, "p95": 2804.2, "p99": 2804.7},
-        "recovery": {"p50": 3.4, "p90": 4.6, "p95": 5.1, "p99": 6.7},
-        "healthz": {"p50": 1.3, "p90": 2.2, "p95": 2.4, "p99": 5.3},
-    },
-    "phase_thresholds_ms": {
-        "slow": {"p95": 3500.0},
-        "recovery": {"p95": 3500.0},
-        "healthz": {"p99": 100.0},
-    },
+LATENCY = LatencyByPhase(
+    (
+        PhaseLatency("slow", 2005.6, 2803.8, 2804.2, 2804.7, (Threshold("p95", 3500.0),)),
+        PhaseLatency("recovery", 3.4, 4.6, 5.1, 6.7, (Threshold("p95", 3500.0),)),
+        PhaseLatency("healthz", 1.3, 2.2, 2.4, 5.3, (Threshold("p99", 100.0),)),
+    )
+)
+OUTAGE = OutageAttempts(
+    attempts=tuple(2 if n % 10 == 5 else 1 for n in range(200)),
+    ratio=0.1,
+    limit=1.15,
+    warmup=(3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 2, 1, 1),
+    burst=10,
+)
+# Check id -> the series it attaches, one per kind of chart (and one check per m2 and m3 variant
+# of a kind). tests/test_series.py round-trips each through the JSON report.
+CHARTS: dict[str, Chart] = {
+    "m2.read-timeout": CheckoutTimeline(
+        elapsed_s=2.815,
+        status=504,
+        attempts=(
+            AttemptSpan(0.013, 2.016, "client_gave_up"),
+            AttemptSpan(2.076, 2.814, "client_gave_up"),
+        ),
+        api_budget_s=3.0,
+        answer_tolerance_s=0.5,
+        read_timeout_s=2.0,
+    ),
+    "m2.slow-body": CheckoutTimeline(
+        elapsed_s=5.501,
+        status=None,
+        attempts=(AttemptSpan(0.003, None, "in_progress"),),
+        api_budget_s=3.0,
+        answer_tolerance_s=0.5,
+        read_timeout_s=2.0,
+    ),
+    "m2.connect-timeout": ConnectTimeline(
+        elapsed_s=1.601,
+        status=504,
+        connect_timeout_s=0.5,
+        max_attempts=3,
+        api_budget_s=3.0,
+        answer_tolerance_s=0.5,
+        connect_bound_s=2.1,
+    ),
+    "m2.healthz-under-load": ProbeLatencies(
+        (16.8, 4.6, 2.3, 2.4, 6.9, 2.6, 2.4, 2.4, 2.5, 7.6), limit_ms=250.0
+    ),
+    "m3.attempts-bounded": AttemptCounts((1, 1, 1), max_attempts=3),
+    "m3.retries-fit-budget": CheckoutTimeline(
+        elapsed_s=2.807,
+        status=504,
+        attempts=(
+            AttemptSpan(0.017, 1.518, "responded"),
+            AttemptSpan(1.526, 2.806, "client_gave_up"),
+        ),
+        api_budget_s=3.0,
+        answer_tolerance_s=0.5,
+    ),
+    "m3.jitter-spread": RetryStorm(_storm(), windows_ms=((0.0, 100.0), (0.0, 200.0))),
+    "m3.backoff-grows": RetryStorm(_storm(), windows_ms=((50.0, 100.0), (100.0, 200.0))),
+    "m4.outage-capped": OUTAGE,
+    "lt.k6-run": LATENCY,
 }
-# Check id -> data, one per kind of chart (and one check per m2 and m3 variant of a kind).
+# The same numbers as the checks' data: a chart is never drawn from these.
 DATA: dict[str, dict[str, Any]] = {
-    "m2.read-timeout": {
-        "elapsed_s": 2.815,
-        "status": 504,
-        "attempts": [
-            {
-                "arrived_after_s": 0.013,
-                "outcome": "client_gave_up",
-                "abandoned_after_s": 2.003,
-                "ended_after_s": 2.016,
-            },
-            # Written before ended_after_s existed: the end is arrival + abandoned_after_s.
-            {"arrived_after_s": 2.076, "outcome": "client_gave_up", "abandoned_after_s": 0.738},
-        ],
-        "read_timeout_s": 2.0,
-        "api_budget_s": 3.0,
-        "answer_tolerance_s": 0.5,
-    },
-    "m2.slow-body": {
-        "elapsed_s": 5.501,
-        "status": None,
-        "attempts": [
-            {
-                "arrived_after_s": 0.003,
-                "outcome": "in_progress",
-                "abandoned_after_s": None,
-                "ended_after_s": None,
-            }
-        ],
-        "read_timeout_s": 2.0,
-        "api_budget_s": 3.0,
-        "answer_tolerance_s": 0.5,
-    },
-    "m2.connect-timeout": {
-        "elapsed_s": 1.601,
-        "status": 504,
-        "connect_timeout_s": 0.5,
-        "max_attempts": 3,
-        "api_budget_s": 3.0,
-        "answer_tolerance_s": 0.5,
-        "connect_bound_s": 2.1,
-    },
-    "m2.healthz-under-load": {
-        "latencies_ms": [16.8, 4.6, 2.3, 2.4, 6.9, 2.6, 2.4, 2.4, 2.5, 7.6],
-        "in_flight": 20,
-        "limit_ms": 250.0,
-    },
+    "m2.healthz-under-load": {"latencies_ms": [16.8, 4.6], "in_flight": 20, "limit_ms": 250.0},
     "m3.attempts-bounded": {"attempts": [1, 1, 1], "max_attempts": 3},
-    "m3.retries-fit-budget": {
-        "elapsed_s": 2.807,
-        "status": 504,
-        "attempts": [
-            {"arrived_after_s": 0.017, "ended_after_s": 1.518, "outcome": "responded"},
-            {"arrived_after_s": 1.526, "ended_after_s": 2.806, "outcome": "client_gave_up"},
-        ],
-        "attempt_delay_s": 1.5,
-        "max_attempts": 3,
-        "api_budget_s": 3.0,
-        "answer_tolerance_s": 0.5,
+    "lt.k6-run": {
+        "phase_latency_ms": {"slow": {"p95": 2804.2}},
+        "phase_thresholds_ms": {"slow": {"p95": 3500.0}},
     },
-    "m3.jitter-spread": {
-        "first_retry_waits_ms": [90.0, 84.9],
-        "storm_attempts_ms": _storm(),
-        "storm_instances": [n % 4 for n in range(20)],
-        "declared_bounds_ms": [[0.0, 100.0], [0.0, 200.0]],
-    },
-    "m3.backoff-grows": {
-        "waits_ms": [[90.0, 160.4]],
-        "storm_attempts_ms": _storm(),
-        "storm_instances": [0] * 20,
-        "declared_bounds_ms": [[50.0, 100.0], [100.0, 200.0]],
-    },
-    "m4.outage-capped": {
-        "per_checkout": 1.1,
-        "limit": 1.15,
-        "ratio": 0.1,
-        "burst": 10,
-        "cap_slack": 0.05,
-        "warmup_attempts": [3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 2, 1, 1],
-        "attempts_per_checkout": [2 if n % 10 == 5 else 1 for n in range(200)],
-    },
-    "lt.k6-run": {"k6_duration_s": 11.1, "exit_code": 0, **LATENCY},
 }
 # What each chart's axes say, units included.
 AXES = {
@@ -211,10 +204,10 @@ def assert_inert(page: Page) -> None:
             assert value is None or value.startswith("#"), (name, key, value)
 
 
-@pytest.mark.parametrize("check_id", sorted(DATA))
+@pytest.mark.parametrize("check_id", sorted(CHARTS))
 def test_each_kind_of_measurement_draws_a_chart_with_axes_and_a_caption(check_id: str) -> None:
-    """Fixed data gives an inline SVG with a title, units on its axes, and a caption."""
-    chart = chart_for(check(check_id, data=DATA[check_id]))
+    """A fixed series gives an inline SVG with a title, units on its axes, and a caption."""
+    chart = chart_for(check(check_id, chart=CHARTS[check_id]))
     assert chart is not None
     svg = str(chart.svg)
     assert svg.startswith("<svg") and "<title>" in svg and "<script" not in svg
@@ -224,36 +217,59 @@ def test_each_kind_of_measurement_draws_a_chart_with_axes_and_a_caption(check_id
     assert chart.caption == CAPTIONS.get(check_id, chart.caption)
 
 
-def test_the_charts_draw_only_what_the_data_holds() -> None:
-    """The limits and values a chart labels come from the check's data, not the course."""
-    data = DATA["m4.outage-capped"] | {"ratio": 0.25, "limit": 1.3}
-    chart = chart_for(check("m4.budget-shared", data=data))
+def test_the_charts_draw_only_what_the_series_holds() -> None:
+    """The limits and values a chart labels come from the check's series, not the course."""
+    series = dataclasses.replace(OUTAGE, ratio=0.25, limit=1.3)
+    chart = chart_for(check("m4.budget-shared", chart=series))
     assert chart is not None
     assert "1 + ratio = 1.25" in chart.svg and "limit, with slack: 1.3" in chart.svg
-    latency = {**LATENCY, "phase_thresholds_ms": {"slow": {"p95": 2500.0}}}
-    drawn = chart_for(check("lt.slow-phase-fails-fast", Status.FAIL, data=latency))
+    slow = dataclasses.replace(LATENCY.phases[0], thresholds=(Threshold("p95", 2500.0),))
+    latency = LatencyByPhase(
+        (slow, *(dataclasses.replace(p, thresholds=()) for p in LATENCY.phases[1:]))
+    )
+    drawn = chart_for(check("lt.slow-phase-fails-fast", Status.FAIL, chart=latency))
     assert drawn is not None and "p95 &lt; 2,500 ms" in drawn.svg and "100 ms" not in drawn.svg
 
 
-@pytest.mark.parametrize(
-    "data",
-    [
-        {},
-        {"elapsed_s": 0.03},
-        {"attempts": "many", "api_budget_s": 3.0, "elapsed_s": 1.0},
-        {"attempts": [{"arrived_after_s": "soon"}], "api_budget_s": 3.0, "elapsed_s": 1.0},
-        {"latencies_ms": [float("nan")], "limit_ms": 250},
-        {"storm_attempts_ms": [[[0, "x"]]], "declared_bounds_ms": [[0, 100]]},
-        {"attempts_per_checkout": [], "ratio": 0.1, "limit": 1.15},
-        {"phase_latency_ms": {"slow": {"p95": None}}},
-    ],
-    ids=lambda d: ",".join(d) or "empty",
-)
-def test_data_without_a_drawable_shape_draws_no_chart_and_the_page_is_written(
-    data: dict[str, Any],
+@pytest.mark.parametrize("check_id", sorted(DATA))
+def test_a_chart_is_never_drawn_from_data(check_id: str) -> None:
+    """Data shaped as a chart's numbers draws nothing without its series; with it, the series."""
+    assert chart_for(check(check_id, data=DATA[check_id])) is None
+    both = chart_for(check(check_id, data=DATA[check_id], chart=CHARTS[check_id]))
+    alone = chart_for(check(check_id, chart=CHARTS[check_id]))
+    assert both is not None and alone is not None and both.svg == alone.svg
+
+
+@dataclasses.dataclass(frozen=True)
+class Foreign:
+    """A chart of a kind no format knows (a newer grader's, say)."""
+
+    kind: str = "pie"
+
+
+NAN, INF = math.nan, math.inf
+NOTHING_TO_DRAW: dict[str, Any] = {
+    "no series": None,
+    "unknown kind": Foreign(),
+    "no probes": ProbeLatencies((), 250.0),
+    "nan probe": ProbeLatencies((NAN,), 250.0),
+    "infinite answer": CheckoutTimeline(INF, 504, (), 3.0),
+    "nan attempt": CheckoutTimeline(1.0, 504, (AttemptSpan(NAN, None, "x"),), 3.0),
+    "empty storm": RetryStorm((), ((0.0, 100.0),)),
+    "storm of no attempts": RetryStorm(((), ()), ()),
+    "no outage": OutageAttempts((), 0.1, 1.15),
+    "no counts": AttemptCounts((), 3),
+    "no percentiles": LatencyByPhase((PhaseLatency("slow"),)),
+    "no phases": LatencyByPhase(()),
+}
+
+
+@pytest.mark.parametrize("series", NOTHING_TO_DRAW.values(), ids=list(NOTHING_TO_DRAW))
+def test_a_series_with_nothing_drawable_draws_no_chart_and_the_page_is_written(
+    series: Any,
 ) -> None:
-    """Odd or missing data leaves the chart out, never the report; the text figure stays."""
-    result = check("m2.read-timeout", Status.FAIL, data=data, figure=("  #1 1··2",))
+    """Odd or empty numbers leave the chart out, never the report; the text figure stays."""
+    result = check("m2.read-timeout", Status.FAIL, chart=series, figure=("  #1 1··2",))
     assert chart_for(result) is None
     html = HtmlFormat().render(report_of(result))
     assert "<svg" not in html and "#1 1··2" in html
@@ -279,7 +295,7 @@ def test_the_learners_words_are_text_everywhere_on_the_page() -> None:
     )
     report = report_of(
         forged,
-        check("m2.read-timeout", data=DATA["m2.read-timeout"]),
+        check("m2.read-timeout", chart=CHARTS["m2.read-timeout"]),
         budgets=BudgetSource("learner", f"your budgets.yaml {SCRIPT}", {}),
         notes=(IMG,),
         repo=f"/repos/{SCRIPT}",
@@ -296,12 +312,12 @@ def test_the_learners_words_are_text_everywhere_on_the_page() -> None:
 
 def test_svg_text_is_escaped_and_only_chart_elements_pass() -> None:
     """A label is escaped by matplotlib; anything but what charts draw drops the chart."""
-    from grader.formats.html import _drawing, _svg
+    from grader.formats.html.drawing import drawing, to_svg
 
-    with _drawing(7, 3) as (figure, [axes]):
+    with drawing(7, 3) as (figure, [axes]):
         axes.plot([0, 1], [0, 1], label=f"{FORGED} $x^2$ & more")
         axes.legend()
-        svg = str(_svg(figure, "t", f"title {SCRIPT}"))
+        svg = str(to_svg(figure, "t", f"title {SCRIPT}"))
     assert "<script" not in svg and "<img" not in svg
     assert "&lt;script&gt;" in svg and "$x^2$" in svg  # no TeX: a label is literal text
     good = '<svg xmlns="http://www.w3.org/2000/svg"><defs><path id="a" d="M0 0"/></defs>'
@@ -316,22 +332,22 @@ def test_svg_text_is_escaped_and_only_chart_elements_pass() -> None:
         "</svg>",
     ):
         with pytest.raises(UnsafeSvg):
-            _inline_svg(bad, "k", "t")
-    inlined = str(_inline_svg(good + '<use href="#a" style="clip-path: url(#a)"/></svg>', "k", "t"))
+            inline_svg(bad, "k", "t")
+    inlined = str(inline_svg(good + '<use href="#a" style="clip-path: url(#a)"/></svg>', "k", "t"))
     assert 'id="k-a"' in inlined and 'href="#k-a"' in inlined and "url(#k-a)" in inlined
 
 
 def test_a_page_is_one_inert_file_with_unique_ids_under_a_megabyte() -> None:
     """Every chart at once: no script or fetch, a CSP that forbids both, no id twice."""
-    results = [check(i, data=d) for i, d in DATA.items()]
-    results += [check("m4.budget-shared", data=DATA["m4.outage-capped"])]
+    results = [check(i, chart=c) for i, c in CHARTS.items()]
+    results += [check("m4.budget-shared", chart=OUTAGE)]
     results += [check(f"m5.c{n}") for n in range(7)]
     html = HtmlFormat().render(report_of(*results))
     page = Page(html)
     assert_inert(page)
-    assert len(page.named("svg")) == len(DATA) + 1
+    assert len(page.named("svg")) == len(CHARTS) + 1
     figures = page.named("figure")
-    assert {f["data-check"] for f in figures} == {*DATA, "m4.budget-shared"}
+    assert {f["data-check"] for f in figures} == {*CHARTS, "m4.budget-shared"}
     assert all(c in page.all_text for c in CAPTIONS.values())
     csp = [a for a in page.named("meta") if a.get("http-equiv") == "Content-Security-Policy"]
     assert csp and "default-src 'none'" in (csp[0]["content"] or "")
@@ -376,9 +392,9 @@ def test_safe_href_keeps_relative_and_http_links_only() -> None:
 
 
 def _class_entries() -> list[ClassEntry]:
-    passing = report_of(*(check(i, data=d) for i, d in DATA.items()))
+    passing = report_of(*(check(i, chart=c) for i, c in CHARTS.items()))
     failing = report_of(
-        *(check(i, Status.FAIL if i.startswith("m3") else Status.PASS) for i in DATA)
+        *(check(i, Status.FAIL if i.startswith("m3") else Status.PASS) for i in CHARTS)
     )
     broken = Report("all", "/r", not_graded=NotGraded("ApiError", f"the API exited {SCRIPT}"))
     return [
@@ -414,7 +430,7 @@ def assert_inert_except_links(page: Page) -> None:
 
 def test_class_page_pass_rates_count_only_the_submissions_that_ran_a_check() -> None:
     """A check that one of two graded submissions passed is at 50 %; the ungraded one is out."""
-    from grader.formats.html import _pass_rates
+    from grader.formats.html.classpage import _pass_rates
 
     rates = {check_id: rate for check_id, rate, _ in _pass_rates(_class_entries())}
     assert rates["m2.read-timeout"] == 1.0 and rates["m3.jitter-spread"] == 0.5

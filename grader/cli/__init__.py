@@ -1,5 +1,15 @@
-"""The command line: the typer app, and where a report is delivered.
+"""The command line: the typer app, one module per group of commands, where a report goes.
 
-Owns: ``app`` (every command), ``output`` (the terminal, report files, GitHub Actions) and
-``doctor``. The top of the import graph: it may import anything; nothing imports it.
+Owns: ``app`` (the typer app, its entry point ``main``, what the commands share), ``check``
+(``failfast check``), ``grade`` (``failfast grade``, ``gradebook merge``), ``info``
+(``--version``, ``doctor``, ``list``, ``explain``, ``stub``), ``output`` (the terminal, report
+files, GitHub Actions) and ``doctor`` (what this machine lacks). The top of the import graph: it
+may import anything; nothing imports it.
+
+Each command module adds its commands to ``app.app`` when it is imported; importing them here,
+with the package, gives ``app`` every command whichever module of the CLI is imported first.
 """
+
+from grader.cli import check, grade, info
+
+__all__ = ["check", "grade", "info"]

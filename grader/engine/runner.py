@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 
 from grader.backends.base import Stack, StartStack
-from grader.backends.local.stack import LocalStack
 from grader.engine.context import AMOUNT_BLOCK, Context
 from grader.engine.driver import Driver
 from grader.engine.noise import LagMeter
@@ -38,6 +37,7 @@ from grader.errors import (
 from grader.learner import budgets as budgets_mod
 from grader.learner.repo import LearnerRepo
 from grader.model import (
+    MILESTONES,
     BudgetSource,
     CheckResult,
     Evidence,
@@ -136,12 +136,15 @@ async def grade(
     selection: Selection,
     repo_path: Path,
     catalog: Catalog,
-    hooks: Hooks = Hooks(),
-    tally: Tally | None = None,
-    start_stack: StartStack = LocalStack.start,
+    hooks: Hooks,
+    tally: Tally | None,
+    start_stack: StartStack,
     backend: str = "local",
 ) -> Report:
     """Grade one milestone or several; raises :class:`GradingError` when it cannot grade at all.
+
+    ``start_stack`` starts what runs the learner's code: the backend's
+    (:func:`grader.backends.base.get_backend`), which the caller chose and names as ``backend``.
 
     Several milestones share one stack (the stub, Redis, the grader's client) and run one after
     another. Each live milestone gets a fresh instance of the learner's API, so that it sees what
@@ -164,9 +167,10 @@ async def grade(
         try:
             budgets, source = budgets_mod.for_live_checks(repo.path)
         except BudgetsError as error:
-            # Graded with milestone 1, an unusable table is milestone 1's FAIL, with every line
-            # at fault; the live checks it would have held to are skipped, not the whole run.
-            if len(groups) == 1 or "milestone-1" not in selection.milestones:
+            # Graded with the first milestone (the budget table's), an unusable table is its
+            # FAIL, with every line at fault; the live checks it would have held to are
+            # skipped, not the whole run.
+            if len(groups) == 1 or MILESTONES[0].key not in selection.milestones:
                 raise
             unusable = error
     tally.budgets = source

@@ -2,15 +2,16 @@
 
 As Gradescope's "Autograder Specifications" define them (schema:
 ``grader/schemas/platforms/gradescope.schema.json``). Each check is a test: ``number`` is
-``"<milestone>.<n>"`` (``"2.3"``: milestone 2's third check; the load test is milestone 6),
-``score`` and ``max_score`` are the course's points, ``visibility`` the course's. Gradescope
-knows only ``passed`` and ``failed``: a PASS is ``passed``, everything else ``failed`` with 0
-points, and ``extra_data.status`` keeps the real status (SKIP, ERROR, INCONCLUSIVE). Gradescope
-has no word for "not gradable": a run that is not gradable (a check ERROR or INCONCLUSIVE, an
-interrupted run) scores 0, and the output says at the top that it is not a grade, why, and to
-submit again; each such test says so too. A run that could not grade at all still writes a
-valid file: score 0, no tests, and an output that says it is not a grade, and why. Outputs are
-Markdown (``output_format: md``), the learner's words escaped as in the Markdown report.
+``"<milestone>.<n>"`` (``"2.3"``: the second milestone's third check, a milestone numbered by its
+place in :data:`grader.model.MILESTONES`), ``score`` and ``max_score`` are the course's points,
+``visibility`` the course's. Gradescope knows only ``passed`` and ``failed``: a PASS is ``passed``,
+everything else ``failed`` with 0 points, and ``extra_data.status`` keeps the real status (SKIP,
+ERROR, INCONCLUSIVE). Gradescope has no word for "not gradable": a run that is not gradable (a
+check ERROR or INCONCLUSIVE, an interrupted run) scores 0, and the output says at the top that it
+is not a grade, why, and to submit again; each such test says so too. A run that could not grade at
+all still writes a valid file: score 0, no tests, and an output that says it is not a grade, and
+why. Outputs are Markdown (``output_format: md``), the learner's words escaped as in the Markdown
+report.
 
 Hidden stays hidden: a check the course hides carries Gradescope's own ``visibility``, and the
 top-level ``output``, which the learner sees, totals only the visible checks and says that

@@ -22,6 +22,7 @@ from grader.model import (
     points_float,
     points_text,
 )
+from grader.series import Chart, ChartShapeError, from_plain, is_chart, is_finite, to_plain
 
 __all__ = [
     "JsonFormat",
@@ -99,6 +100,28 @@ def _seconds(value: float) -> float:
     return value if math.isfinite(value) and value >= 0 else 0.0
 
 
+def _chart(series: Chart | None) -> dict[str, Any]:
+    """A check's ``chart`` entry: its typed series as the schema's chart object, if it has one.
+
+    A series holding NaN or an infinity is left out, as the HTML page draws none from it: JSON
+    has no word for those numbers, and the schema's chart no null where a number is due.
+    """
+    if is_chart(series) and is_finite(series):
+        return {"chart": to_plain(series)}
+    return {}
+
+
+def _chart_of(check: Mapping[str, Any]) -> Chart | None:
+    """A check's chart read back into its series; None when it has none, or an unreadable one."""
+    plain = check.get("chart")
+    if plain is None:
+        return None
+    try:
+        return from_plain(plain)
+    except ChartShapeError:
+        return None  # a report is read whole: only the chart is left out
+
+
 class JsonFormat:
     """One JSON document per run, for machines: CI steps, dashboards, course tooling."""
 
@@ -151,6 +174,7 @@ class JsonFormat:
                     "score": points(r.score),
                     "max_score": points(r.max_score),
                     "visibility": r.visibility,
+                    **_chart(r.chart),
                 }
                 for r in report.results
             ],
@@ -199,6 +223,7 @@ def report_from_dict(document: Mapping[str, Any]) -> Report:
             data=check.get("data") or {},
             figure=tuple(check.get("figure") or ()),
             location=None if location is None else Location(location["path"], location["line"]),
+            chart=_chart_of(check),
         )
         result = CheckResult(
             check["id"],

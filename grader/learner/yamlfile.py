@@ -21,7 +21,7 @@ import yaml
 from yaml.composer import ComposerError
 
 from grader.learner import learnerfile
-from grader.model import Location
+from grader.model import MILESTONE_KEYS, Location
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +62,35 @@ class Loaded:
         return Location(self.file, self.line(*path))
 
 
+# A shipped schema names the milestones by this placeholder, never by their keys, so that they
+# are spelled in one place (grader.model.MILESTONES): as a key of "properties" it stands for one
+# property per milestone, as an item of "enum" for the keys, in order.
+MILESTONE_PLACEHOLDER = "<milestone key>"
+
+
 @cache
 def schema(name: str) -> dict[str, Any]:
-    """One of the JSON Schemas shipped in grader/schemas, e.g. ``budgets``."""
+    """One of the JSON Schemas shipped in grader/schemas, e.g. ``budgets``, milestones filled in."""
     text = resources.files("grader").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
-    loaded: dict[str, Any] = json.loads(text)
+    loaded: dict[str, Any] = _with_milestones(json.loads(text))
     return loaded
+
+
+def _with_milestones(node: Any) -> Any:
+    """``node`` with every :data:`MILESTONE_PLACEHOLDER` replaced by the milestones' keys."""
+    if isinstance(node, dict):
+        filled: dict[str, Any] = {}
+        for key, value in node.items():
+            keys = MILESTONE_KEYS if key == MILESTONE_PLACEHOLDER else (key,)
+            filled.update((k, _with_milestones(value)) for k in keys)
+        return filled
+    if isinstance(node, list):
+        items: list[Any] = []
+        for value in node:
+            filling = value == MILESTONE_PLACEHOLDER
+            items.extend(MILESTONE_KEYS if filling else [_with_milestones(value)])
+        return items
+    return node
 
 
 # Bounds on a contract file beyond its size (learnerfile.CONTRACT_MAX_BYTES), so that no file

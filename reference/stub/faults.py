@@ -44,7 +44,7 @@ fault: what the stub does ("type" plus these fields; "=" gives a default)
 Each fault is a frozen dataclass whose fields are its JSON fields, all integers with a minimum (null
 on a field with a default gives the default). ``parse_fault`` reads them generically from the
 dataclass fields, refusing unknown keys, missing required fields and values out of range, and
-``to_dict`` writes them back. The grader builds the same dataclasses (``grader.engine.stubclient``),
+``to_dict`` writes them back. The grader builds the same dataclasses (``grader.stubclient``),
 so a misspelled fault type or field there is a type error rather than a 400 from the stub.
 
 Two course knobs act when no rule fires, and the journal shows them as faults of their own:
@@ -172,7 +172,7 @@ class Hang(_FaultBase):
 
 
 @dataclass(frozen=True, slots=True)
-class Status(_FaultBase):
+class ErrorStatus(_FaultBase):
     """Answer ``status`` with a JSON error and no charge, with Retry-After when it is set.
 
     ``delay_ms`` holds first, watching the client: a provider that is slow *and* failing.
@@ -211,7 +211,7 @@ class LostResponse(_FaultBase):
 
 
 # The one list of fault types: the parser's dispatch and its "known: ..." message derive from it.
-Fault: TypeAlias = Delay | Dribble | Hang | Status | Decline | Reset | LostResponse
+Fault: TypeAlias = Delay | Dribble | Hang | ErrorStatus | Decline | Reset | LostResponse
 FAULT_TYPES: tuple[type[Fault], ...] = get_args(Fault)
 
 
@@ -274,7 +274,7 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
-class Selection:
+class ChosenFault:
     """The fault chosen for one attempt; ``hold_ms`` is the delay drawn for it (jitter included)."""
 
     rule_id: int
@@ -340,7 +340,7 @@ class RuleBook:
         """Every rule as the admin API shows it, with how often it matched and fired."""
         return [{**s.rule.to_dict(), "matched": s.matched, "fired": s.fired} for s in self._states]
 
-    def select(self, amount_cents: int) -> Selection | None:
+    def select(self, amount_cents: int) -> ChosenFault | None:
         """Choose the fault for an attempt charging ``amount_cents``, or None to let it through."""
         for state in self._states:
             rule = state.rule
@@ -361,7 +361,7 @@ class RuleBook:
             hold_ms = 0.0
             if isinstance(rule.fault, Delay):
                 hold_ms = rule.fault.delay_ms + state.jitter_rng.uniform(0, rule.fault.jitter_ms)
-            return Selection(rule_id=rule.id, fault=rule.fault, hold_ms=hold_ms)
+            return ChosenFault(rule_id=rule.id, fault=rule.fault, hold_ms=hold_ms)
         return None
 
 

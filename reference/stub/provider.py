@@ -23,15 +23,15 @@ from reference.stub.faults import (
     Decline,
     Delay,
     Dribble,
+    ErrorStatus,
     Fault,
     Hang,
     LostResponse,
     Reset,
-    Status,
 )
 from reference.stub.state import (
-    Attempt,
     Charge,
+    JournalEntry,
     KeyLookup,
     KeyState,
     Outcome,
@@ -117,7 +117,7 @@ class Provider:
         attempt.amount_cents = amount
         await self._charge(channel, attempt, body)
 
-    async def _charge(self, channel: Channel, attempt: Attempt, body: dict[str, Any]) -> None:
+    async def _charge(self, channel: Channel, attempt: JournalEntry, body: dict[str, Any]) -> None:
         """Serve a well-formed charge attempt: idempotency conflicts, then faults, then charge."""
         assert attempt.amount_cents is not None
         key, body_fingerprint = attempt.idempotency_key, fingerprint(body)
@@ -133,17 +133,17 @@ class Provider:
             await self._answer(channel, attempt, 422, error)
             return
 
-        selection = self._state.rules.select(attempt.amount_cents)
-        if selection is not None:
-            attempt.rule_id, attempt.fault = selection.rule_id, selection.describe()
+        chosen = self._state.rules.select(attempt.amount_cents)
+        if chosen is not None:
+            attempt.rule_id, attempt.fault = chosen.rule_id, chosen.describe()
         elif self._fail_rate > 0 and self._fail_rng.random() < self._fail_rate:
             attempt.fault = {"type": "fail_rate", "rate": self._fail_rate}
             error = {"error": "unavailable", "message": "FAIL_RATE: the provider is unavailable"}
             await self._answer(channel, attempt, 503, error)
             return
-        fault = None if selection is None else selection.fault
+        fault = None if chosen is None else chosen.fault
 
-        if isinstance(fault, Status):
+        if isinstance(fault, ErrorStatus):
             error = {"error": _STATUS_ERRORS.get(fault.status, f"http_{fault.status}")}
             error["message"] = f"injected status {fault.status}"
             retry_after = (
@@ -168,13 +168,13 @@ class Provider:
                 self._end(attempt, "held_to_limit")
             return
 
-        delay_s = selection.hold_ms / 1000 if selection is not None else 0.0
+        delay_s = chosen.hold_ms / 1000 if chosen is not None else 0.0
         await self._charge_and_answer(channel, attempt, lookup, body_fingerprint, fault, delay_s)
 
     async def _charge_and_answer(
         self,
         channel: Channel,
-        attempt: Attempt,
+        attempt: JournalEntry,
         lookup: KeyLookup,
         body_fingerprint: str,
         fault: Fault | None,
@@ -224,7 +224,7 @@ class Provider:
     async def _answer(
         self,
         channel: Channel,
-        attempt: Attempt,
+        attempt: JournalEntry,
         status: int,
         payload: dict[str, Any],
         headers: Headers = (),
@@ -233,7 +233,7 @@ class Provider:
         if await self._hold(channel, attempt, self._latency_ms / 1000):
             await self._respond(channel, attempt, status, payload, headers)
 
-    async def _hold(self, channel: Channel, attempt: Attempt, seconds: float) -> bool:
+    async def _hold(self, channel: Channel, attempt: JournalEntry, seconds: float) -> bool:
         """Hold ``seconds`` while watching the client; False (journaled) when it gave up."""
         if await channel.watch(seconds) is None:
             return True
@@ -243,7 +243,7 @@ class Provider:
     async def _respond(
         self,
         channel: Channel,
-        attempt: Attempt,
+        attempt: JournalEntry,
         status: int,
         payload: dict[str, Any],
         headers: Headers = (),
@@ -259,7 +259,7 @@ class Provider:
     async def _dribble(
         self,
         channel: Channel,
-        attempt: Attempt,
+        attempt: JournalEntry,
         payload: dict[str, Any],
         fault: Dribble,
         headers: Headers,
@@ -286,13 +286,13 @@ class Provider:
             self._gave_up(channel, attempt)
 
     @staticmethod
-    def _gave_up(channel: Channel, attempt: Attempt) -> None:
+    def _gave_up(channel: Channel, attempt: JournalEntry) -> None:
         """Journal that the client went away before the stub was done."""
         attempt.gave_up_at = channel.gone_at
         Provider._end(attempt, "client_gave_up")
 
     @staticmethod
-    def _end(attempt: Attempt, outcome: Outcome) -> None:
+    def _end(attempt: JournalEntry, outcome: Outcome) -> None:
         """Journal how the attempt ended, and when."""
         attempt.outcome = outcome
         attempt.finished_at = time.monotonic()

@@ -25,7 +25,7 @@ Outcome: TypeAlias = Literal[
 
 
 @dataclass(slots=True)
-class Attempt:
+class JournalEntry:
     """One request received on the provider port; the server fills it in as the request goes."""
 
     seq: int
@@ -77,7 +77,7 @@ class Journal:
     """Every request received on the provider port, in arrival order."""
 
     def __init__(self) -> None:
-        self._attempts: list[Attempt] = []
+        self._attempts: list[JournalEntry] = []
         # Sequence numbers survive a reset, so a poller using since_seq never sees one twice.
         self._next_seq = 1
 
@@ -91,9 +91,9 @@ class Journal:
         path: str,
         headers: dict[str, str],
         body: str,
-    ) -> Attempt:
+    ) -> JournalEntry:
         """Open the entry of a request that has just arrived, and return it for filling in."""
-        attempt = Attempt(
+        attempt = JournalEntry(
             seq=self._next_seq,
             connection_id=connection_id,
             connected_at=connected_at,

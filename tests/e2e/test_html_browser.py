@@ -52,7 +52,8 @@ FORGING_HTML = (
         f'return JSONResponse({{"status": {SCRIPT!r}, "payment": resp.json()}})',
     ),
 )
-# Checks whose data holds measurements: each gets a chart where it ran (not SKIP or ERROR).
+# Checks that attach a chart's series (grader/series.py): each gets a chart where it ran (not
+# SKIP or ERROR), drawn from the series its JSON report carries.
 REFERENCE_CHARTS = {
     "m2.read-timeout",
     "m2.slow-body",
@@ -74,6 +75,20 @@ TEMPLATE_CHARTS = {
     "m3.attempts-bounded",
     "m3.retries-fit-budget",
 }
+# The kind of series each of them attaches: its JSON report's chart.kind.
+KINDS = {
+    "m2.read-timeout": "checkout-timeline",
+    "m2.slow-body": "checkout-timeline",
+    "m2.connect-timeout": "connect-timeline",
+    "m2.healthz-under-load": "probe-latencies",
+    "m3.attempts-bounded": "attempt-counts",
+    "m3.retries-fit-budget": "checkout-timeline",
+    "m3.jitter-spread": "retry-storm",
+    "m3.backoff-grows": "retry-storm",
+    "m4.outage-capped": "outage-attempts",
+    "m4.budget-shared": "outage-attempts",
+    "lt.k6-run": "latency-by-phase",
+}
 
 
 @dataclass
@@ -83,6 +98,12 @@ class Written:
     path: Path
     run: Run
     statuses: dict[str, str]
+    kinds: dict[str, str]  # check id -> the kind of its chart, for checks whose JSON has one
+
+
+def chart_kinds(report: dict[str, Any]) -> dict[str, str]:
+    """Check id -> its chart's kind, from a JSON report."""
+    return {c["id"]: c["chart"]["kind"] for c in report["checks"] if c.get("chart")}
 
 
 def write_report(tmp: Path, repo: Path, *args: str) -> Written:
@@ -92,20 +113,31 @@ def write_report(tmp: Path, repo: Path, *args: str) -> Written:
         "check", *args, "--report", f"html={page}", "--json", str(report), repo=repo,
         timeout_s=300,
     )  # fmt: skip
-    checks = json.loads(report.read_text("utf-8"))["checks"]
-    return Written(page, run, {c["id"]: c["status"] for c in checks})
+    document = json.loads(report.read_text("utf-8"))
+    statuses = {c["id"]: c["status"] for c in document["checks"]}
+    return Written(page, run, statuses, chart_kinds(document))
 
 
 @pytest.fixture(scope="module")
 def reference_page(reference_all: CiRun) -> Written:
     """`failfast check all` on the reference solution, as an HTML report (the CI run's)."""
-    return Written(reference_all.page, reference_all.run, reference_all.statuses())
+    return Written(
+        reference_all.page,
+        reference_all.run,
+        reference_all.statuses(),
+        chart_kinds(reference_all.report),
+    )
 
 
 @pytest.fixture(scope="module")
 def template_page(template_through_3: CiRun) -> Written:
     """`failfast check milestone-3 --through` on the learner template, as an HTML report."""
-    return Written(template_through_3.page, template_through_3.run, template_through_3.statuses())
+    return Written(
+        template_through_3.page,
+        template_through_3.run,
+        template_through_3.statuses(),
+        chart_kinds(template_through_3.report),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +228,14 @@ def expected_charts(written: Written, wanted: set[str]) -> set[str]:
     return {c for c in wanted if written.statuses.get(c) not in (None, "SKIP", "ERROR")}
 
 
+def assert_drawn_from_the_series(
+    written: Written, charts: dict[str, dict[str, float]], wanted: set[str]
+) -> None:
+    """The page draws a chart for exactly the checks whose JSON report carries a series."""
+    assert set(charts) == set(written.kinds), written.kinds
+    assert {c: written.kinds.get(c) for c in wanted} == {c: KINDS[c] for c in wanted}
+
+
 def test_reference_check_all_page_draws_its_charts(
     reference_page: Written, open_report: Any
 ) -> None:
@@ -206,6 +246,7 @@ def test_reference_check_all_page_draws_its_charts(
     wanted = expected_charts(reference_page, REFERENCE_CHARTS)
     assert wanted >= REFERENCE_CHARTS - {"lt.k6-run"}, reference_page.statuses
     assert set(charts) >= wanted
+    assert_drawn_from_the_series(reference_page, charts, wanted)
     assert all(box["width"] > 100 and box["height"] > 50 for box in charts.values()), charts
     assert opened.page.evaluate("navigator.onLine") is False  # it rendered with the network off
     assert_quiet(opened)
@@ -220,6 +261,7 @@ def test_template_milestone_3_page_draws_its_charts(
     charts = opened.charts()
     assert expected_charts(template_page, TEMPLATE_CHARTS) == TEMPLATE_CHARTS
     assert set(charts) >= TEMPLATE_CHARTS
+    assert_drawn_from_the_series(template_page, charts, TEMPLATE_CHARTS)
     assert all(box["width"] > 100 and box["height"] > 50 for box in charts.values()), charts
     statuses = opened.page.eval_on_selector_all(
         "article.check", "els => els.map(e => e.dataset.status)"

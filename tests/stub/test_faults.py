@@ -11,6 +11,7 @@ from reference.stub.faults import (
     Decline,
     Delay,
     Dribble,
+    ErrorStatus,
     Fault,
     Hang,
     LostResponse,
@@ -19,7 +20,6 @@ from reference.stub.faults import (
     Rule,
     RuleBook,
     RuleError,
-    Status,
     parse_fault,
     parse_rule,
 )
@@ -52,9 +52,9 @@ def test_minimal_rule_matches_everything_always() -> None:
         ({"type": "dribble"}, Dribble(interval_ms=100, body_bytes=100)),
         ({"type": "dribble", "interval_ms": 0}, Dribble(interval_ms=0, body_bytes=100)),
         ({"type": "hang"}, Hang(max_hold_ms=60_000)),
-        ({"type": "status", "status": 429}, Status(status=429, retry_after_s=None)),
-        ({"type": "status", "status": 503, "delay_ms": 300}, Status(503, None, 300)),
-        ({"type": "status", "status": 503, "retry_after_s": 2}, Status(503, 2)),
+        ({"type": "status", "status": 429}, ErrorStatus(status=429, retry_after_s=None)),
+        ({"type": "status", "status": 503, "delay_ms": 300}, ErrorStatus(503, None, 300)),
+        ({"type": "status", "status": 503, "retry_after_s": 2}, ErrorStatus(503, 2)),
         ({"type": "reset"}, Reset()),
         ({"type": "lost_response"}, LostResponse()),
     ],
@@ -96,7 +96,7 @@ def test_bad_rules_are_refused_with_a_reason(rule: object, complaint: str) -> No
         (Dribble(), {"type": "dribble", "interval_ms": 100, "body_bytes": 100}),
         (Hang(), {"type": "hang", "max_hold_ms": 60_000}),
         (
-            Status(503, delay_ms=7),
+            ErrorStatus(503, delay_ms=7),
             {"type": "status", "status": 503, "retry_after_s": None, "delay_ms": 7},
         ),
         (Decline(), {"type": "decline"}),
@@ -123,8 +123,8 @@ def test_every_fault_type_is_parsed_and_named_when_unknown() -> None:
     ("fault", "expected"),
     [
         ({"type": "dribble", "interval_ms": None}, Dribble()),
-        ({"type": "status", "status": 503, "retry_after_s": None}, Status(503)),
-        ({"type": "status", "status": 503, "delay_ms": None}, Status(503)),
+        ({"type": "status", "status": 503, "retry_after_s": None}, ErrorStatus(503)),
+        ({"type": "status", "status": 503, "delay_ms": None}, ErrorStatus(503)),
     ],
 )
 def test_null_gives_the_default(fault: dict[str, Any], expected: Fault) -> None:
@@ -154,9 +154,9 @@ def test_bad_faults_are_refused_with_a_reason(fault: object, complaint: str) -> 
 def test_faults_check_their_fields_when_built() -> None:
     """A fault the stub would refuse cannot be built in Python either (the grader builds them)."""
     with pytest.raises(RuleError, match="4xx or 5xx"):
-        Status(600)
+        ErrorStatus(600)
     with pytest.raises(RuleError, match="'status' must be an integer >= 400"):
-        Status(200)
+        ErrorStatus(200)
     with pytest.raises(RuleError, match="'delay_ms' must be an integer >= 0"):
         Delay(delay_ms=-1)
 
@@ -225,11 +225,11 @@ def test_rules_are_tried_in_order_and_the_first_firing_one_wins() -> None:
 def test_delay_jitter_stays_within_bounds() -> None:
     """A delay's hold is delay_ms plus a uniform draw in [0, jitter_ms], and is journaled."""
     book = book_with({"fault": {"type": "delay", "delay_ms": 100, "jitter_ms": 50}})
-    selections = [book.select(amount) for amount in range(1, 50)]
-    holds = [s.hold_ms for s in selections if s is not None]
+    chosen = [book.select(amount) for amount in range(1, 50)]
+    holds = [s.hold_ms for s in chosen if s is not None]
     assert len(holds) == 49
     assert all(100 <= h <= 150 for h in holds) and len(set(holds)) > 1
-    last = selections[-1]
+    last = chosen[-1]
     assert last is not None and last.describe()["hold_ms"] == round(last.hold_ms, 3)
 
 

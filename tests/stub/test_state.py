@@ -7,11 +7,11 @@ import pytest
 from reference.stub.faults import Match
 from reference.stub.provider import InvalidCharge, parse_charge
 from reference.stub.state import (
-    Attempt,
     Charge,
     ChargeIds,
     IdempotencyStore,
     Journal,
+    JournalEntry,
     KeyState,
     Ledger,
     fingerprint,
@@ -23,7 +23,7 @@ def charge(amount: int = 100, key: str | None = "k") -> Charge:
     return Charge("ch_x", amount, key, 1.0, 1)
 
 
-def record(journal: Journal, body: str = "{}") -> Attempt:
+def record(journal: Journal, body: str = "{}") -> JournalEntry:
     """Journal an arbitrary request."""
     return journal.record(
         connection_id=1,

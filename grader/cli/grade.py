@@ -1,0 +1,205 @@
+"""`failfast grade` and `failfast gradebook merge`: grade a class, shard by shard.
+
+Each submission is graded by its own `failfast check` (:mod:`grader.course.batch`); this module
+finds the submissions, checks the options once, shows the progress and writes the class files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from grader.cli.app import (
+    BackendName,
+    app,
+    backend_settings,
+    catalog,
+    planned_checks,
+    refuse_hidden,
+    with_backend_options,
+)
+from grader.course.file import Course
+from grader.engine import registry
+from grader.errors import GradingError
+from grader.formats import OutputFormat
+from grader.model import ExitCode, points_text
+
+# Where each platform's file goes in a submission's folder of `failfast grade --out DIR`.
+PLATFORM_FILES = {
+    "gradescope": "results.json",
+    "prairielearn": "results-prairielearn.json",
+    "classroom": "classroom.json",
+}
+
+
+@app.command("grade")
+@with_backend_options
+def grade_class(
+    submissions: Annotated[
+        Path,
+        typer.Argument(
+            help="A directory with one learner repo per subdirectory, or a file listing repos.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Where the reports, the gradebook and the summary go.")
+    ] = Path("failfast-grades"),
+    milestone: Annotated[
+        str, typer.Option("--milestone", help="What to grade: a milestone, or all.")
+    ] = "all",
+    through: Annotated[
+        bool, typer.Option("--through", help="Every milestone up to --milestone.")
+    ] = False,
+    jobs: Annotated[
+        int, typer.Option("--jobs", help="Submissions graded at once, each on its own cores.")
+    ] = 1,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Grade only the submissions without a report.")
+    ] = False,
+    shard: Annotated[
+        str, typer.Option("--shard", help="Grade slice I of N of the class (I/N, 1-based).")
+    ] = "1/1",
+    backend: BackendName = "local",
+    platform: Annotated[
+        str | None,
+        typer.Option(
+            "--platform",
+            help="Also write each submission's results for "
+            + ", ".join(PLATFORM_FILES)
+            + " in its folder.",
+        ),
+    ] = None,
+    course: Annotated[
+        Path | None, typer.Option("--course", help="Points and visibility per check (YAML).")
+    ] = None,
+    **options: Any,
+) -> None:
+    """Grade a class: every submission, a gradebook CSV, a summary and a class page."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from grader.course import batch as batch_mod
+
+    console = Console(highlight=False)
+    try:
+        chosen = registry.select(milestone, through=through)
+        part = batch_mod.Shard.parse(shard)
+        warning = batch_mod.check_jobs(jobs)
+        everyone = batch_mod.find_submissions(submissions)
+        if platform is not None and platform not in PLATFORM_FILES:
+            raise batch_mod.BatchError(
+                f"--platform {platform}: choose one of {', '.join(PLATFORM_FILES)}."
+            )
+        if course is not None:  # checked once here, not once per submission
+            planned = planned_checks(chosen)
+            formats = [OutputFormat(platform)] if platform is not None else []
+            refuse_hidden(Course.load(course, catalog()), course, planned, formats)
+    except GradingError as error:
+        Console(stderr=True).print(error.message, markup=False, soft_wrap=True)
+        raise typer.Exit(ExitCode.NOT_GRADED) from None
+    mine = [s for s in everyone if part.holds(s.id)]
+    # Each submission's `failfast check` gets the backend and its options as given here.
+    extra = ["--backend", backend, *_as_arguments(backend_settings(options))]
+    if course is not None:
+        extra += ["--course", str(course.resolve())]
+    if platform is not None:
+        extra += ["--report", f"{platform}={{dir}}/{PLATFORM_FILES[platform]}"]
+    selection = [milestone, "--through"] if through else [milestone]
+    work = batch_mod.Batch(selection, out.resolve(), jobs, extra)
+    todo = [s for s in mine if not (resume and work.done(s))]
+    if warning:
+        console.print(f"warning: {warning}", style="yellow", markup=False)
+    console.print(
+        f"{len(mine)} of {len(everyone)} submissions in shard {part.index}/{part.count}; "
+        f"{len(todo)} to grade, {jobs} at a time",
+        markup=False,
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("grading", total=len(todo))
+
+        def done(outcome: batch_mod.Outcome) -> None:
+            found = batch_mod.row_of(work.out, outcome.submission.id)
+            progress.console.print(
+                f"{found.status:<12} {points_text(found.score)}/{points_text(found.max_score)}  "
+                f"{outcome.submission.id}  ({outcome.seconds:.0f} s)",
+                markup=False,
+            )
+            progress.advance(task)
+
+        work.on_done = done
+        with batch_mod.interrupted_by_signals(work) as received:
+            work.run(todo)
+    rows = batch_mod.collect([work.out], only=[s.id for s in mine])
+    batch_mod.write_class_files(work.out, rows, f"failfast: {len(rows)} submissions")
+    console.print(
+        f"gradebook: {work.out / batch_mod.GRADEBOOK}; summary: {work.out / batch_mod.SUMMARY}; "
+        f"class page: {work.out / batch_mod.CLASS_PAGE}",
+        markup=False,
+        soft_wrap=True,
+    )
+    if received:
+        left = len([s for s in todo if not work.done(s)])
+        console.print(f"interrupted: {left} submission(s) left; --resume grades them", markup=False)
+        raise typer.Exit(ExitCode.INTERRUPTED)
+
+
+gradebook_app = typer.Typer(help="Gradebooks of `failfast grade` runs.", no_args_is_help=True)
+app.add_typer(gradebook_app, name="gradebook")
+
+
+@gradebook_app.command("merge")
+def gradebook_merge(
+    shards: Annotated[
+        list[Path], typer.Argument(help="The --out directories of the shards.", show_default=False)
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Where the merged gradebook goes.")] = Path(
+        "failfast-grades"
+    ),
+) -> None:
+    """Merge the shards' reports into one gradebook, summary and class page."""
+    from grader.course import batch as batch_mod
+
+    missing = [str(p) for p in shards if not p.is_dir()]
+    if missing:
+        Console(stderr=True).print(
+            f"Not a directory of `failfast grade --out`: {', '.join(missing)}.", markup=False
+        )
+        raise typer.Exit(ExitCode.NOT_GRADED)
+    try:  # before anything is written
+        batch_mod.check_merge_names(shards)
+    except GradingError as error:
+        Console(stderr=True).print(error.message, markup=False, soft_wrap=True)
+        raise typer.Exit(ExitCode.NOT_GRADED) from None
+    rows = batch_mod.collect(shards)
+    batch_mod.write_class_files(out, rows, f"failfast: {len(rows)} submissions")
+    Console(highlight=False).print(
+        f"merged {len(rows)} submissions from {len(shards)} shard(s) into {out}", markup=False
+    )
+
+
+def _as_arguments(settings: dict[str, object]) -> list[str]:
+    """Backend options as `failfast check` arguments: ``--api-cpus 0.5``, ``--pull``."""
+    arguments: list[str] = []
+    for flag, value in settings.items():
+        if value is None or value is False:
+            continue
+        arguments += [f"--{flag}"] if value is True else [f"--{flag}", str(value)]
+    return arguments
