@@ -12,6 +12,7 @@ Every error the grader raises on purpose derives from ``FailfastError``::
     │   │                       or not UTF-8 (grader/learner/learnerfile.py)
     │   ├── ImageBuildError     the learner's Dockerfile did not build (docker backend)
     │   ├── CourseError         the course file (--course) cannot be read or is invalid
+    │   ├── UnknownBackend      --backend names no backend of the registry
     │   └── EnvironmentProblem  this machine lacks something (a free port, a tool, the stub)
     │       └── ToolTimeout     a tool the grader runs (k6) did not finish within its limit
     ├── NginxConfError          a learner's nginx.conf nginx would reject (learner/nginxconf.py);
@@ -76,6 +77,10 @@ class ApiStartError(GradingError):
 
 class ImageBuildError(GradingError):
     """The learner's Dockerfile did not build: a base image missing, or a step failing."""
+
+
+class UnknownBackend(GradingError):
+    """--backend (or FAILFAST_BACKEND) names no backend of the registry."""
 
 
 class CourseError(GradingError):

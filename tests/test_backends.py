@@ -12,12 +12,11 @@ import pytest
 from grader.backends.base import (
     Backend,
     BackendOption,
-    UnknownBackend,
     backend_names,
     get_backend,
 )
 from grader.backends.docker.options import DockerOptions, Limits, from_settings
-from grader.errors import GradingError
+from grader.errors import GradingError, UnknownBackend
 from tests.conftest import ROOT
 
 DOCKER_FLAGS = ("pull", "api-memory", "api-cpus", "api-pids", "redis-image", "nginx-image")

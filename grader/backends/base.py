@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, cast
 
-from grader.errors import GradingError
+from grader.errors import UnknownBackend
 from grader.learner.repo import LearnerRepo, Manifest
 from grader.stubclient import StubAdmin
 
@@ -167,10 +167,6 @@ class Backend:
     starter: Callable[[Mapping[str, object]], StartStack]
     # A repo -> what `failfast doctor` checks for grading it with this backend, in order.
     requirements: Callable[[Path], list[Requirement]]
-
-
-class UnknownBackend(GradingError):
-    """A backend name that no package of grader/backends registers."""
 
 
 def backend_names() -> tuple[str, ...]:

@@ -23,10 +23,10 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from grader.backends.base import Finding, UnknownBackend, backend_names, get_backend
+from grader.backends.base import Finding, backend_names, get_backend
 from grader.backends.services import free_port
 from grader.engine import k6
-from grader.errors import BudgetsError, GradingError
+from grader.errors import BudgetsError, GradingError, UnknownBackend
 from grader.formats.terminal import print_to
 from grader.learner import budgets
 from grader.learner.repo import DEFAULT_COMMAND, LearnerRepo, Manifest

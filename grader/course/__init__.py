@@ -1,7 +1,9 @@
 """Grading a class: the course file, batches of submissions, the gradebook.
 
-Owns: ``file`` (the course file: points and visibility) and ``batch`` (``failfast grade``,
-shards, the gradebook CSV, the class summary and page).
+Owns: ``file`` (the course file: points and visibility), ``batch`` (``failfast grade``: one
+grader process per submission, shards, resume) and ``gradebook`` (the gradebook CSV, the class
+summary and page, rebuilt from the submissions' JSON reports).
 
-May import: the model, ``grader.learner``, ``grader.engine.registry`` and the formats.
+May import: the model, ``grader.learner``, ``grader.engine.registry``, ``grader.process`` and the
+formats.
 """
