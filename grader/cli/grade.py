@@ -12,15 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from grader.cli.app import (
-    BackendName,
-    app,
-    backend_settings,
-    catalog,
-    planned_checks,
-    refuse_hidden,
-    with_backend_options,
-)
+from grader.cli import app as shared
 from grader.course.file import Course
 from grader.engine import registry
 from grader.errors import GradingError
@@ -35,8 +27,8 @@ PLATFORM_FILES = {
 }
 
 
-@app.command("grade")
-@with_backend_options
+@shared.app.command("grade")
+@shared.with_backend_options
 def grade_class(
     submissions: Annotated[
         Path,
@@ -63,7 +55,7 @@ def grade_class(
     shard: Annotated[
         str, typer.Option("--shard", help="Grade slice I of N of the class (I/N, 1-based).")
     ] = "1/1",
-    backend: BackendName = "local",
+    backend: shared.BackendName = "local",
     platform: Annotated[
         str | None,
         typer.Option(
@@ -101,15 +93,15 @@ def grade_class(
                 f"--platform {platform}: choose one of {', '.join(PLATFORM_FILES)}."
             )
         if course is not None:  # checked once here, not once per submission
-            planned = planned_checks(chosen)
+            planned = shared.planned_checks(chosen)
             formats = [OutputFormat(platform)] if platform is not None else []
-            refuse_hidden(Course.load(course, catalog()), course, planned, formats)
+            shared.refuse_hidden(Course.load(course, shared.catalog()), course, planned, formats)
     except GradingError as error:
         Console(stderr=True).print(error.message, markup=False, soft_wrap=True)
         raise typer.Exit(ExitCode.NOT_GRADED) from None
     mine = [s for s in everyone if part.holds(s.id)]
     # Each submission's `failfast check` gets the backend and its options as given here.
-    extra = ["--backend", backend, *_as_arguments(backend_settings(options))]
+    extra = ["--backend", backend, *_as_arguments(shared.backend_settings(options))]
     if course is not None:
         extra += ["--course", str(course.resolve())]
     if platform is not None:
@@ -162,7 +154,7 @@ def grade_class(
 
 
 gradebook_app = typer.Typer(help="Gradebooks of `failfast grade` runs.", no_args_is_help=True)
-app.add_typer(gradebook_app, name="gradebook")
+shared.app.add_typer(gradebook_app, name="gradebook")
 
 
 @gradebook_app.command("merge")
