@@ -1,6 +1,6 @@
 """Error rates of milestone 3's statistical checks, by simulation, with the noise measured here.
 
-Runs the checks' own statistics (checks/stats.py, the thresholds of checks/m3_retries.py) on
+Runs the checks' own statistics (checks/stats.py, with the thresholds beside them) on
 waits drawn from the policies learners use, each wait made late as this machine made the API's
 waits late: the lateness of a storm recorded by `benchmarks/measure_lateness.py` (quiet, two and
 four busy loops), its own lockstep calibration included. For each policy and load it prints how
@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from checks.m3_retries import (
+from checks.stats import (
     BOUND_SLACK_S,
     LATENESS_FACTOR,
     LATENESS_FLOOR_S,
@@ -34,10 +34,16 @@ from checks.m3_retries import (
     SPREAD_PASS,
     Z_FLAT,
     Z_GROWS,
+    Growth,
+    Spread,
+    Zone,
+    count_bounds,
     declared_bounds,
     declared_mean,
+    growth,
+    lateness_noise,
+    spread_test,
 )
-from checks.stats import Growth, Spread, Zone, count_bounds, growth, lateness_noise, spread_test
 from grader.learner.budgets import Jitter, Retries
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from checks.stats import Zone, zone
-from grader.checkkit import Attempt, CheckFailed, CheckInconclusive, CheckoutResult, Context
+from grader.checkkit import (
+    COURSE_RETRIES,
+    Attempt,
+    CheckFailed,
+    CheckInconclusive,
+    CheckoutResult,
+    Context,
+    Retries,
+)
 
 T = TypeVar("T")
 
@@ -54,6 +62,11 @@ def held_to(declared: T | None, course: T, what: str, section: str) -> tuple[T, 
     if declared is not None:
         return declared, "your budgets.yaml"
     return course, f"the course's example {what} (budgets.yaml declares no {section} yet)"
+
+
+def policy(ctx: Context) -> tuple[Retries, str]:
+    """The retry policy milestone 3 holds the service to, and where it comes from."""
+    return held_to(ctx.budgets.retries, COURSE_RETRIES, "policy", "retries")
 
 
 def answer_wait_s(ctx: Context) -> float:

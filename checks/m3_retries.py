@@ -22,27 +22,12 @@ from checks.common import (
     attempts_by_checkout,
     expected_fail_fast,
     fail_fast_problems,
-    held_to,
+    policy,
 )
-
-# Milestone 3's statistics, where benchmarks/simulate_retry_stats.py and tests/test_stats.py
-# import them: they live in checks/stats.py, beside the functions they parameterise (a check
-# module imports no other, so checks/m3_storm.py takes them from there).
-from checks.stats import BOUND_SLACK_S as BOUND_SLACK_S
-from checks.stats import LATENESS_FACTOR as LATENESS_FACTOR
-from checks.stats import LATENESS_FLOOR_S as LATENESS_FLOOR_S
-from checks.stats import MAX_STORMS as MAX_STORMS
-from checks.stats import NOISE_FACTOR as NOISE_FACTOR
-from checks.stats import OUTSIDE_ALLOWED as OUTSIDE_ALLOWED
-from checks.stats import SPREAD_LOCKSTEP as SPREAD_LOCKSTEP
-from checks.stats import SPREAD_PASS as SPREAD_PASS
-from checks.stats import Z_FLAT as Z_FLAT
-from checks.stats import Z_GROWS as Z_GROWS
 from checks.stats import charted, checkouts_per_instance, ended_at
 from checks.stats import declared_bounds as declared_bounds
 from checks.stats import declared_mean as declared_mean
 from grader.checkkit import (
-    COURSE_RETRIES,
     AttemptCounts,
     AttemptSpan,
     CheckFailed,
@@ -51,18 +36,12 @@ from grader.checkkit import (
     Decline,
     ErrorStatus,
     Passed,
-    Retries,
     check,
     timeline,
 )
 
 # At most this many attempts of a checkout are kept for the reports' chart.
 CHART_ATTEMPTS = 10
-
-
-def policy(ctx: Context) -> tuple[Retries, str]:
-    """The retry policy held to, and where it comes from."""
-    return held_to(ctx.budgets.retries, COURSE_RETRIES, "policy", "retries")
 
 
 @check(

@@ -19,7 +19,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from checks.common import answer_wait_s, attempt_rows, attempts_by_checkout, held_to
+from checks.common import answer_wait_s, attempt_rows, attempts_by_checkout, policy
 from checks.stats import (
     BOUND_SLACK_S,
     GROWTH_OBSERVABLE,
@@ -48,7 +48,6 @@ from checks.stats import (
     waits,
 )
 from grader.checkkit import (
-    COURSE_RETRIES,
     Attempt,
     CheckFailed,
     CheckInconclusive,
@@ -69,11 +68,6 @@ FIGURE_ROWS = 12
 # attempts cannot bloat the report.
 CHART_CHECKOUTS = 40
 CHART_ATTEMPTS = 10
-
-
-def policy(ctx: Context) -> tuple[Retries, str]:
-    """The retry policy held to, and where it comes from."""
-    return held_to(ctx.budgets.retries, COURSE_RETRIES, "policy", "retries")
 
 
 def describe(retries: Retries) -> str:

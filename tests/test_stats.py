@@ -7,7 +7,6 @@ import math
 import pytest
 
 from checks.common import fail_fast_problems
-from checks.m3_retries import declared_bounds, declared_mean
 from checks.m4_retry_budget import cap_of
 from checks.stats import (
     BoundsCount,
@@ -15,6 +14,8 @@ from checks.stats import (
     Spread,
     Zone,
     count_bounds,
+    declared_bounds,
+    declared_mean,
     growth,
     lateness_noise,
     mean_difference,

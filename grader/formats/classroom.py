@@ -118,13 +118,6 @@ def _dump(document: dict[str, Any]) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def _cut_note(text: str, limit: int) -> str:
-    """``text`` cut to about ``limit`` characters, saying where the rest is."""
-    if len(text) <= limit:
-        return text
-    return cut(text, limit).replace(" characters cut …]", f" characters cut: {WHERE_FULL} …]")
-
-
 class ClassroomFormat:
     """The JSON a GitHub Classroom runner step hands ``autograding-grading-reporter``."""
 
@@ -137,7 +130,7 @@ class ClassroomFormat:
         while len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES and limit > 40:
             limit //= 2
             for test in document["tests"]:
-                test["message"] = _cut_note(test["message"], limit)
+                test["message"] = cut(test["message"], limit, WHERE_FULL)
             text = _dump(document)
         if len(text.encode("utf-8")) > MAX_DOCUMENT_BYTES:  # thousands of checks: names only
             for test in document["tests"]:
@@ -161,7 +154,7 @@ class ClassroomFormat:
                 "name": "failfast could not grade: not a grade, run the workflow again",
                 "status": "error",
                 "score": 0.0,
-                "message": _cut_note(message, MESSAGE_CHARS),
+                "message": cut(message, MESSAGE_CHARS, WHERE_FULL),
                 "filename": where.path if where else "",
                 "line_no": (where.line or 0) if where else 0,
                 "duration": 0.0,
@@ -181,7 +174,7 @@ class ClassroomFormat:
                     "name": f"{r.id}: {r.title}",
                     "status": status,
                     "score": score,
-                    "message": _cut_note(_message(r), MESSAGE_CHARS),
+                    "message": cut(_message(r), MESSAGE_CHARS, WHERE_FULL),
                     "filename": r.location.path if r.location else "",
                     "line_no": (r.location.line or 0) if r.location else 0,
                     "duration": r.duration_s if math.isfinite(r.duration_s) else 0.0,

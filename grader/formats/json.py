@@ -20,18 +20,8 @@ from grader.model import (
     Report,
     Status,
     points_float,
-    points_text,
 )
 from grader.series import Chart, ChartShapeError, from_plain, is_chart, is_finite, to_plain
-
-__all__ = [
-    "JsonFormat",
-    "finite",
-    "milestone_scores",
-    "not_gradable_reason",
-    "points",
-    "points_text",
-]
 
 SCHEMA_VERSION = 1
 
@@ -55,11 +45,6 @@ def _key(key: Any) -> str | int | bool | None:
     if isinstance(key, str | int | bool) or key is None:
         return key
     return str(key)
-
-
-def points(value: Decimal) -> float:
-    """Points as every JSON file writes them: the number that reads back as the same decimal."""
-    return points_float(value)
 
 
 def points_decimal(value: object) -> Decimal:
@@ -90,7 +75,7 @@ def milestone_scores(report: Report) -> dict[str, dict[str, float]]:
     """Each milestone graded: the points earned and the points its checks are worth."""
     scores = {key: report.score_of(key) for key in report.milestones}
     return {
-        key: {"score": points(score), "max_score": points(worth)}
+        key: {"score": points_float(score), "max_score": points_float(worth)}
         for key, (score, worth) in scores.items()
     }
 
@@ -146,8 +131,8 @@ class JsonFormat:
             "backend": report.backend,
             "notes": list(report.notes),
             "summary": {word: report.count(status) for status, word in COUNTED},
-            "score": points(report.score),
-            "max_score": points(report.max_score),
+            "score": points_float(report.score),
+            "max_score": points_float(report.max_score),
             "gradable": report.gradable,
             "withheld": report.withheld,
             "scores": milestone_scores(report),
@@ -171,8 +156,8 @@ class JsonFormat:
                     "location": None
                     if r.location is None
                     else {"path": r.location.path, "line": r.location.line},
-                    "score": points(r.score),
-                    "max_score": points(r.max_score),
+                    "score": points_float(r.score),
+                    "max_score": points_float(r.max_score),
                     "visibility": r.visibility,
                     **_chart(r.chart),
                 }
@@ -192,7 +177,7 @@ class JsonFormat:
             "exit_code": int(report.exit_code),
             "gradable": False,
             "score": 0,
-            "max_score": points(report.max_score),
+            "max_score": points_float(report.max_score),
             "error": {
                 "type": report.not_graded.kind,
                 "message": report.not_graded.message,

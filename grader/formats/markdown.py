@@ -14,9 +14,9 @@ import re
 
 from grader.formats.base import COUNTED, WITHHELD_NOTE
 from grader.formats.github import SUMMARY_BYTES
-from grader.formats.json import not_gradable_reason, points_text
+from grader.formats.json import not_gradable_reason
 from grader.lines import neutralise, sanitize
-from grader.model import CheckResult, NotGraded, Report, Status, milestone
+from grader.model import CheckResult, NotGraded, Report, Status, milestone, points_text
 
 ICON = {
     Status.PASS: "✅",

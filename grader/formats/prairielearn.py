@@ -32,13 +32,17 @@ FIRST_CUT_CHARS = 64_000  # each message and output, before the file is measured
 LAST_CUT_CHARS = 200  # below this a text is cut no further: the outputs go instead
 
 
-def cut(text: str, limit: int) -> str:
-    """``text`` in at most about ``limit`` characters: its start and its end, the middle said."""
+def cut(text: str, limit: int, where: str = "") -> str:
+    """``text`` in at most about ``limit`` characters: its start and its end, the middle said.
+
+    ``where``, if given, says where the whole text is ("the full report is in ...").
+    """
     if len(text) <= limit:
         return text
     keep = max(limit // 2 - 40, 0)
     cut_out = len(text) - 2 * keep
-    return f"{text[:keep]}\n[… {cut_out} characters cut …]\n{text[len(text) - keep :]}"
+    said = f"{cut_out} characters cut" + (f": {where}" if where else "")
+    return f"{text[:keep]}\n[… {said} …]\n{text[len(text) - keep :]}"
 
 
 def plain_lines(text: str) -> list[str]:

@@ -13,9 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from grader.formats.base import COUNTED, WITHHELD_NOTE
-from grader.formats.json import not_gradable_reason, points_text
+from grader.formats.json import not_gradable_reason
 from grader.lines import sanitize
-from grader.model import CheckResult, ExitCode, NotGraded, Report, Status, milestone
+from grader.model import CheckResult, ExitCode, NotGraded, Report, Status, milestone, points_text
 
 STYLE = {
     Status.PASS: "bold green",
