@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +15,7 @@ from grader.checkkit import (
     CheckInconclusive,
     CheckoutResult,
     Context,
+    Location,
     Retries,
 )
 
@@ -52,6 +53,8 @@ FAIL_FAST_STATUSES = (502, 503, 504)
 # mutants miss their limits by 0.3 s to 2 s, far past the band on a quiet machine.
 NOISE_PER_LAG = 4.0
 NOISE_FLOOR_S = 0.05
+# An INCONCLUSIVE's hint: a check's own hint says what to fix, and there is nothing to fix yet.
+NOISE_HINT = "Nothing to fix yet: grade again on a quieter machine."
 
 
 def held_to(declared: T | None, course: T, what: str, section: str) -> tuple[T, str]:
@@ -104,14 +107,35 @@ class Problems(list[str]):
         self.extend(other)
         self.doubts.extend(other.doubts)
 
-    def judge(self, failed: str, **evidence: Any) -> None:
-        """FAIL on the first problem; INCONCLUSIVE on the first doubt; return when neither."""
+    def judge(
+        self,
+        failed: str,
+        *,
+        measured: str = "",
+        expected: str = "",
+        data: Mapping[str, Any] | None = None,
+        figure: Sequence[str] = (),
+        location: Location | None = None,
+        hint: str | None = None,
+    ) -> None:
+        """FAIL on the first problem; INCONCLUSIVE on the first doubt; return when neither.
+
+        ``hint`` says what to fix, so it goes with the FAIL only (None: the check's own); an
+        INCONCLUSIVE has nothing to fix yet and says so, with the same evidence.
+        """
+        evidence: dict[str, Any] = {
+            "measured": measured,
+            "expected": expected,
+            "data": data,
+            "figure": figure,
+            "location": location,
+        }
         if self:
-            raise CheckFailed(f"{failed}: {self[0]}", **evidence)
+            raise CheckFailed(f"{failed}: {self[0]}", hint=hint, **evidence)
         if self.doubts:
             raise CheckInconclusive(
                 f"too close to call on this machine: {self.doubts[0]}",
-                hint="Nothing to fix yet: grade again on a quieter machine.",
+                hint=NOISE_HINT,
                 **evidence,
             )
 

@@ -14,6 +14,7 @@ instance, and size their failures to the declared budget.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 
 from checks.common import (
     ANSWER_TOLERANCE_S,
@@ -28,9 +29,11 @@ from checks.stats import charted, checkouts_per_instance, ended_at
 from checks.stats import declared_bounds as declared_bounds
 from checks.stats import declared_mean as declared_mean
 from grader.checkkit import (
+    Attempt,
     AttemptCounts,
     AttemptSpan,
     CheckFailed,
+    CheckoutResult,
     CheckoutTimeline,
     Context,
     Decline,
@@ -86,7 +89,7 @@ async def transient_heals(ctx: Context) -> Passed:
 )
 async def attempts_bounded(ctx: Context) -> Passed:
     """Fail every attempt with 503; expect 2 to max_attempts attempts and a quick 5xx."""
-    retries, source = policy(ctx)
+    retries, _ = policy(ctx)
     count = checkouts_per_instance(ctx.budgets.retry_budget, retries.max_attempts - 1, 3)
     api = await ctx.driver.start_api("api-attempts")
     amounts = ctx.amounts(count)
@@ -95,13 +98,21 @@ async def attempts_bounded(ctx: Context) -> Passed:
         *(ctx.driver.checkout(a, api=api, timeout_s=answer_wait_s(ctx)) for a in amounts)
     )
     grouped = await attempts_by_checkout(ctx, amounts, count)
+    return judge_attempts_bounded(ctx, results, grouped)
+
+
+def judge_attempts_bounded(
+    ctx: Context, results: Sequence[CheckoutResult], grouped: Mapping[int, Sequence[Attempt]]
+) -> Passed:
+    """m3.attempts-bounded's verdict on the checkouts and their attempts, by amount."""
+    retries, source = policy(ctx)
     problems = Problems()
     for result in results:
         seen = len(grouped.get(result.amount_cents, []))
         if not 2 <= seen <= retries.max_attempts:
             problems.append(f"a checkout made {seen} attempt(s)")
         problems.merge(fail_fast_problems(ctx, result))
-    counts = [len(grouped.get(a, [])) for a in amounts]
+    counts = [len(grouped.get(r.amount_cents, [])) for r in results]
     measured = f"attempts per checkout: {counts}; " + "; ".join(r.describe() for r in results)
     expected = f"2 to {retries.max_attempts} attempts each ({source}); {expected_fail_fast(ctx)}"
     data = {"attempts": counts, "max_attempts": retries.max_attempts}
@@ -111,7 +122,7 @@ async def attempts_bounded(ctx: Context) -> Passed:
             "the attempts were not bounded", measured=measured, expected=expected, data=data
         )
     return Passed(
-        f"each checkout stopped after {max(counts)} attempts",
+        f"each checkout stopped after {max(counts, default=0)} attempts",
         measured=measured,
         expected=expected,
         data=data,
@@ -164,10 +175,8 @@ async def no_retry_on_decline(ctx: Context) -> Passed:
 )
 async def retries_fit_budget(ctx: Context) -> Passed:
     """Answer every attempt 503 after 75 % of the read timeout; expect a 5xx within the budget."""
-    retries, source = policy(ctx)
-    layers = ctx.budgets.layers
-    # Slow enough to add up past the api budget, fast enough not to trip the read timeout.
-    delay_s = 0.75 * layers.read_s
+    retries, _ = policy(ctx)
+    delay_s = _slow_failure_s(ctx)
     api = await ctx.driver.start_api("api-slow-failures")
     amounts = ctx.amounts(1)
     fault = ErrorStatus(503, delay_ms=int(delay_s * 1000))
@@ -176,6 +185,21 @@ async def retries_fit_budget(ctx: Context) -> Passed:
         amounts[0], api=api, timeout_s=answer_wait_s(ctx) + retries.max_attempts
     )
     attempts = (await attempts_by_checkout(ctx, amounts, 1)).get(amounts[0], [])
+    return judge_retries_fit_budget(ctx, result, attempts)
+
+
+def _slow_failure_s(ctx: Context) -> float:
+    """How long each failing attempt takes: past the api budget in sum, not one read timeout."""
+    return 0.75 * ctx.budgets.layers.read_s
+
+
+def judge_retries_fit_budget(
+    ctx: Context, result: CheckoutResult, attempts: Sequence[Attempt]
+) -> Passed:
+    """m3.retries-fit-budget's verdict on the checkout and its provider attempts."""
+    retries, source = policy(ctx)
+    layers = ctx.budgets.layers
+    delay_s = _slow_failure_s(ctx)
     problems = fail_fast_problems(ctx, result)
     row = timeline([[a.arrived_at for a in attempts]]) if attempts else ()
     worst = retries.max_attempts * delay_s

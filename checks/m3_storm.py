@@ -19,7 +19,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from checks.common import answer_wait_s, attempt_rows, attempts_by_checkout, policy
+from checks.common import NOISE_HINT, answer_wait_s, attempt_rows, attempts_by_checkout, policy
+from checks.held import firsts_spread
 from checks.stats import (
     BOUND_SLACK_S,
     GROWTH_OBSERVABLE,
@@ -96,6 +97,11 @@ class Wave:
     def waits(self) -> list[list[float]]:
         """The waits of each checkout, in order."""
         return [waits(attempts) for attempts in self.grouped.values()]
+
+    @property
+    def together_s(self) -> float:
+        """The load held: how far apart one instance's first attempts came (the widest)."""
+        return firsts_spread(self.grouped, self.instance_of)
 
     @property
     def firsts_by_instance(self) -> list[list[float]]:
@@ -247,8 +253,8 @@ def _bounds_verdict(
             f"{counted.beyond + counted.noisy} of {counted.total} {what} came later than the "
             f"declared bounds allow, by no more than this machine's timing noise "
             f"({storm.noise_s * 1000:.0f} ms) could explain",
-            hint="Nothing to fix yet: grade again on a quieter machine. If it repeats, check "
-            "that your waits stay within the declared bounds.",
+            hint=f"{NOISE_HINT} If it repeats, check that your waits stay within the declared "
+            "bounds.",
             **evidence,
         )
 
@@ -265,9 +271,27 @@ def _bounds_verdict(
     exclusive=True,
 )
 async def jitter_spread(ctx: Context) -> Passed:
-    """Fail 20 first attempts at once; expect first-retry waits spread out, within the bounds."""
+    """Fail 20 first attempts at once; expect first-retry waits spread out, within the bounds.
+
+    The condition it claims: checkouts whose first attempts fail together retry at spread-out
+    times (jitter), within the declared bounds of the first wait.
+
+    How it knows the condition holds while it measures: the checkouts are sent at once to fresh
+    instances (as many each as a fresh bucket retries in full), every first attempt fails, and
+    the report says how close together each instance's first attempts came. Waits run from an
+    attempt's end to the next one's arrival, so a service that lets fewer in at a time is
+    judged on the same waits; the grader's own lockstep retries measure the machine's noise.
+
+    The hints' evidence: waits of one instance no further apart than the grader's own lockstep
+    ones are retries without jitter; waits beyond the declared bounds by more than the noise
+    are a policy other than the table's.
+    """
+    return judge_jitter_spread(ctx, await ctx.once(_storm))
+
+
+def judge_jitter_spread(ctx: Context, storm: Storm) -> Passed:
+    """m3.jitter-spread's verdict on the storm's first wave."""
     retries, source = policy(ctx)
-    storm = await ctx.once(_storm)
     wave = storm.first
     firsts = [ws[0] for ws in wave.waits if ws]
     figure = storm.figure
@@ -311,9 +335,12 @@ async def jitter_spread(ctx: Context) -> Passed:
         "lateness_ms": [round(x * 1000, 1) for x in wave.late_s],
         "lockstep_waits_by_group_ms": [[round(w * 1000, 1) for w in g] for g in wave.noise_groups],
         "noise_ms": round(storm.noise_s * 1000, 1),
+        "first_attempts_within_ms": round(wave.together_s * 1000, 1),  # the load held
         **storm.chart_data(chart),
     }
     measured = (
+        f"{checkouts} checkouts whose first attempts failed together (each instance's within "
+        f"{wave.together_s * 1000:.0f} ms); "
         f"{len(firsts)} first-retry waits from {len(groups)} instance(s), median "
         f"{statistics.median(firsts) * 1000:.0f} ms; two of the same instance came "
         f"{test.difference_s * 1000:.1f} ms apart on average, {test.ratio:.2f} of the declared "
@@ -333,8 +360,8 @@ async def jitter_spread(ctx: Context) -> Passed:
         if test.verdict is Spread.UNSURE:
             raise CheckInconclusive(
                 "this machine is too noisy right now to tell jitter from timing noise",
-                hint="Nothing to fix yet: grade again on a quieter machine. If it repeats, check "
-                "that each wait is drawn at random over the declared range.",
+                hint=f"{NOISE_HINT} If it repeats, check that each wait is drawn at random over "
+                "the declared range.",
                 **evidence,
             )
     return Passed(
@@ -356,16 +383,43 @@ async def jitter_spread(ctx: Context) -> Passed:
     exclusive=True,
 )
 async def backoff_grows(ctx: Context) -> Passed:
-    """Fail all but the last attempt of 20 checkouts; expect second waits longer than first."""
-    retries, source = policy(ctx)
+    """Fail all but the last attempt of 20 checkouts; expect second waits longer than first.
+
+    The condition it claims: the wait before retry 2 is longer than before retry 1, as the
+    declared caps grow, and every wait is within its declared bounds.
+
+    How it knows the condition holds while it measures: m3.jitter-spread's storm (its first
+    attempts' spread reported per storm), max_attempts - 1 failures each, so every retried
+    checkout makes each wait; storms are added while the growth test is unsure.
+
+    The hints' evidence: second waits no longer than first ones (beyond doubt) are a constant
+    wait; waits beyond their bounds by more than the noise, another policy.
+    """
+    retries, _ = policy(ctx)
     storm = await ctx.once(_storm)
+    gain, observable = _declared_growth(retries)
+    while (
+        observable
+        and _growth(storm, gain).verdict is Growth.UNSURE
+        and len(storm.waves) < MAX_STORMS
+    ):
+        await storm.add_wave(ctx)
+    return judge_backoff_grows(ctx, storm)
+
+
+def _declared_growth(retries: Retries) -> tuple[float, bool]:
+    """The declared mean gain of second waits over first ones, and whether it is observable."""
     caps = [retries.max_delay_before(n) for n in range(1, retries.max_attempts)]
     gain = declared_mean(retries, 2) - declared_mean(retries, 1) if len(caps) >= 2 else 0.0
-    observable = len(caps) >= 2 and caps[1] >= GROWTH_OBSERVABLE * caps[0]
+    return gain, len(caps) >= 2 and caps[1] >= GROWTH_OBSERVABLE * caps[0]
+
+
+def judge_backoff_grows(ctx: Context, storm: Storm) -> Passed:
+    """m3.backoff-grows's verdict on every wave of the storm."""
+    retries, source = policy(ctx)
+    caps = [retries.max_delay_before(n) for n in range(1, retries.max_attempts)]
+    gain, observable = _declared_growth(retries)
     test = _growth(storm, gain)
-    while observable and test.verdict is Growth.UNSURE and len(storm.waves) < MAX_STORMS:
-        await storm.add_wave(ctx)
-        test = _growth(storm, gain)
     all_waits = [ws for wave in storm.waves for ws in wave.waits]
     by_retry = [[ws[n] for ws in all_waits if len(ws) > n] for n in range(len(caps))]
     expected = (
@@ -395,6 +449,7 @@ async def backoff_grows(ctx: Context) -> Passed:
             "declared_gain_ms": round(gain * 1000, 1),
             "storms": len(storm.waves),
             "noise_ms": round(storm.noise_s * 1000, 1),
+            "first_attempts_within_ms": [round(w.together_s * 1000, 1) for w in storm.waves],
             **storm.chart_data(chart),
         },
         "figure": storm.figure,
@@ -426,7 +481,7 @@ async def backoff_grows(ctx: Context) -> Passed:
             raise CheckInconclusive(
                 f"after {len(storm.waves)} storms the waits are too noisy to tell whether they "
                 "grow",
-                hint="Nothing to fix yet: grade again on a quieter machine.",
+                hint=NOISE_HINT,
                 **evidence,
             )
     return Passed(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import httpx
 
 from checks.common import answer_wait_s, attempt_rows, attempts_by_checkout, held_to, per_checkout
+from checks.held import checkout_spans, most_at_once
 from checks.stats import charted
 from grader.checkkit import (
     COURSE_RETRY_BUDGET,
@@ -118,6 +119,10 @@ class Outage:
     # warm-up (spending the burst), then of the measured outage. For the HTML report's chart.
     warmup_counts: tuple[int, ...] = ()
     counts: tuple[int, ...] = ()
+    # The load held while it was measured: the clients sending, and the most checkouts the
+    # provider saw in flight at once (first attempt to last; checks/held.py).
+    clients: int = 0
+    concurrent: int = 0
 
     @property
     def per_checkout(self) -> float:
@@ -158,6 +163,8 @@ async def _outage(ctx: Context, name: str, workers: int, separate: bool) -> Outa
         stopped_early=stop.is_set(),
         warmup_counts=tuple(len(a) for a in per_checkout(warmed).values()),
         counts=tuple(len(a) for a in per_checkout(journal).values()),
+        clients=workers,
+        concurrent=most_at_once(checkout_spans(per_checkout(journal))),
     )
 
 
@@ -176,6 +183,10 @@ def _judge(ctx: Context, outage: Outage, clients: str) -> Passed:
     measured = (
         f"{outage.checkouts} checkouts from {clients} made {outage.attempts} provider attempts: "
         f"{outage.per_checkout:.3f} per checkout, after {outage.warmup} checkouts spent the burst"
+    )
+    measured += (
+        f"; sent by {outage.clients} clients at once, up to {outage.concurrent} checkouts "
+        "overlapped at the provider"
     )
     if outage.stopped_early:
         measured += (
@@ -199,6 +210,9 @@ def _judge(ctx: Context, outage: Outage, clients: str) -> Passed:
         "per_checkout": round(outage.per_checkout, 4),
         "checkouts": outage.checkouts,
         "stopped_early": outage.stopped_early,
+        # The load held during the count: clients sending, and checkouts in flight at once.
+        "clients": outage.clients,
+        "concurrent_checkouts": outage.concurrent,
         "limit": chart.limit,
         "ratio": declared.ratio,
         "burst": declared.burst,
@@ -273,7 +287,21 @@ async def _capped_outage(ctx: Context) -> Outage:
     timeout_s=60,
 )
 async def outage_capped(ctx: Context) -> Passed:
-    """Fail every attempt; after a warm-up, count attempts of 200 checkouts from a few clients."""
+    """Fail every attempt; after a warm-up, count attempts of 200 checkouts from a few clients.
+
+    The condition it claims: once the burst is spent, a sustained outage lets through at most
+    1 + ratio provider attempts per checkout (+0.05 slack).
+
+    How it knows the condition holds while it measures: every attempt of the outage's amounts
+    fails (503) from the start, on a fresh instance. A warm-up of burst / (1 - ratio) + 2
+    checkouts, sent one at a time, spends the declared burst before anything is counted (the
+    report keeps their attempts per checkout, so a bucket that was not spent shows there). The
+    200 counted checkouts come from 4 clients at once; the report says how many overlapped at
+    the provider (first attempt to last). Counts, not times: a busy machine changes neither.
+
+    The hint's evidence: more attempts per checkout than 1 + ratio once the burst was spent is
+    a missing budget, one that does not charge retries, or one that refills without successes.
+    """
     outage = await ctx.once(_capped_outage)
     return _judge(ctx, outage, f"{OUTAGE_CONCURRENCY} clients")
 
@@ -288,7 +316,18 @@ async def outage_capped(ctx: Context) -> Passed:
     timeout_s=60,
 )
 async def budget_shared(ctx: Context) -> Passed:
-    """Like m4.outage-capped, with 200 checkouts from 20 clients on their own connections."""
+    """Like m4.outage-capped, with 200 checkouts from 20 clients on their own connections.
+
+    The condition it claims: the 1 + ratio cap holds across 20 concurrent clients, each on its
+    own connection pool, so a budget kept per request, connection or client cannot pass.
+
+    How it knows the condition holds while it measures: as m4.outage-capped, on another fresh
+    instance; the report says how many checkouts overlapped at the provider (a failing one
+    lasts milliseconds, so fewer than 20; a shared bucket's count does not depend on it).
+
+    The hint's evidence: 20 clients that each got a burst's worth of retries push the attempts
+    per checkout past 1 + ratio: the bucket is not shared by every request.
+    """
     outage = await _outage(ctx, "api-shared", SHARED_CLIENTS, separate=True)
     return _judge(ctx, outage, f"{SHARED_CLIENTS} separate clients")
 

@@ -153,6 +153,29 @@ MUTANTS = (
         (Edit(APP, '    connect=PAYMENTS["connect_timeout_s"],', "    connect=None,"),),
     ),
     Mutant(
+        # The connect timeout is right, but a connect that timed out "never reached the
+        # provider", so it is retried at once and not counted against max_attempts: 5-6
+        # attempts of 0.5 s until the deadline answers at ~2.8 s, the same late answer as
+        # no-connect-timeout's; the hint must name this cause, from the attempts counted.
+        "connects-retried-past-max-attempts",
+        "milestone-2",
+        frozenset({"m2.connect-timeout"}),
+        (
+            Edit(
+                APP,
+                "    for attempt in range(1, MAX_ATTEMPTS + 1):",
+                "    for attempt in range(1, 4 * MAX_ATTEMPTS + 1):",
+            ),
+            Edit(
+                APP,
+                "        if attempt == MAX_ATTEMPTS or not budget.try_spend():",
+                "        if isinstance(failure, httpx.ConnectTimeout):\n"
+                "            continue  # never reached the provider: retried at once, uncounted\n"
+                "        if attempt == MAX_ATTEMPTS or not budget.try_spend():",
+            ),
+        ),
+    ),
+    Mutant(
         "connect-timeout-only",
         "milestone-2",
         frozenset({"m2.read-timeout", "m2.slow-body"}),
@@ -596,14 +619,33 @@ UNMUTABLE = {
 }
 
 
-def materialize_variant(name: str, target: Path) -> Path:
+# Mutants of a correct variant rather than of the reference, by variant: the same edits, applied
+# to the variant's repo (materialize_variant(name, target, mutant.edits)).
+VARIANT_MUTANTS = {
+    "flask-gunicorn": (
+        Mutant(
+            # 16 threads for the 20 checkouts m2.healthz-under-load holds: gunicorn queues the
+            # last 4, and every /healthz behind them, until a checkout gives up (~1.6 s).
+            "gunicorn-16-threads",
+            "milestone-2",
+            frozenset({"m2.healthz-under-load"}),
+            (Edit("failfast.yaml", "--threads 32", "--threads 16"),),
+        ),
+    ),
+}
+
+
+def materialize_variant(name: str, target: Path, edits: tuple[Edit, ...] = ()) -> Path:
     """A correct variant as a whole learner repo: the reference's files, the variant's on top.
 
     A variant keeps only what it writes differently (its app, requirements, table); the rest
-    (nginx.conf, the k6 script, the manifest, the workflow) is the reference's.
+    (nginx.conf, the k6 script, the manifest, the workflow) is the reference's. ``edits`` make
+    it one of its VARIANT_MUTANTS.
     """
     materialize(REFERENCE, target)
     shutil.copytree(VARIANTS / name, target, dirs_exist_ok=True)
+    for edit in edits:
+        _apply(target, edit)
     return target
 
 
@@ -611,10 +653,15 @@ def materialize(source: Path, target: Path, edits: tuple[Edit, ...] = ()) -> Pat
     """Copy a learner repo to ``target`` and apply ``edits``; returns ``target``."""
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
     for edit in edits:
-        file = target / edit.path
-        text = file.read_text("utf-8")
-        count = text.count(edit.old)
-        if count != 1:
-            raise AssertionError(f"{edit.path}: {edit.old!r} occurs {count} times, not once")
-        file.write_text(text.replace(edit.old, edit.new), "utf-8")
+        _apply(target, edit)
     return target
+
+
+def _apply(target: Path, edit: Edit) -> None:
+    """Apply one edit to the repo at ``target``; its text must occur exactly once."""
+    file = target / edit.path
+    text = file.read_text("utf-8")
+    count = text.count(edit.old)
+    if count != 1:
+        raise AssertionError(f"{edit.path}: {edit.old!r} occurs {count} times, not once")
+    file.write_text(text.replace(edit.old, edit.new), "utf-8")

@@ -12,8 +12,9 @@ from tests.conftest import ROOT
 
 CHECK_MODULES = sorted((ROOT / "checks").glob("*.py"))
 KIT = ROOT / "grader" / "checkkit.py"
-# What a check module may import of the grader's and the checks' own.
-ALLOWED = {"grader.checkkit", "checks.common", "checks.stats"}
+# What a check module may import of the grader's and the checks' own: the kit, and the helpers
+# the checks share (the load held per measurement, the service's connection attempts).
+ALLOWED = {"grader.checkkit", "checks.common", "checks.stats", "checks.held", "checks.connects"}
 
 
 def own_imports(path: Path) -> dict[str, list[str]]:
@@ -39,7 +40,7 @@ def test_there_are_checks_to_look_at() -> None:
 
 @pytest.mark.parametrize("path", CHECK_MODULES, ids=lambda p: p.name)
 def test_a_check_module_imports_the_grader_only_through_the_kit(path: Path) -> None:
-    """grader.checkkit, checks.common and checks.stats: nothing else of the grader or checks."""
+    """The kit, checks.common, checks.stats and the shared helpers: nothing else of ours."""
     imported = set(own_imports(path))
     assert imported <= ALLOWED, f"{path.name} imports {sorted(imported - ALLOWED)}"
 

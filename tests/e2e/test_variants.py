@@ -26,6 +26,7 @@ VARIANTS_DIR = ROOT / "tests" / "variants"
 VARIANTS = (
     "aiohttp-handrolled",
     "decorrelated",
+    "flask-gunicorn",
     "stamina-additive",
     "sync-handlers",
     "tenacity-async",

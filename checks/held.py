@@ -1,0 +1,155 @@
+"""How much load a check held at each of its measurements, read from the stub's journal.
+
+A check that claims a condition ("while 20 checkouts are stuck") must measure while that
+condition holds, and say how much of it held at each measurement. The stub journals when each
+provider attempt arrived and when it ended (answered, or given up on by the client), on the
+grader's own clock (CLOCK_MONOTONIC), so how many checkouts the provider held at any instant is
+known exactly once the journal is read: no poll has to land at the right moment.
+
+A service may never hold all N: a gunicorn worker with 16 threads takes 16 of 20 checkouts and
+queues the rest. The most it holds at once (its plateau) is then the condition a measurement can
+be taken under; that the count plateaus below N is itself what starves a request queued behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from grader.checkkit import Attempt, Context
+
+# The count has stopped rising once it has not risen for this long: 20 checkouts sent at once
+# all reach the provider within ~0.1 s on a quiet machine (the reference: 20 in 0.04-0.09 s),
+# and a thread-limited service takes what it can in that time too.
+SETTLE_S = 0.3
+# However the count moves, probing starts this long after the checkouts were sent: a service
+# that lets checkouts in one at a time (a blocking call in an async handler) never settles.
+SETTLE_CAP_S = 1.5
+POLL_S = 0.05
+
+
+def ended_at(attempt: Attempt) -> float | None:
+    """When an attempt ended, however it did: given up on by the client, or answered."""
+    if attempt.gave_up_at is not None:
+        return attempt.gave_up_at
+    return attempt.finished_at if attempt.ended else None
+
+
+def held_at(attempts: Sequence[Attempt], at: float) -> int:
+    """How many checkouts (distinct amounts) had an attempt open at the provider at ``at``."""
+    open_ones = set()
+    for attempt in attempts:
+        end = ended_at(attempt)
+        if attempt.arrived_at <= at and (end is None or end > at):
+            open_ones.add(attempt.amount_cents)
+    return len(open_ones)
+
+
+def plateau(attempts: Sequence[Attempt], since: float, until: float) -> int:
+    """The most checkouts held at once between ``since`` and ``until``: the service's plateau.
+
+    The count rises only when an attempt arrives, so its maximum is at ``since`` or at an
+    arrival inside the window.
+    """
+    instants = [since, *(a.arrived_at for a in attempts if since <= a.arrived_at <= until)]
+    return max(held_at(attempts, at) for at in instants)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One request a check sent while it held load, and what came of it."""
+
+    sent_at: float  # time.monotonic() when it was sent
+    latency_s: float  # until it was answered, or given up on at its timeout
+    status: int | None  # None: no answer
+    failure: str | None  # None: answered 200; else what went wrong, in words
+    timed_out: bool = False
+    # The check's own requests not yet answered when it was sent: stuck in the service, whether
+    # or not they have reached the provider yet (a blocked event loop lets none through).
+    outstanding: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HeldProbe:
+    """A probe with the load the provider held when it was sent."""
+
+    probe: Probe
+    held: int  # checkouts the provider held when the probe was sent
+
+    @property
+    def under_load(self) -> bool:
+        """Whether it was sent while any checkout was stuck: held, or not yet answered."""
+        return self.held > 0 or self.probe.outstanding > 0
+
+    def to_data(self, since: float) -> dict[str, object]:
+        """The probe as the report's data: when (after ``since``), how long, under what load."""
+        return {
+            "sent_after_s": round(self.probe.sent_at - since, 3),
+            "latency_ms": round(self.probe.latency_s * 1000, 1),
+            "held": self.held,
+            "outstanding": self.probe.outstanding,
+            "status": self.probe.status,
+            "failure": self.probe.failure,
+        }
+
+
+def with_load(attempts: Sequence[Attempt], probes: Sequence[Probe]) -> list[HeldProbe]:
+    """Each probe with the checkouts the provider held at the instant it was sent."""
+    return [HeldProbe(p, held_at(attempts, p.sent_at)) for p in probes]
+
+
+async def until_settled(ctx: Context, amounts: range, since: float) -> list[Attempt]:
+    """Poll the journal until all of ``amounts`` are held, or the count stopped rising.
+
+    Returns the journal at that moment; at most SETTLE_CAP_S after ``since``.
+    """
+    best, rose_at = -1, since
+    while True:
+        attempts = await ctx.stack.stub.journal(amounts)
+        now = time.monotonic()
+        count = held_at(attempts, now)
+        if count > best:
+            best, rose_at = count, now
+        settled = best > 0 and now - rose_at >= SETTLE_S
+        if count >= len(amounts) or settled or now - since >= SETTLE_CAP_S:
+            return attempts
+        await asyncio.sleep(POLL_S)
+
+
+def most_at_once(spans: Sequence[tuple[float, float]]) -> int:
+    """The most of ``spans`` (start, end) open at one instant; one ending as another starts: 1."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    now = most = 0
+    for _, step in events:  # at equal times -1 sorts first: an end before a start
+        now += step
+        most = max(most, now)
+    return most
+
+
+def checkout_spans(grouped: dict[int, list[Attempt]]) -> list[tuple[float, float]]:
+    """Each checkout's time at the provider: its first attempt's arrival to its last's end.
+
+    An attempt still open counts as ending at its arrival: the span is a lower bound.
+    """
+    spans = []
+    for attempts in grouped.values():
+        if attempts:
+            start = min(a.arrived_at for a in attempts)
+            ends = [ended_at(a) or a.arrived_at for a in attempts]
+            spans.append((start, max(ends)))
+    return spans
+
+
+def firsts_spread(grouped: dict[int, list[Attempt]], group_of: dict[int, int]) -> float:
+    """How far apart the first attempts of one group's checkouts came, for the widest group.
+
+    "Checkouts that fail together" holds when, in each group (an instance of the service),
+    every first attempt reached the provider within a few ms of the others.
+    """
+    firsts: dict[int, list[float]] = {}
+    for amount, attempts in grouped.items():
+        if attempts:
+            firsts.setdefault(group_of.get(amount, -1), []).append(attempts[0].arrived_at)
+    return max((max(f) - min(f) for f in firsts.values()), default=0.0)
