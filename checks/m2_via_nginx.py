@@ -5,10 +5,16 @@ side: with the provider stuck, the answer through nginx is the api's own 502/503
 the api's deadline (milestone 2's m2.read-timeout) and the learner's nginx/nginx.conf running:
 under --backend docker, unchanged in front of the API; under --backend local, rewired to
 loopback ports when an nginx binary is on PATH (grader/backends/local/edge.py), else SKIP,
-not the learner's fault.
+not the learner's fault. A form of nginx.conf the local backend cannot point at its API (a unix
+socket, a host other than api:8000, an include outside the repo, a host nginx would resolve at
+run time: grader/learner/nginxroute.py) is SKIP as well, naming the directive and its file:line.
 """
 
 from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
 
 from checks.common import (
     ANSWER_TOLERANCE_S,
@@ -53,6 +59,48 @@ def _served_by(ctx: Context) -> tuple[str, Location | None]:
     return judged.summary(ctx.repo.path), where
 
 
+# nginx's error log lines when it resolves a name at run time (ngx_resolver.c,
+# ngx_http_upstream.c); how many of its last lines are searched for them.
+_RESOLVER_SAID = ("no resolver defined to resolve", "could not be resolved", "while resolving")
+RESOLVER_LINES = 60
+# How long nginx's error log line may take to reach the grader after nginx's answer: a thread
+# reads the pipe, and a busy 2-core machine can delay it by tens of milliseconds.
+LOG_LAG_S = 0.5
+
+
+def _resolving(lines: Sequence[str]) -> str | None:
+    """The line where nginx says it resolved a name at run time, if it printed one."""
+    return next((line for line in lines if any(s in line for s in _RESOLVER_SAID)), None)
+
+
+def _checkout_proxy_pass(ctx: Context) -> tuple[str, str]:
+    """The proxy_pass that serves POST /checkout, as written, and its file:line."""
+    try:
+        judged = nginxconf.judge_file(ctx.repo.path / NGINX_FILE, root=ctx.repo.path)
+    except (learnerfile.LearnerFileError, nginxconf.NginxConfError):
+        judged = None
+    if judged is None or judged.proxy_pass is None:
+        return "proxy_pass", NGINX_FILE
+    stmt = judged.proxy_pass
+    return stmt.text, f"{repo_relative(ctx, stmt.file)}:{stmt.line}"
+
+
+def _cannot_grade_form(directive: str, where: str, why: str) -> CheckSkipped:
+    """SKIP: a form of nginx.conf the local backend cannot run, named with its line."""
+    return CheckSkipped(
+        f"not run: the local backend cannot run `{directive}` ({where}) in front of its API",
+        measured=f"{where}: `{directive}`: {why}",
+        expected=f"nginx running your {NGINX_FILE} in front of your API",
+        hint=f"Not a failure of yours: `{directive}` at {where} may well work under docker "
+        f"compose, but the local backend, which points your nginx at the API it started on a "
+        f"loopback port, cannot run it ({why}). Grade with --backend docker to run your "
+        f"{NGINX_FILE} unchanged, or name the api the way the local backend rewires it: "
+        f"`proxy_pass http://api:8000;` (a URI part may follow), an upstream block of "
+        f"`server api:8000;`, or a variable set whole to `http://api:8000` with set or map. "
+        f"m1.nginx-agrees still judges your nginx.conf.",
+    )
+
+
 def _nginx_page(result: CheckoutResult) -> bool:
     """Whether the answer is a page of nginx's: its own error page, or an error_page's HTML.
 
@@ -88,6 +136,8 @@ async def edge_answers_first(ctx: Context) -> Passed:
     """Hold the provider past the api budget; POST /checkout through nginx; expect the api's 5xx."""
     try:
         edge = await ctx.stack.start_edge()
+    except nginxconf.NginxFormUnsupported as form:
+        raise _cannot_grade_form(form.directive, f"{form.file}:{form.line}", form.why) from None
     except EdgeUnavailable as why:
         raise CheckSkipped(
             "not run: this machine cannot run your nginx (nothing to fix in your repo)",
@@ -97,7 +147,6 @@ async def edge_answers_first(ctx: Context) -> Passed:
             "line above says why). m1.nginx-agrees still judges your nginx.conf; grade where "
             "nginx runs (or with --backend docker) to get this check's verdict.",
         ) from None
-    api = ctx.budgets.layers.api_s
     amounts = ctx.amounts(1)
     # Held far past the api budget (and past nginx's, if it is short): only a layer that gives
     # up on its own ends this checkout, and which layer answers is the verdict.
@@ -105,6 +154,37 @@ async def edge_answers_first(ctx: Context) -> Passed:
     result = await ctx.driver.checkout(
         amounts[0], timeout_s=answer_wait_s(ctx), base_url=edge.base_url
     )
+    resolving = _resolving(edge.output_tail(RESOLVER_LINES))
+    if resolving is None and _nginx_page(result):
+        # nginx logs before it answers, but the grader reads its log on another thread.
+        await asyncio.sleep(LOG_LAG_S)
+        resolving = _resolving(edge.output_tail(RESOLVER_LINES))
+    if resolving is not None:
+        # nginx looked a host up at run time (a form the rewiring could not point at the API):
+        # without a resolver its answer is its own 502, which says nothing of the learner's
+        # nginx under compose.
+        directive, where = _checkout_proxy_pass(ctx)
+        raise _cannot_grade_form(
+            directive,
+            where,
+            f"through it nginx had to resolve a host name at run time, and the local backend "
+            f"gives it no resolver (nginx said: {resolving})",
+        )
+    # nginx writes its access log line after the answer has left: wait for it (bounded), so
+    # the evidence shows nginx's own record of the checkout.
+    waited_until = time.monotonic() + LOG_LAG_S
+    while result.status is not None and time.monotonic() < waited_until:
+        if any("POST /checkout" in line for line in edge.output_tail(8)):
+            break
+        await asyncio.sleep(0.02)
+    return judge_edge_answers_first(ctx, result, ran=edge.config, nginx_output=edge.output_tail(8))
+
+
+def judge_edge_answers_first(
+    ctx: Context, result: CheckoutResult, *, ran: str, nginx_output: Sequence[str]
+) -> Passed:
+    """m2.edge-answers-first's verdict on the checkout sent through nginx (``ran``: its config)."""
+    api = ctx.budgets.layers.api_s
     served_by, location = _served_by(ctx)
     # The api's own answer within its budget, with the tolerance every fail-fast answer gets
     # (checks/common.py: ANSWER_TOLERANCE_S, measured on a busy 2-core machine); nginx adds a
@@ -115,14 +195,14 @@ async def edge_answers_first(ctx: Context) -> Passed:
         problems.insert(0, f"nginx answered {result.status} itself, with an HTML page")
     measured = (
         f"through nginx, checkout {result.describe()}, with {result.describe_body()}; "
-        f"{served_by}; ran {edge.config}"
+        f"{served_by}; ran {ran}"
     )
     expected = f"the api's own {expected_fail_fast(ctx)}, passed on by nginx as it is"
     data = {
         "elapsed_s": round(result.elapsed_s, 3),
         "status": result.status,
         "nginx_page": nginx_said,
-        "nginx_output": list(edge.output_tail(8)),
+        "nginx_output": list(nginx_output),
     }
     if problems:
         hint = (
@@ -146,7 +226,9 @@ async def edge_answers_first(ctx: Context) -> Passed:
             data=data,
             location=location if nginx_said else None,
         )
-    problems.judge("through nginx, the answer came late", measured=measured, expected=expected)
+    problems.judge(
+        "through nginx, the answer came late", measured=measured, expected=expected, data=data
+    )
     return Passed(
         f"through nginx, checkout {result.describe()}: the api's own answer, passed on",
         measured=measured,

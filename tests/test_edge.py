@@ -29,6 +29,7 @@ from grader.backends.local.edge import (
 )
 from grader.errors import EdgeUnavailable
 from grader.learner import nginxconf
+from grader.learner.nginxroute import refusal
 from grader.learner.repo import LearnerRepo
 from grader.process.procs import ManagedProcess, ProcessTracker
 from tests.mutants import REFERENCE, TEMPLATE
@@ -330,3 +331,140 @@ def test_a_config_nginx_refuses_is_unavailable_with_its_words(tmp_path: Path) ->
     assert "m1.nginx-agrees to fail, not this check" in str(raised.value)
     left = set(Path(tempfile.gettempdir()).glob("failfast-edge-*")) - before
     assert all(gone_soon(p) for p in left)
+
+
+# --- the forms docker-compose users write (issue 22) ---------------------------------------------
+
+CHECKOUT = "location / {{ {body} }}"
+
+
+def refused(conf: str, tmp_path: Path, files: dict[str, str] | None = None) -> str | None:
+    """The local backend's refusal of a config (its message), None if it runs it."""
+    for name, text in (files or {}).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, "utf-8")
+    result = rewired(conf, tmp_path)
+    judged = nginxconf.judge(nginxconf.parse(tmp_path / "nginx" / "nginx.conf", tmp_path))
+    at = None if judged.proxy_pass is None else (judged.proxy_pass.file, judged.proxy_pass.line)
+    found = refusal(
+        result.statements,
+        at,
+        API,
+        result.unresolved,
+        root=tmp_path,
+        config_dir=tmp_path / "nginx",
+    )
+    return None if found is None else str(found.error(tmp_path))
+
+
+RUNNABLE = {
+    "host": ("", "proxy_pass http://api:8000;"),
+    "uri-part": ("", "proxy_pass http://api:8000/;"),
+    "uri-and-variable": ("", "proxy_pass http://api:8000$request_uri;"),
+    "upstream": ("upstream backend { server api:8000 max_fails=0; }", "proxy_pass http://backend;"),
+    "upstream-named-api": ("upstream api { server api:8000; }", "proxy_pass http://api/;"),
+    "set": ("", "resolver 127.0.0.11 valid=10s; set $api http://api:8000; proxy_pass $api;"),
+    "set-authority": ("resolver 127.0.0.11;", "set $a api:8000; proxy_pass http://$a$uri;"),
+    "map": ("map $host $api { default http://api:8000; }", "proxy_pass $api/checkout;"),
+    "map-to-upstream": (
+        "upstream u { server api:8000; } map $uri $api { ~^/x http://u; default http://u; }",
+        "proxy_pass $api;",
+    ),
+    "nested-variables": ("", "set $h http://api:8000; set $api $h/; proxy_pass $api;"),
+}
+
+
+@pytest.mark.parametrize("form", list(RUNNABLE))
+def test_compose_forms_reach_the_api_and_run(form: str, tmp_path: Path) -> None:
+    """Each form reaches the API's loopback address, with no resolver left, and nginx -t agrees."""
+    http, body = RUNNABLE[form]
+    conf = server("listen 80;\n" + CHECKOUT.format(body=body), http=http)
+    assert refused(conf, tmp_path) is None
+    payload = nginxconf.parse(tmp_path / "nginx" / "nginx.conf", tmp_path)
+    result = rewire(payload, listen=LISTEN, api=API, prefix=tmp_path)
+    assert "api:8000" not in result.text() and "resolver" not in result.text()
+    assert result.resolvers == body.count("resolver ") + http.count("resolver ")
+    assert API in result.text()
+    if shutil.which("nginx") is not None:
+        (tmp_path / "out.conf").write_text(result.text(), "utf-8")
+        argv = [find_nginx(), "-t", "-p", f"{tmp_path}/", "-c", str(tmp_path / "out.conf")]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        assert done.returncode == 0, done.stderr
+
+
+def test_resolving_parameters_of_the_api_server_go(tmp_path: Path) -> None:
+    """An upstream's `server api:8000 resolve` (nginx 1.27.3+) becomes an address: no resolving."""
+    conf = server(
+        "listen 80;\nlocation / { proxy_pass http://b; }",
+        http="upstream b { zone b 64k; server api:8000 resolve max_fails=0; }",
+    )
+    assert find(rewired(conf, tmp_path), "server")[0] == (
+        ("http", "upstream"),
+        (API, "max_fails=0"),
+    )
+
+
+REFUSED = {
+    "unix-socket": ("", "proxy_pass http://unix:/run/api.sock;", "unix socket", 6),
+    "another-host": ("", "set $u http://checkout:9000; proxy_pass $u;", "checkout:9000", 6),
+    "pieces": ("", "set $h api; proxy_pass http://$h:8000;", "built from pieces", 6),
+    "api-without-its-port": ("", "proxy_pass http://api/;", "port 80 (none given)", 6),
+    "api-on-another-port": ("", "set $a http://api:80; proxy_pass $a;", "port 80, but", 6),
+    "unknown-host": ("", "proxy_pass http://$http_x_backend;", "$http_x_backend", 6),
+    "other-upstream-server": (
+        "upstream b {\nserver api:8000;\nserver api2:8000 backup;\n}",
+        "proxy_pass http://b;",
+        "api2",
+        5,
+    ),
+    "upstream-server-elsewhere": (
+        "upstream b {\nserver api:8000;\nserver 10.0.0.5:8000;\n}",
+        "proxy_pass http://b;",
+        "upstream b has `server 10.0.0.5:8000` (nginx/nginx.conf:5)",
+        9,
+    ),
+    "startup-host": (
+        "",
+        "proxy_pass http://api:8000; } location /p { proxy_pass http://pay:1;",
+        "pay",
+        6,
+    ),
+}
+
+
+@pytest.mark.parametrize("form", list(REFUSED))
+def test_forms_it_cannot_run_are_named_with_their_line(form: str, tmp_path: Path) -> None:
+    """A form the local backend cannot run: refused with its file:line and the reason."""
+    http, body, words, line = REFUSED[form]
+    message = refused(server("listen 80;\n" + CHECKOUT.format(body=body), http=http), tmp_path)
+    assert message is not None and words in message, message
+    assert message.startswith(f"nginx/nginx.conf:{line}: `"), message
+
+
+def test_includes_inside_the_repo_run_and_outside_are_refused(tmp_path: Path) -> None:
+    """An include of the repo is followed; one outside the repo is refused with its line."""
+    files = {"nginx/conf.d/api.conf": "location / { set $api http://api:8000; proxy_pass $api; }"}
+    conf = server("listen 80;\ninclude conf.d/*.conf;", http="include /etc/nginx/mime.types;")
+    assert refused(conf, tmp_path, files) is None
+    outside = server(
+        "listen 80;\ninclude /etc/nginx/conf.d/*.conf;\nlocation / { proxy_pass http://api:8000; }"
+    )
+    message = refused(outside, tmp_path / "b")
+    assert message is not None
+    assert message.startswith(
+        "nginx/nginx.conf:6: `include /etc/nginx/conf.d/*.conf`: it names a file outside"
+    )
+
+
+def test_map_entries_are_values_not_directives(tmp_path: Path) -> None:
+    """A map's entries keep their keys, however they look; only an api value is rewired."""
+    conf = server(
+        "listen 80;\nlocation / { proxy_pass $api; }",
+        http="map $uri $api { resolver http://api:8000; error_log x; default http://api:8000; }",
+    )
+    entries = [(d, a) for p, d, a in flat(rewired(conf, tmp_path).statements) if p[-1:] == ("map",)]
+    assert entries == [
+        ("resolver", (f"http://{API}",)),
+        ("error_log", ("x",)),
+        ("default", (f"http://{API}",)),
+    ]

@@ -23,7 +23,7 @@ from tests.mutants import REFERENCE
 def grade(tmp_path: Path, http_body: str) -> Context:
     """A repo with the reference's budgets.yaml and an nginx.conf whose http block is given."""
     shutil.copy(REFERENCE / "budgets.yaml", tmp_path / "budgets.yaml")
-    (tmp_path / "nginx").mkdir()
+    (tmp_path / "nginx").mkdir(exist_ok=True)
     (tmp_path / "nginx" / "nginx.conf").write_text("events {}\nhttp {\n" + http_body + "\n}\n")
     return Context(LearnerRepo.open(tmp_path), budgets.COURSE, 0)
 
@@ -88,3 +88,23 @@ def test_unparseable_config_fails_with_line(tmp_path: Path) -> None:
         nginx_agrees(ctx)
     assert "nginx.conf:" in failed.value.evidence.measured
     assert failed.value.evidence.location is not None
+
+
+def test_compose_forms_are_judged_like_the_plain_one(tmp_path: Path) -> None:
+    """Upstream block, resolver, set and map variables, an include: the same PASS, same place."""
+    (tmp_path / "nginx" / "conf.d").mkdir(parents=True)
+    (tmp_path / "nginx" / "conf.d" / "checkout.conf").write_text(
+        "location / {\n resolver 127.0.0.11 valid=10s;\n set $api http://$backend;\n"
+        " proxy_read_timeout 10s;\n proxy_pass $api$request_uri;\n}\n"
+    )
+    ctx = grade(
+        tmp_path,
+        "upstream api { server api:8000; keepalive 4; }\n"
+        # A map's keys are words of any kind, not directives: this one is not a timeout.
+        "map $uri $backend { proxy_read_timeout 1s; default api; }\n"
+        "types { text/html html; }\n"
+        "server {\n include conf.d/*.conf;\n}",
+    )
+    passed = nginx_agrees(ctx)
+    assert "location / (nginx/conf.d/checkout.conf:1)" in passed.measured, passed.measured
+    assert "proxy_read_timeout 10 s, set in the location" in passed.measured

@@ -1,7 +1,9 @@
-"""Unit tests of judging the location nginx would choose for POST /checkout, and its timeout."""
+"""Unit tests of judging the location nginx chooses for POST /checkout: timeout and upstream."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,16 @@ from grader.learner.nginxconf import (
     parse_time,
     time_seconds,
 )
+from grader.learner.nginxroute import (
+    MAX_EXPANSIONS,
+    definitions,
+    expand,
+    rewire_address,
+    shown,
+)
 
 PROXY = "proxy_pass http://api:8000;"
+LOOPBACK = "127.0.0.1:18000"  # the API's address under the local backend
 
 
 def write(tmp_path: Path, http: str, name: str = "nginx.conf") -> Path:
@@ -442,3 +452,72 @@ def test_no_http_block(tmp_path: Path) -> None:
     with pytest.raises(NginxConfError, match="no http block") as error:
         judge_file(path)
     assert error.value.line is None
+
+
+def test_the_proxy_pass_the_request_reaches_is_named(tmp_path: Path) -> None:
+    """The judgement names the proxy_pass used: a limit_except's own for the methods it covers."""
+    judged = server(
+        tmp_path,
+        "location /checkout {\n set $api http://api:8000;\n proxy_pass $api;\n"
+        " limit_except GET {\n proxy_pass http://backend;\n }\n}\n"
+        f"location /other {{ {PROXY} }}",
+    )
+    assert judged.proxy_pass is not None
+    assert (judged.proxy_pass.text, judged.proxy_pass.line) == ("proxy_pass http://backend", 10)
+    get = judge_file(tmp_path / "nginx.conf", method="GET")
+    assert get.proxy_pass is not None
+    assert (get.proxy_pass.text, get.proxy_pass.line) == ("proxy_pass $api", 8)
+    redirected = server(tmp_path, f"location /checkout/ {{ {PROXY} }}")
+    assert redirected.redirects and redirected.proxy_pass is None
+
+
+def test_value_blocks_are_not_read_as_directives(tmp_path: Path) -> None:
+    """A map's, geo's or types' entries are keys and values: a key may look like a directive."""
+    judged = server(
+        tmp_path,
+        "location / { proxy_read_timeout 10s; proxy_pass $api; }",
+        http="map $uri $api { proxy_read_timeout 1s; default http://api:8000; }\n"
+        "geo $g { default 0; proxy_read_timeout 1; }\ntypes { text/html html; }",
+    )
+    assert (judged.timeout_s, judged.proxies) == (10.0, True)
+
+
+# --- the local backend's rewiring of the api's address (grader/learner/nginxroute.py) ---
+
+
+def test_addresses_are_rewired_where_written_whole() -> None:
+    """http://api:8000 with any tail, and a bare api:8000, are rewired; nothing else is."""
+    assert rewire_address("http://api:8000", LOOPBACK) == f"http://{LOOPBACK}"
+    assert rewire_address("http://API:8000/v1/", LOOPBACK) == f"http://{LOOPBACK}/v1/"
+    assert (
+        rewire_address("https://api:8000$request_uri", LOOPBACK)
+        == f"https://{LOOPBACK}$request_uri"
+    )
+    assert rewire_address("api:8000", LOOPBACK) == LOOPBACK
+    assert rewire_address("api:8000/v1", LOOPBACK) == f"{LOOPBACK}/v1"
+    for untouched in ("http://api:80001", "http://apiv:8000", "http://api", "api", "$api"):
+        assert rewire_address(untouched, LOOPBACK) == untouched
+
+
+def _defs(*sets: tuple[str, str]) -> dict[str, list[Mapping[str, Any]]]:
+    """Variable definitions as `set` statements would give them."""
+    return definitions([{"directive": "set", "args": [f"${n}", v]} for n, v in sets])
+
+
+def test_variables_expand_to_every_value_they_may_take() -> None:
+    """Set and map values are followed through variables; unknown ones and loops stay marked."""
+    defs = _defs(("h", "http://api:8000"), ("api", "$h/v1"), ("api", "${h}$uri"), ("x", "$x"))
+    assert [shown(v) for v in expand("$api", defs)] == ["http://api:8000/v1", "http://api:8000$uri"]
+    assert [shown(v) for v in expand("http://$x", defs)] == ["http://$x"]
+    entries = [{"directive": "default", "args": ["a:1"]}, {"directive": "~^/c", "args": ["b:2"]}]
+    mapped = definitions([{"directive": "map", "args": ["$uri", "$m"], "block": entries}])
+    assert expand("http://$m", mapped) == ["http://a:1", "http://b:2"]
+
+
+def test_expansion_is_bounded_whatever_the_config() -> None:
+    """Variables defined from variables, many times over: a bounded answer, at once."""
+    sets = [(f"v{i}", f"${{v{i + 1}}}${{v{i + 1}}}") for i in range(40)]
+    sets += [(f"v{i}", f"x{i}") for i in range(41)]
+    started = time.monotonic()
+    assert len(expand("$v0", _defs(*sets))) == MAX_EXPANSIONS + 1
+    assert time.monotonic() - started < 1.0

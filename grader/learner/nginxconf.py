@@ -66,6 +66,7 @@ from grader.learner.nginxread import (
     NginxConfError,
     parse,
 )
+from grader.learner.nginxroute import NginxFormUnsupported
 from grader.learner.nginxtime import parse_time, time_seconds
 
 __all__ = [
@@ -80,6 +81,7 @@ __all__ = [
     "InheritedFrom",
     "Judged",
     "NginxConfError",
+    "NginxFormUnsupported",
     "ServerChoice",
     "judge",
     "judge_file",
@@ -95,6 +97,8 @@ DEFAULT_READ_TIMEOUT_MS = 60_000  # ngx_http_proxy_merge_loc_conf: read_timeout 
 
 # Where nginx allows proxy_read_timeout (NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF).
 _TIMEOUT_CONTEXTS = frozenset({"http", "server", "location"})
+# Blocks of "key value;" entries (map, geo, split_clients, types), not of directives.
+_VALUE_BLOCKS = frozenset({"map", "geo", "split_clients", "types"})
 # ngx_methods_names: what limit_except accepts (case-insensitively).
 _METHODS = frozenset(
     {
@@ -149,6 +153,9 @@ class Judged:
     # nginx answers with a 301 to uri + "/" (auto redirect) instead of serving the request.
     redirects: bool
     unresolved_includes: tuple[Include, ...] = ()
+    # The proxy_pass the request reaches (None when it reaches none): the local backend points
+    # its address at the API it started (grader/learner/nginxroute.py).
+    proxy_pass: Stmt | None = None
 
     @property
     def timeout_s(self) -> float:
@@ -204,6 +211,8 @@ class Judged:
 
 def _check_timeouts(statements: Sequence[Stmt], context: str, in_http: bool) -> None:
     """Refuse what nginx refuses of proxy_read_timeout anywhere in the config, with its line."""
+    if context in _VALUE_BLOCKS:
+        return  # its entries are keys and values (a key may be any word), not directives
     for stmt in statements:
         if stmt.name == "proxy_read_timeout":
             # Not in `if`, limit_except, upstream, nor a stream module's server.
@@ -269,16 +278,15 @@ def _applies(limit_except: Stmt, method: str) -> bool:
     return method.upper() not in listed
 
 
-def _proxies(loc: Loc, method: str) -> bool:
-    if loc.stmt.children("proxy_pass"):
-        return True
+def _proxy_pass(loc: Loc, method: str) -> Stmt | None:
+    """The proxy_pass the request reaches in a location, None if it reaches none."""
     # A limit_except that applies to the method is the configuration used for it; it inherits
     # the location's proxy_pass, and may have its own.
-    return any(
-        _applies(block, method) and block.children("proxy_pass")
-        for block in loc.stmt.children("limit_except")
-        if block.block is not None
-    )
+    for block in loc.stmt.children("limit_except"):
+        if block.block is not None and _applies(block, method) and block.children("proxy_pass"):
+            return block.children("proxy_pass")[0]
+    own = loc.stmt.children("proxy_pass")
+    return own[0] if own else None
 
 
 def judge(payload: Mapping[str, Any], uri: str = URI, method: str = METHOD) -> Judged:
@@ -317,6 +325,7 @@ def judge(payload: Mapping[str, Any], uri: str = URI, method: str = METHOD) -> J
 
     chosen = chain[-1] if chain else None
     redirects = rc == "done"
+    passed_to = None if chosen is None or redirects else _proxy_pass(chosen, method)
     return Judged(
         uri=uri,
         method=method,
@@ -332,9 +341,10 @@ def judge(payload: Mapping[str, Any], uri: str = URI, method: str = METHOD) -> J
         timeout_file=None if setter is None else setter.file,
         timeout_line=None if setter is None else setter.line,
         inherited_from=inherited,
-        proxies=chosen is not None and not redirects and _proxies(chosen, method),
+        proxies=passed_to is not None,
         redirects=redirects,
         unresolved_includes=unresolved,
+        proxy_pass=passed_to,
     )
 
 

@@ -7,8 +7,16 @@ except for what a local, unprivileged nginx next to processes on loopback ports 
 * every ``listen`` of the ``http`` servers becomes ``127.0.0.1:<free port>`` (one per server,
   ``default_server`` kept on the server nginxconf judges), and a server without one gets it;
   a ``listen`` of a ``stream`` or ``mail`` server gets a free loopback port of its own;
-* the api as prod-sim.yml names it, ``api:8000``, becomes the API's loopback ``host:port``, in
-  ``proxy_pass`` and in the ``server`` lines of ``upstream`` blocks;
+* the api as prod-sim.yml names it, ``api:8000``, becomes the API's loopback ``host:port``
+  wherever it is written whole (:func:`grader.learner.nginxroute.rewire_address`): in
+  ``proxy_pass`` (``http://api:8000``, with a URI part or variables after it), in the
+  ``server`` lines of ``upstream`` blocks (their ``resolve`` and ``service=`` parameters go:
+  an address needs no resolving), and in the values of ``set``, ``map``, ``geo`` and
+  ``split_clients`` (``set $api http://api:8000; proxy_pass $api;``);
+* ``resolver`` and ``resolver_timeout`` are dropped: Docker's 127.0.0.11 does not exist on the
+  host, where a name left to resolve at run time would wait 30 s for it; without a resolver
+  nginx answers such a request at once, and the grader refuses beforehand the configs whose
+  checkout would need one (:func:`grader.learner.nginxroute.refusal`);
 * ``pid`` and the temp paths (``client_body_temp_path``, ``proxy_temp_path``, ...) move into a
   private temp directory; ``error_log`` goes to stderr and ``access_log`` to stdout, which the
   grader reads; ``user`` and ``daemon`` are dropped (nginx runs as the grader's user, in the
@@ -41,15 +49,14 @@ from grader.backends.base import Edge
 from grader.backends.services import accepts, free_port
 from grader.errors import EdgeUnavailable
 from grader.learner import learnerfile, nginxconf
-from grader.learner.nginxread import splice
+from grader.learner.nginxread import Include, splice
+from grader.learner.nginxroute import API_UPSTREAM, VALUE_BLOCKS, refusal, rewire_address
 from grader.learner.repo import LearnerRepo
 from grader.process.procs import ManagedProcess, child_env
 
 Spawn = Callable[[str, Sequence[str], Path, dict[str, str]], ManagedProcess]
 
 NGINX_FILE = nginxconf.CONF_PATH
-# The api as prod-sim.yml runs it, and the learner's nginx.conf names it: service api, port 8000.
-API_UPSTREAM = "api:8000"
 # nginx binds, checks its config and starts its workers in well under a second; past this it
 # is not starting (it retries a busy port for 2.5 s before it gives up, which fits).
 READY_TIMEOUT_S = 5.0
@@ -69,15 +76,22 @@ NO_NGINX = "no nginx on PATH; install nginx (Debian: nginx-light) or grade with 
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/bin")
 # Main-context directives the local nginx cannot honour; its own pid is set instead.
 DROPPED = frozenset({"user", "daemon", "pid"})
-_URL = re.compile(r"^(?P<scheme>[a-z]+://)(?P<authority>[^/?]*)(?P<rest>.*)$", re.IGNORECASE)
+# Dropped wherever they are: Docker's embedded DNS (127.0.0.11) is not on the host.
+RESOLVER = frozenset({"resolver", "resolver_timeout"})
+# Parameters of an upstream server that ask nginx to resolve its name (nginx 1.27.3+).
+_RESOLVING = re.compile(r"^(resolve|service=.*)$")
 
 
 @dataclass(frozen=True, slots=True)
 class Rewired:
     """A learner's config as the local nginx runs it."""
 
-    statements: list[dict[str, Any]]  # crossplane's parsed form, for crossplane.build
+    # crossplane's parsed form, for crossplane.build; each statement keeps the "file" and
+    # "line" it came from (crossplane.build ignores them), for nginxroute.refusal
+    statements: list[dict[str, Any]]
     dropped_includes: tuple[str, ...]  # includes that name no file of the repo, as written
+    unresolved: tuple[Include, ...] = ()  # the same, with where they are
+    resolvers: int = 0  # resolver and resolver_timeout lines left out
 
     def text(self) -> str:
         """The config as nginx reads it."""
@@ -108,7 +122,9 @@ def rewire(
     """
     spliced, unresolved = splice(payload)
     rewiring = _Rewiring(listen, api, prefix, other_listens or _ports(), compiled_out)
-    return Rewired(rewiring.main(spliced), tuple(include.pattern for include in unresolved))
+    statements = rewiring.main(spliced)
+    patterns = tuple(include.pattern for include in unresolved)
+    return Rewired(statements, patterns, unresolved, rewiring.resolvers)
 
 
 class _Rewiring:
@@ -126,6 +142,7 @@ class _Rewiring:
         self.other_listens, self.compiled_out = other_listens, compiled_out
         self.default_given = False
         self.caches = 0
+        self.resolvers = 0
 
     def main(self, statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The main context: the pid file in the prefix, no user nor daemon, every block."""
@@ -138,29 +155,43 @@ class _Rewiring:
     def walk(self, stmt: dict[str, Any], parents: tuple[str, ...]) -> dict[str, Any]:
         """One statement, rewired, with its block walked; ``parents`` are the enclosing blocks."""
         name, args = stmt["directive"], list(stmt["args"])
+        if parents[-1:] and parents[-1] in VALUE_BLOCKS:
+            # An entry of a map (geo, split_clients): a key and a value, not a directive.
+            if len(args) == 1:
+                args[0] = rewire_address(args[0], self.api)
+            return {**{k: stmt[k] for k in ("file", "line") if k in stmt}, **_stmt(name, *args)}
         if name == "error_log" and args:
             args[0] = "stderr"
         elif name == "access_log" and args and args[0] != "off":
             args[0] = "/dev/stdout"
         elif name == "proxy_pass" and args:
-            args[0] = self._upstream_url(args[0])
+            args[0] = rewire_address(args[0], self.api)
         elif name == "server" and parents[-1:] == ("upstream",) and args:
             if args[0].lower() == API_UPSTREAM:
-                args[0] = self.api
+                args = [self.api, *(a for a in args[1:] if not _RESOLVING.match(a))]
+        elif name == "set" and len(args) == 2:
+            args[1] = rewire_address(args[1], self.api)
         elif name == "proxy_cache_path" and args:
             # A cache is a directory nginx writes: one of its own, inside the prefix.
             self.caches += 1
             args[0] = str(self.prefix / f"proxy_cache_{self.caches}")
         out: dict[str, Any] = {"directive": name, "args": args}
+        out.update({key: stmt[key] for key in ("file", "line") if key in stmt})
         if "block" not in stmt:
             return out
         inner = (*parents, name)
+        if name not in VALUE_BLOCKS:
+            self.resolvers += sum(1 for c in stmt["block"] if c["directive"] in RESOLVER)
         block = [
             self.walk(child, inner)
             for child in stmt["block"]
             # Temp paths are set once, in http; listens once per server, below.
-            if not (child["directive"] in TEMP_PATHS and "http" in inner)
-            and not (child["directive"] == "listen" and name == "server")
+            if name in VALUE_BLOCKS
+            or not (
+                (child["directive"] in TEMP_PATHS and "http" in inner)
+                or (child["directive"] == "listen" and name == "server")
+                or child["directive"] in RESOLVER
+            )
         ]
         if name == "server" and parents == ("http",):
             block.insert(0, self._http_listen(stmt))
@@ -192,12 +223,6 @@ class _Rewiring:
             # nginx's default, /var/log/nginx/access.log, is not the grader's to write.
             added.append(_stmt("access_log", "/dev/stdout"))
         return added
-
-    def _upstream_url(self, url: str) -> str:
-        match = _URL.match(url)
-        if match is None or match["authority"].lower() != API_UPSTREAM:
-            return url  # an upstream block's name, a variable, another host: as written
-        return f"{match['scheme']}{self.api}{match['rest']}"
 
 
 def _stmt(directive: str, *args: str) -> dict[str, Any]:
@@ -252,7 +277,9 @@ async def start_local_edge(repo: LearnerRepo, api_url: str, spawn: Spawn) -> Edg
     nginx = find_nginx()
     try:
         payload = nginxconf.parse(repo.path / NGINX_FILE, repo.path)
-        nginxconf.judge(payload)  # what nginx would refuse, said the way m1.nginx-agrees says it
+        # What nginx would refuse, said the way m1.nginx-agrees says it; and where the checkout
+        # goes, for the rewiring to check it reaches the API.
+        judged = nginxconf.judge(payload)
     except (nginxconf.NginxConfError, learnerfile.LearnerFileError) as error:
         raise EdgeUnavailable(
             f"the grader cannot run {NGINX_FILE} ({error}); m1.nginx-agrees judges that file"
@@ -266,6 +293,17 @@ async def start_local_edge(repo: LearnerRepo, api_url: str, spawn: Spawn) -> Edg
         os.chmod(prefix, 0o711)
         listen = f"127.0.0.1:{port}"
         rewired = rewire(payload, listen=listen, api=api, prefix=prefix, compiled_out=out)
+        checkout = judged.proxy_pass
+        refused = refusal(
+            rewired.statements,
+            None if checkout is None else (checkout.file, checkout.line),
+            api,
+            rewired.unresolved,
+            root=repo.path,
+            config_dir=(repo.path / NGINX_FILE).parent,
+        )
+        if refused is not None:  # a form the local backend cannot run: said before nginx runs
+            raise refused.error(repo.path)
         conf = prefix / "nginx.conf"
         conf.write_text(rewired.text(), "utf-8")
         argv = [nginx, "-p", f"{prefix}/", "-c", str(conf), "-e", "stderr", "-g", "daemon off;"]
@@ -291,6 +329,8 @@ async def start_local_edge(repo: LearnerRepo, api_url: str, spawn: Spawn) -> Edg
         )
     left_out = ", ".join(f"include {pattern}" for pattern in rewired.dropped_includes)
     dropped = f"; left out, as they name no file of your repo: {left_out}" if left_out else ""
+    if rewired.resolvers:
+        dropped += "; its resolver left out (Docker's 127.0.0.11 is not on this machine)"
     return LocalEdge(
         f"http://127.0.0.1:{port}",
         f"your {NGINX_FILE}, its listen and upstream rewired to loopback ports{dropped}",
