@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from checks.common import ANSWER_TOLERANCE_S, HOLD_S, noise_s
+from checks.common import ANSWER_TOLERANCE_S, HOLD_S, NOISE_HINT, noise_s
 from checks.stats import charted
 from grader.checkkit import (
     CheckFailed,
@@ -72,7 +72,15 @@ async def _load(ctx: Context) -> Load:
         # The script's recovery threshold comes from here, so the two cannot drift apart.
         "RECOVERY_FAILED_MAX": str(RECOVERY_FAILED_MAX),
     }
-    run = await k6.run(script(), env, K6_TIMEOUT_S)
+    try:
+        run = await k6.run(script(), env, K6_TIMEOUT_S)
+    except k6.ImportsRefused as refused:
+        # The grader's own script, never the learner's: an installation to fix, not a FAIL.
+        raise EnvironmentProblem(
+            f"The grader's load test cannot run offline, so k6 was not started: "
+            f"{refused.refusal.measured} ({script()}). Reinstall failfast-grader; the grader "
+            "never fetches a module from the network."
+        ) from None
     return Load(run, noise_s(ctx) * 1000)
 
 
@@ -219,7 +227,7 @@ def judge(ctx: Context, load: Load, metric: str, what: str) -> Passed:
             raise CheckInconclusive(
                 f"{what} crossed its threshold by no more than this machine's noise during the "
                 f"run ({load.noise_ms:.0f} ms) could explain",
-                hint="Nothing to fix yet: grade again on a quieter machine.",
+                hint=NOISE_HINT,
                 measured=measured,
                 expected=expected,
                 data=data | latency_data(chart),

@@ -320,8 +320,26 @@ LATENCY_AGGREGATES = re.compile(r"^(p\((9\d|100)(\.\d+)?\)|max)$")
 INSPECT_LIMIT_S = 30.0
 
 
-async def learner_thresholds(script: Path) -> dict[str, list[str]]:
-    """The thresholds of a k6 script, as k6 itself reads them (`k6 inspect`)."""
+async def learner_thresholds(script: Path, repo: Path) -> dict[str, list[str]]:
+    """The thresholds of a k6 script, as k6 itself reads them (`k6 inspect`).
+
+    A script importing a module from the network (or from outside ``repo``) is refused first,
+    before k6 starts: k6 would fetch it (20 s where DNS never answers), and the grader never
+    does, so that a verdict is the same offline.
+    """
+    try:
+        refused = k6.remote_imports(script, repo)
+    except learnerfile.LearnerFileError as error:  # a module the script imports
+        raise _unreadable(error, "a module your k6 script imports") from None
+    if refused:
+        why = k6.refusal(refused)
+        raise CheckFailed(
+            why.summary,
+            measured=why.measured,
+            expected=why.expected,
+            hint=why.hint,
+            location=why.location,
+        )
     try:
         inspected = await k6.inspect(script, INSPECT_LIMIT_S)
     except ToolTimeout as overrun:
@@ -364,7 +382,7 @@ async def k6_thresholds(ctx: Context) -> Passed:
     latency: list[str] = []
     weak: list[str] = []
     errors: list[str] = []
-    for metric, expressions in (await learner_thresholds(script)).items():
+    for metric, expressions in (await learner_thresholds(script, ctx.repo.path)).items():
         name = k6.MetricName.parse(metric)
         for text in expressions:
             try:

@@ -27,6 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# A script's remote imports, refused before k6 starts (the grader never fetches a module).
+from grader.engine.k6imports import ImportsRefused as ImportsRefused
+from grader.engine.k6imports import Refusal as Refusal
+from grader.engine.k6imports import RemoteImport as RemoteImport
+from grader.engine.k6imports import refusal as refusal
+from grader.engine.k6imports import remote_imports as remote_imports
 from grader.errors import EnvironmentProblem, ToolTimeout
 from grader.process.command import run_command
 
@@ -224,11 +230,18 @@ def require() -> str:
     return binary
 
 
-async def run(script: Path, env: Mapping[str, str], timeout_s: float) -> Run:
+async def run(
+    script: Path, env: Mapping[str, str], timeout_s: float, *, root: Path | None = None
+) -> Run:
     """Run ``script`` with ``env`` and read both summaries; always bounded by ``timeout_s``.
 
-    Raises :class:`ToolTimeout` when k6 overruns: the caller knows whose script it was.
+    Raises :class:`ToolTimeout` when k6 overruns, and :class:`ImportsRefused`, before k6
+    starts, when the script imports a module from outside ``root`` (the repository it belongs
+    to; its own directory by default): the caller knows whose script it was.
     """
+    refused = remote_imports(script, root or script.parent)
+    if refused:
+        raise ImportsRefused(refusal(refused))
     with tempfile.TemporaryDirectory(prefix="failfast-k6-") as tmp:
         export_path, summary_path = Path(tmp) / "export.json", Path(tmp) / "summary.json"
         argv = ["run", "--quiet", "--no-color", "--address", "", "--summary-export"]
