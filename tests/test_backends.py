@@ -19,7 +19,16 @@ from grader.backends.docker.options import DockerOptions, Limits, from_settings
 from grader.errors import GradingError, UnknownBackend
 from tests.conftest import ROOT
 
-DOCKER_FLAGS = ("pull", "api-memory", "api-cpus", "api-pids", "redis-image", "nginx-image")
+DOCKER_FLAGS = (
+    "pull",
+    "api-memory",
+    "api-cpus",
+    "api-pids",
+    "build-timeout",
+    "build-context-mb",
+    "redis-image",
+    "nginx-image",
+)
 
 
 def python(code: str) -> subprocess.CompletedProcess[str]:
@@ -92,11 +101,15 @@ def test_docker_declares_its_options_with_the_defaults_it_runs_with() -> None:
         "api-memory": str,
         "api-cpus": float,
         "api-pids": int,
+        "build-timeout": float,
+        "build-context-mb": int,
         "redis-image": str,
         "nginx-image": str,
     }
     assert from_settings({o.flag: o.default for o in options.values()}) == DockerOptions()
     assert (options["api-cpus"].minimum, options["api-pids"].minimum) == (0.1, 16)
+    assert (options["build-timeout"].default, options["build-context-mb"].default) == (300.0, 200)
+    assert (options["build-timeout"].minimum, options["build-context-mb"].minimum) == (1.0, 1)
 
 
 def test_docker_settings_become_its_options() -> None:
@@ -105,6 +118,8 @@ def test_docker_settings_become_its_options() -> None:
     assert from_settings(settings) == DockerOptions(
         Limits(memory="1g", cpus=2.0), pull=True, nginx_image="n:1"
     )
+    limits = from_settings({"build-timeout": 20, "build-context-mb": 5}).limits
+    assert (limits.build_timeout_s, limits.build_context_mb) == (20.0, 5)
     assert from_settings({}) == DockerOptions()
 
 
@@ -117,8 +132,21 @@ def test_docker_settings_become_its_options() -> None:
         ({"redis-image": None}, TypeError),
         ({"api-pids": 8}, ValueError),
         ({"api-cpus": 0.05}, ValueError),
+        ({"build-timeout": 0.5}, ValueError),
+        ({"build-context-mb": 0}, ValueError),
+        ({"build-context-mb": 1.5}, TypeError),
     ],
-    ids=["str-for-int", "int-for-bool", "bool-for-int", "none-for-str", "pids-low", "cpus-low"],
+    ids=[
+        "str-for-int",
+        "int-for-bool",
+        "bool-for-int",
+        "none-for-str",
+        "pids-low",
+        "cpus-low",
+        "build-timeout-low",
+        "context-zero",
+        "float-for-context",
+    ],
 )
 def test_a_setting_of_the_wrong_kind_is_refused(
     settings: dict[str, object], error: type[Exception]

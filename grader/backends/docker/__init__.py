@@ -1,11 +1,13 @@
 """``--backend docker``: the learner's image, the stub and Redis in containers.
 
 Owns: ``options`` (DockerOptions, Limits and the CLI options they come from), ``engine`` (the
-client, its errors, the run labels), ``images`` (the learner's build, the stub's and nginx's
-images), ``containers`` (a container's output, the API, the edge), ``sweep`` (removing runs,
-sweeping dead ones, the host firewall), ``stack`` (DockerStack) and ``doctor`` (what
-``failfast doctor`` checks). The only package that imports the docker SDK, and only once a
-stack starts or the doctor asks: registering :data:`BACKEND` imports ``options`` alone.
+client, its errors, a socket this user may not open, the run labels), ``context`` (what the
+build would send, measured and bounded), ``build`` (the learner's image: checked, built within
+its time limit, cleaned up), ``images`` (base images, the stub's and nginx's), ``containers``
+(a container's output, the API, the edge), ``sweep`` (removing runs, sweeping dead ones, the
+host firewall), ``stack`` (DockerStack) and ``doctor`` (what ``failfast doctor`` checks). The
+only package that imports the docker SDK, and only once a stack starts or the doctor asks:
+registering :data:`BACKEND` imports ``options`` alone.
 """
 
 from __future__ import annotations

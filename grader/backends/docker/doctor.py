@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.backends.base import Finding, Requirement
-from grader.backends.docker.engine import connect
+from grader.backends.docker.engine import connect, socket_denied, socket_path
 from grader.backends.docker.images import (
     STUB_BASE_IMAGE,
     base_images,
@@ -27,6 +27,10 @@ DOCKER_TIMEOUT_S = 3.0
 DOCKER_FIX = (
     "install Docker Engine and start it (Debian/Ubuntu: sudo apt-get install docker.io && "
     "sudo systemctl start docker), or set DOCKER_HOST"
+)
+START_FIX = (
+    "start the engine (sudo systemctl start docker; without systemd, bash scripts/setup.sh "
+    "engine), or set DOCKER_HOST"
 )
 ENGINE = "Docker engine"
 
@@ -70,6 +74,12 @@ def _engine() -> Finding:
         found = f"no answer from {where} within {DOCKER_TIMEOUT_S:.0f} s"
         return Finding.probed(False, found, DOCKER_FIX)
     if isinstance(outcome[0], Exception):
+        denied = socket_denied(outcome[0])
+        if denied is not None:  # installed, maybe running: this user lacks the socket's group
+            return Finding.probed(False, f"permission denied on {denied.found}", denied.fix)
+        socket = socket_path()
+        if socket is not None and os.path.exists(socket):
+            return Finding.probed(False, f"no engine answered at {socket}", START_FIX)
         return Finding.probed(False, f"no engine answered at {where}", DOCKER_FIX)
     return Finding.probed(True, f"Docker Engine {outcome[0]} at {where}")
 

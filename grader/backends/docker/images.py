@@ -1,8 +1,7 @@
-"""The images of a docker run: the learner's (built from their Dockerfile), the stub's, nginx's.
+"""The images of a docker run besides the learner's (``build``): base images, the stub's, nginx's.
 
-Nothing is pulled unless asked (``--pull``): a base image this machine lacks is named before any
-build starts. A build that fails is an :class:`~grader.errors.ImageBuildError` with the log's
-last lines: the learner's Dockerfile is at fault, not the engine.
+Nothing is pulled unless asked (``--pull``): :func:`missing_base_images` lets a base image this
+machine lacks be named before any build starts.
 """
 
 from __future__ import annotations
@@ -11,8 +10,6 @@ import hashlib
 import re
 import shutil
 import tempfile
-import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import docker
@@ -20,8 +17,7 @@ import docker.errors
 
 from grader.backends.docker.engine import STUB_IMAGE_LABEL, engine_errors
 from grader.backends.docker.options import DockerOptions
-from grader.errors import EnvironmentProblem, ImageBuildError
-from grader.learner.repo import LearnerRepo
+from grader.errors import EnvironmentProblem
 
 # The base of the stub's image: the Python image learners' Dockerfiles start from.
 STUB_BASE_IMAGE = "python:3.11-slim"
@@ -59,82 +55,6 @@ def missing_base_images(client: docker.DockerClient, dockerfile: str) -> list[st
     """The base images a Dockerfile names that this engine does not have."""
     with engine_errors("looking up base images"):
         return [image for image in base_images(dockerfile) if not has_image(client, image)]
-
-
-def build_learner_image(
-    client: docker.DockerClient,
-    repo: LearnerRepo,
-    tag: str,
-    labels: Mapping[str, str],
-    options: DockerOptions,
-) -> str:
-    """Build the learner's Dockerfile as ``tag``; its id, or ImageBuildError with the log's tail."""
-    dockerfile = repo.path / "Dockerfile"
-    if not dockerfile.is_file():
-        raise ImageBuildError(
-            "--backend docker builds your API from the Dockerfile at the root of your repo, and "
-            f"there is none in {repo.path}. Add one (the learner template's builds as is), or "
-            "grade with --backend local."
-        )
-    text = dockerfile.read_text("utf-8", errors="replace")
-    if not options.pull:
-        missing = missing_base_images(client, text)
-        if missing:
-            present = sorted(
-                tag for image in client.images.list() for tag in image.tags if ":" in tag
-            )
-            raise ImageBuildError(
-                f"Your Dockerfile starts FROM {', '.join(missing)}, which this machine does not "
-                "have, and the grader pulls no image unless asked to (--pull). Use a base image "
-                f"this machine has ({', '.join(present[:8]) or 'none'}), or grade with --pull "
-                "where a registry is reachable."
-            )
-    log: list[str] = []
-    deadline = time.monotonic() + options.limits.build_timeout_s
-    limits = options.limits
-    memory = _bytes(limits.build_memory)
-    try:
-        stream = client.api.build(
-            path=str(repo.path),
-            tag=tag,
-            pull=options.pull,
-            rm=True,
-            forcerm=True,
-            labels=dict(labels),
-            container_limits={"memory": memory, "memswap": memory},
-            decode=True,
-            timeout=limits.build_timeout_s,
-        )
-        for chunk in stream:
-            for line in str(chunk.get("stream", "")).splitlines():
-                if line.strip():
-                    log.append(line.rstrip())
-            if "error" in chunk or "errorDetail" in chunk:
-                detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error")
-                raise _build_failed(str(detail), log)
-            if time.monotonic() > deadline:
-                raise _build_failed(f"the build took longer than {limits.build_timeout_s:g} s", log)
-    except docker.errors.APIError as exc:
-        raise _build_failed(str(exc.explanation or exc), log) from exc
-    except (docker.errors.DockerException, OSError) as exc:
-        raise _build_failed(str(exc), log) from exc
-    with engine_errors("reading the built image"):
-        image = client.images.get(tag)
-    return str(image.id)
-
-
-def _build_failed(reason: str, log: Sequence[str]) -> ImageBuildError:
-    return ImageBuildError(
-        f"Your Dockerfile did not build: {reason.strip()}. Run `docker build .` in your repo "
-        "to see the whole log; the build's last lines are below.",
-        details=tuple(log[-15:]),
-    )
-
-
-def _bytes(size: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    size = size.strip().lower()
-    return int(float(size[:-1]) * units[size[-1]]) if size[-1:] in units else int(size)
 
 
 def stub_image(client: docker.DockerClient) -> str:

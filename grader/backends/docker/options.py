@@ -26,7 +26,12 @@ class Limits:
     - pids 256: uvicorn workers and their threads fit; a fork bomb stops at the limit.
     - /tmp 64 MiB tmpfs: the root filesystem is read-only; a learner's app may still write
       scratch files.
-    - build: 2 GiB and 10 minutes for `docker build` (pip installs of large wheels fit).
+    - build: 2 GiB of memory (pip installs of large wheels fit) and 300 s: the learner builds
+      take 14-24 s here, so a build still running after 300 s hangs (`RUN sleep infinity`, a
+      prompt waiting for input) and is stopped rather than left to hold the grader.
+    - build context: 200 MB, what `docker build` would send after .dockerignore. An app's repo
+      is well under 1 MB; a stray dataset or virtualenv would be packed, sent and stored before
+      the first step runs (a 3 GB file took 88 s and 9.3 GB of disk).
     """
 
     memory: str = "512m"
@@ -34,7 +39,8 @@ class Limits:
     pids: int = 256
     tmpfs_size: str = "64m"
     build_memory: str = "2g"
-    build_timeout_s: float = 600.0
+    build_timeout_s: float = 300.0
+    build_context_mb: int = 200  # MB of 10**6 bytes, as `docker build` counts them
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +71,31 @@ REDIS_IMAGE = BackendOption(
 NGINX_IMAGE = BackendOption(
     "nginx-image", "the image the learner's nginx runs in.", DEFAULT_OPTIONS.nginx_image, str
 )
+BUILD_TIMEOUT = BackendOption(
+    "build-timeout",
+    "seconds the learner's image may take to build; a longer build is stopped.",
+    DEFAULT_LIMITS.build_timeout_s,
+    float,
+    minimum=1.0,
+)
+BUILD_CONTEXT = BackendOption(
+    "build-context-mb",
+    "MB the build context may hold after .dockerignore; a bigger one is not sent.",
+    DEFAULT_LIMITS.build_context_mb,
+    int,
+    minimum=1,
+)
 # In the order `failfast check --help` lists them.
-OPTIONS = (PULL, API_MEMORY, API_CPUS, API_PIDS, REDIS_IMAGE, NGINX_IMAGE)
+OPTIONS = (
+    PULL,
+    API_MEMORY,
+    API_CPUS,
+    API_PIDS,
+    BUILD_TIMEOUT,
+    BUILD_CONTEXT,
+    REDIS_IMAGE,
+    NGINX_IMAGE,
+)
 
 
 def from_settings(settings: Mapping[str, object]) -> DockerOptions:
@@ -77,6 +106,8 @@ def from_settings(settings: Mapping[str, object]) -> DockerOptions:
             memory=_get(settings, API_MEMORY, str),
             cpus=_get(settings, API_CPUS, float),
             pids=_get(settings, API_PIDS, int),
+            build_timeout_s=_get(settings, BUILD_TIMEOUT, float),
+            build_context_mb=_get(settings, BUILD_CONTEXT, int),
         ),
         pull=_get(settings, PULL, bool),
         redis_image=_get(settings, REDIS_IMAGE, str),
