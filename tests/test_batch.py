@@ -19,12 +19,14 @@ from grader.course.batch import (
     BatchError,
     Row,
     Shard,
+    Submission,
     check_jobs,
     check_merge_names,
     cpu_shares,
     find_submissions,
     gradebook_csv,
     summary_markdown,
+    unsafe_id,
 )
 from grader.formats.json import JsonFormat, report_from_dict
 from grader.model import (
@@ -183,8 +185,69 @@ def test_two_submissions_with_one_name_are_refused(tmp_path: Path) -> None:
         (tmp_path / where).mkdir(parents=True)
     listing = tmp_path / "list.txt"
     listing.write_text("a/alice\nb/alice\n")
-    with pytest.raises(BatchError, match="same name"):
+    with pytest.raises(BatchError, match="same id") as refused:
         find_submissions(listing)
+    message = refused.value.message
+    assert f'{listing}:1: "a/alice" ({tmp_path / "a" / "alice"})' in message
+    assert f'{listing}:2: "b/alice" ({tmp_path / "b" / "alice"})' in message
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (".", "class"),  # the list's own directory
+        ("./", "class"),
+        ("alice/", "alice"),  # a trailing slash is ignored
+        ("./alice/.", "alice"),
+        ("bob/../alice", "alice"),
+        ("alice/..", "class"),  # `..` last: the directory it resolves to
+        ("link", "link"),  # a symlink keeps its own name
+    ],
+)
+def test_a_listed_path_gets_its_directorys_name(tmp_path: Path, line: str, expected: str) -> None:
+    """`.`, `./`, a trailing slash, `..` and symlinks: a non-empty id, the directory's name."""
+    klass = tmp_path / "class"
+    for name in ("alice", "bob"):
+        (klass / name).mkdir(parents=True)
+    (klass / "link").symlink_to(klass / "bob")
+    listing = klass / "list.txt"
+    listing.write_text(f"# one repo\n{line}\n")
+    [found] = find_submissions(listing)
+    assert found.id == expected
+    assert found.path == (klass / line).resolve()
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("/", "the root directory / has no name"),
+        ("/..", "the root directory / has no name"),
+        (".hidden", "starts with a dot"),
+        ("gradebook.csv", "the name of the class file gradebook.csv"),
+        ("index.html/", "the name of the class file index.html"),
+        ("loop", "symlink loop"),
+    ],
+)
+def test_a_listed_path_without_a_usable_id_is_refused(tmp_path: Path, line: str, said: str) -> None:
+    """`/` (no name), a hidden name, a class file's name, a loop: refused with the line."""
+    for name in (".hidden", "gradebook.csv", "index.html"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "loop").symlink_to("loop")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# the class\n{line}\n")
+    with pytest.raises(BatchError, match=said) as refused:
+        find_submissions(listing)
+    assert f"{listing}:2: " in refused.value.message and "\n" not in refused.value.message
+
+
+def test_unsafe_ids_cannot_be_made() -> None:
+    """No submission can have an id whose folder would be --out itself or outside it."""
+    for name in ("", ".", "..", "a/b", "../x", ".git", "summary.md"):
+        assert unsafe_id(name) is not None, name
+        with pytest.raises(ValueError, match="submission id"):
+            Submission(name, Path("/repo"))
+    for name in ("alice", "a..b", "a.b", " spaced", "学生"):
+        assert unsafe_id(name) is None, name
 
 
 def test_jobs_beyond_fair_timing_are_refused_or_warned() -> None:

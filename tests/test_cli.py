@@ -14,6 +14,7 @@ import httpx
 import jsonschema
 
 from grader.cli.app import catalog
+from grader.formats.terminal import exit_line
 from grader.learner.yamlfile import schema
 from grader.model import MILESTONES, ExitCode
 from tests.conftest import ROOT, run_failfast
@@ -186,3 +187,19 @@ def test_doctor_command_exit_codes(tmp_path: Path) -> None:
     broken = run_failfast("doctor", repo=tmp_path)
     assert broken.returncode == 1
     assert "failfast.yaml" in broken.stdout
+
+
+def test_exit_line_states_the_code_the_process_returns() -> None:
+    """A report file not written makes the exit line 2, with why; an interruption stays 130."""
+    unwritten = ["failfast could not write the json report to /dev/full: No space left"]
+    assert exit_line(ExitCode.PASSED, "every check passed") == "exit code 0: every check passed"
+    assert exit_line(ExitCode.PASSED, "every check passed", unwritten) == (
+        "exit code 2: every check passed, but failfast could not write the json report to "
+        "/dev/full: No space left"
+    )
+    assert exit_line(ExitCode.FAILED, "a check failed", unwritten).startswith(
+        "exit code 2: a check failed, but failfast could not write"
+    )
+    assert exit_line(ExitCode.INTERRUPTED, "interrupted", unwritten).startswith(
+        "exit code 130: interrupted; also failfast could not write"
+    )

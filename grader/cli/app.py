@@ -25,6 +25,7 @@ import typer
 from rich.console import Console
 
 from grader.backends.base import BackendOption, backend_names, get_backend
+from grader.cli import machine
 from grader.course.file import Course
 from grader.engine import registry
 from grader.errors import CourseError
@@ -149,6 +150,7 @@ def refuse_hidden(
 
 def main() -> None:
     """Entry point of the console script: no traceback ever reaches a learner."""
+    machine.prepare()  # before anything runs: a deleted cwd, an unwritable HOME
     try:
         app()
     except Exception as bug:

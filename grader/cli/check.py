@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from grader.backends.base import StartStack, get_backend
+from grader.cli import machine
 from grader.cli.app import (
     BackendName,
     app,
@@ -32,7 +33,9 @@ from grader.engine.runner import Hooks, Tally, grade, now_iso
 from grader.errors import GradingError
 from grader.formats import OutputFormat
 from grader.formats.github import GitHubActions
+from grader.formats.terminal import exit_line
 from grader.model import MILESTONES, ExitCode, Report, Selection
+from grader.paths import followed
 from grader.process.signals import STOP_SIGNALS, deferred_signals
 
 
@@ -121,6 +124,14 @@ def check(
     if output is not None:
         files.append(ReportFile(output_format, output))
         output_format = OutputFormat.TEXT
+    # Run from a deleted directory, a relative path means nothing: refused, and no file is
+    # written where it would land instead (under /).
+    lost_cwd = machine.relative_paths_error(
+        {"--repo": repo, "--course": course_file}
+        | {f"the {f.format.value} report": f.path for f in files}
+    )
+    if lost_cwd is not None:
+        files = [f for f in files if f.path.is_absolute()]
     delivery = Delivery(
         Console(highlight=False),
         output_format,
@@ -136,6 +147,8 @@ def check(
         course = Course.DEFAULT
         planned: list[tuple[str, str]] = []
         try:
+            if lost_cwd is not None:
+                raise lost_cwd
             if course_file is not None:  # before grading: a bad course file is bad input
                 course = Course.load(course_file, catalog())
             selection = registry.select(milestone, through=through)
@@ -157,7 +170,7 @@ def check(
         # Reports are written whatever comes now: a signal here waits until they are.
         with deferred_signals() as received:
             unwritten = delivery.write_files(report)
-            delivery.show(report)
+            delivery.show(report, unwritten)  # its last line says what the exit code will be
             if report.interrupted:
                 done = len(tally.results) if tally else 0
                 Console(stderr=delivery.stdout_format is not OutputFormat.TEXT).print(
@@ -167,14 +180,35 @@ def check(
                     soft_wrap=True,
                 )
     with deferred_signals() as received_later:
-        delivery.to_github(report, repo)
+        delivery.to_github(report, _followable(repo))
         for problem in unwritten:  # one line each, however long the path
             Console(stderr=True).print(problem, markup=False, soft_wrap=True)
+        if unwritten and delivery.stdout_format is not OutputFormat.TEXT:
+            # No readable report on stdout to end with the exit line: stderr ends with it.
+            code = delivery.shown(report).exit_code
+            line = exit_line(code, code.meaning, unwritten)
+            Console(stderr=True).print(line, markup=False, soft_wrap=True)
     if report.interrupted or received or received_later:
+        if not report.interrupted:  # the exit line above said otherwise: this is the last word
+            Console(stderr=True).print(
+                f"exit code {int(ExitCode.INTERRUPTED)}: a stop signal arrived while the "
+                "reports were written (they were written whole)",
+                markup=False,
+                soft_wrap=True,
+            )
         raise typer.Exit(ExitCode.INTERRUPTED)
     # A learner's CI shows its exit code: it is the learner's view's, like everything else.
     shown = delivery.shown(report)
     raise typer.Exit(ExitCode.NOT_GRADED if unwritten else shown.exit_code)
+
+
+def _followable(repo: Path) -> Path:
+    """The repo, or ``/`` when its path cannot be followed (a symlink loop): nothing to annotate.
+
+    Annotations place a location relative to the resolved repo; a repo that cannot be resolved
+    was refused, and its refusal has no location in it.
+    """
+    return repo if followed(repo) is not None else Path("/")
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -25,11 +25,13 @@ from rich.text import Text
 
 from grader.backends.base import Finding, backend_names, get_backend
 from grader.backends.services import free_port
+from grader.cli import machine
 from grader.engine import k6
 from grader.errors import BudgetsError, GradingError, UnknownBackend
 from grader.formats.terminal import print_to
 from grader.learner import budgets
 from grader.learner.repo import DEFAULT_COMMAND, LearnerRepo, Manifest
+from grader.lines import neutralise
 from grader.process.procs import child_env, sweep_dead_runs
 
 PROBE_TIMEOUT_S = 5.0
@@ -59,6 +61,7 @@ def diagnose(
     findings.append(_guard("loopback", LIVE, True, _loopback))
     manifest: Manifest | None = None
     try:
+        machine.refuse_relative({"--repo": repo})  # run from a deleted directory
         learner = LearnerRepo.open(repo)
     except Exception as exc:
         findings.append(_failed("learner repo", EVERY_CHECK, True, exc, f"not usable: {repo}"))
@@ -130,11 +133,12 @@ def render(findings: Iterable[Finding], console: Console) -> None:
         mark = (
             Text("✓", "green") if f.ok else Text("✗", "red") if f.required else Text("-", "yellow")
         )
-        grid.add_row(mark, Text(f.name, "bold"), Text(f.found))
+        # What a probe found may quote the learner's files (a shell error on their command).
+        grid.add_row(mark, Text(f.name, "bold"), Text(neutralise(f.found, keep_cr=False)))
         if not f.ok:
             need = "needed" if f.required else "optional; needed"
             grid.add_row("", "", Text(f"{need} for: {f.needed_for}", "dim"))
-            grid.add_row("", "", Text(f"fix: {f.fix}", "cyan"))
+            grid.add_row("", "", Text(neutralise(f"fix: {f.fix}", keep_cr=False), "cyan"))
     missing = [f.name for f in findings if f.required and not f.ok]
     verdict = (
         f"\nMissing, and needed to grade this repo: {', '.join(missing)}."

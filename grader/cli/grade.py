@@ -13,11 +13,14 @@ import typer
 from rich.console import Console
 
 from grader.cli import app as shared
+from grader.cli import machine
 from grader.course.file import Course
 from grader.engine import registry
 from grader.errors import GradingError
 from grader.formats import OutputFormat
+from grader.lines import neutralise
 from grader.model import ExitCode, points_text
+from grader.paths import followed
 
 # Where each platform's file goes in a submission's folder of `failfast grade --out DIR`.
 PLATFORM_FILES = {
@@ -84,6 +87,7 @@ def grade_class(
 
     console = Console(highlight=False)
     try:
+        machine.refuse_relative({"SUBMISSIONS": submissions, "--out": out, "--course": course})
         chosen = registry.select(milestone, through=through)
         part = batch_mod.Shard.parse(shard)
         warning = batch_mod.check_jobs(jobs)
@@ -96,10 +100,12 @@ def grade_class(
             planned = shared.planned_checks(chosen)
             formats = [OutputFormat(platform)] if platform is not None else []
             shared.refuse_hidden(Course.load(course, shared.catalog()), course, planned, formats)
+        out = _followed(out)
+        mine = [s for s in everyone if part.holds(s.id)]
+        batch_mod.prepare_out(out, mine)
     except GradingError as error:
         Console(stderr=True).print(error.message, markup=False, soft_wrap=True)
         raise typer.Exit(ExitCode.NOT_GRADED) from None
-    mine = [s for s in everyone if part.holds(s.id)]
     # Each submission's `failfast check` gets the backend and its options as given here.
     extra = ["--backend", backend, *_as_arguments(shared.backend_settings(options))]
     if course is not None:
@@ -107,7 +113,7 @@ def grade_class(
     if platform is not None:
         extra += ["--report", f"{platform}={{dir}}/{PLATFORM_FILES[platform]}"]
     selection = [milestone, "--through"] if through else [milestone]
-    work = batch_mod.Batch(selection, out.resolve(), jobs, extra)
+    work = batch_mod.Batch(selection, out, jobs, extra)
     todo = [s for s in mine if not (resume and work.done(s))]
     if warning:
         console.print(f"warning: {warning}", style="yellow", markup=False)
@@ -131,7 +137,7 @@ def grade_class(
             found = batch_mod.row_of(work.out, outcome.submission.id)
             progress.console.print(
                 f"{found.status:<12} {points_text(found.score)}/{points_text(found.max_score)}  "
-                f"{outcome.submission.id}  ({outcome.seconds:.0f} s)",
+                f"{neutralise(outcome.submission.id, keep_cr=False)}  ({outcome.seconds:.0f} s)",
                 markup=False,
             )
             progress.advance(task)
@@ -139,18 +145,43 @@ def grade_class(
         work.on_done = done
         with batch_mod.interrupted_by_signals(work) as received:
             work.run(todo)
-    rows = batch_mod.collect([work.out], only=[s.id for s in mine])
-    batch_mod.write_class_files(work.out, rows, f"failfast: {len(rows)} submissions")
-    console.print(
-        f"gradebook: {work.out / batch_mod.GRADEBOOK}; summary: {work.out / batch_mod.SUMMARY}; "
-        f"class page: {work.out / batch_mod.CLASS_PAGE}",
-        markup=False,
-        soft_wrap=True,
-    )
+    problems = list(work.problems)
+    rows: list[batch_mod.Row] = []
+    try:
+        rows = batch_mod.collect([work.out], only=[s.id for s in mine])
+        batch_mod.write_class_files(work.out, rows, f"failfast: {len(rows)} submissions")
+        console.print(
+            f"gradebook: {work.out / batch_mod.GRADEBOOK}; summary: "
+            f"{work.out / batch_mod.SUMMARY}; class page: {work.out / batch_mod.CLASS_PAGE}",
+            markup=False,
+            soft_wrap=True,
+        )
+    except OSError as error:  # a full disk, --out removed meanwhile
+        problems.append(
+            f"the gradebook, summary and class page could not be written in {work.out} "
+            f"({error.strerror or error})"
+        )
+    # The last line: the exit code this process returns, and why.
     if received:
         left = len([s for s in todo if not work.done(s)])
-        console.print(f"interrupted: {left} submission(s) left; --resume grades them", markup=False)
-        raise typer.Exit(ExitCode.INTERRUPTED)
+        also = f"; also {'; '.join(problems)}" if problems else ""
+        code, why = (
+            ExitCode.INTERRUPTED,
+            f"interrupted: {left} submission(s) left; --resume grades them{also}",
+        )
+    elif problems:
+        code, why = (
+            ExitCode.NOT_GRADED,
+            f"{len(rows)} submission(s) in the gradebook, but {'; '.join(problems)}",
+        )
+    else:
+        code, why = (
+            ExitCode.PASSED,
+            f"{len(rows)} submission(s) graded, each with its gradebook row",
+        )
+    console.print(f"exit code {int(code)}: {why}", markup=False, soft_wrap=True)
+    if code is not ExitCode.PASSED:
+        raise typer.Exit(code)
 
 
 gradebook_app = typer.Typer(help="Gradebooks of `failfast grade` runs.", no_args_is_help=True)
@@ -169,6 +200,11 @@ def gradebook_merge(
     """Merge the shards' reports into one gradebook, summary and class page."""
     from grader.course import batch as batch_mod
 
+    try:
+        machine.refuse_relative({"--out": out} | {f"shard {n}": p for n, p in enumerate(shards, 1)})
+    except GradingError as error:
+        Console(stderr=True).print(error.message, markup=False, soft_wrap=True)
+        raise typer.Exit(ExitCode.NOT_GRADED) from None
     missing = [str(p) for p in shards if not p.is_dir()]
     if missing:
         Console(stderr=True).print(
@@ -181,10 +217,32 @@ def gradebook_merge(
         Console(stderr=True).print(error.message, markup=False, soft_wrap=True)
         raise typer.Exit(ExitCode.NOT_GRADED) from None
     rows = batch_mod.collect(shards)
-    batch_mod.write_class_files(out, rows, f"failfast: {len(rows)} submissions")
+    try:
+        batch_mod.write_class_files(out, rows, f"failfast: {len(rows)} submissions")
+    except OSError as error:
+        Console(stderr=True).print(
+            f"exit code 2: the merged gradebook, summary and class page could not be written "
+            f"in {out} ({error.strerror or error}); pass --out a directory that can be written",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(ExitCode.NOT_GRADED) from None
     Console(highlight=False).print(
         f"merged {len(rows)} submissions from {len(shards)} shard(s) into {out}", markup=False
     )
+
+
+def _followed(out: Path) -> Path:
+    """``--out`` resolved, or refused when a symlink loop is on its way."""
+    resolved = followed(out)
+    if resolved is None:
+        from grader.course.batch import BatchError
+
+        raise BatchError(
+            f"--out {out} cannot be followed: a symlink on the way leads back to itself (a "
+            "symlink loop). Pass --out a real directory, then grade again."
+        )
+    return resolved
 
 
 def _as_arguments(settings: dict[str, object]) -> list[str]:

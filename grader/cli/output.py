@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,11 +167,15 @@ class Delivery:
             ]
         return []
 
-    def show(self, report: Report) -> None:
-        """Print the report on stdout in its format."""
+    def show(self, report: Report, unwritten: Sequence[str] = ()) -> None:
+        """Print the report on stdout in its format.
+
+        ``unwritten`` says which report files could not be written: the run then exits 2, and
+        the readable report's exit line says so and why.
+        """
         report = self.shown(report)
         if self.stdout_format is OutputFormat.TEXT:
-            self.terminal.print(report)
+            self.terminal.print(report, unwritten)
         else:
             sys.stdout.write(self.stdout_format.to_format().render(report))
             sys.stdout.flush()

@@ -42,6 +42,7 @@ from grader.course.gradebook import (
     summary_markdown,
     write_class_files,
 )
+from grader.paths import followed
 from grader.process.process import ManagedProcess
 from grader.process.signals import deferred_signals
 
@@ -63,12 +64,15 @@ __all__ = [  # what the CLI and the tests import from here
     "find_submissions",
     "gradebook_csv",
     "interrupted_by_signals",
+    "prepare_out",
     "row_of",
     "summary_markdown",
+    "unsafe_id",
     "write_class_files",
 ]
 
 INTERRUPTED_EXIT = 130
+NOT_GRADED_EXIT = 2
 # How long a submission's grader may take before the batch stops it and records an ERROR: the
 # longest milestone run (`check all` with k6) takes about a minute here; a grader that is still
 # running after this is stuck, and the batch goes on.
@@ -86,10 +90,45 @@ JOBS_PER_CORE_MAX = 2
 
 @dataclass(frozen=True, slots=True)
 class Submission:
-    """One learner repo of the class, by its id (its directory's name)."""
+    """One learner repo of the class, by its id (its directory's name).
+
+    The id names the submission's folder in ``--out`` and its gradebook row, so it is a name
+    that stays inside ``--out``: never empty, ``.`` or ``..``, without a path separator (see
+    :func:`unsafe_id`). A submission without such an id cannot be made.
+    """
 
     id: str
     path: Path
+
+    def __post_init__(self) -> None:
+        """Refuse an id that would not be a folder of its own in ``--out``."""
+        problem = unsafe_id(self.id)
+        if problem is not None:
+            raise ValueError(f"submission id {self.id!r} {problem}")
+
+
+# The files `failfast grade` writes at the top of --out: no submission's folder may take a name.
+CLASS_FILES = (GRADEBOOK, SUMMARY, CLASS_PAGE)
+
+
+def unsafe_id(name: str) -> str | None:
+    """Why ``name`` cannot be a submission's id, a folder of its own in ``--out``; None if it can.
+
+    Empty (the root directory has no name), ``.`` or ``..``, a path separator: the folder would
+    be ``--out`` itself or outside it. A leading dot: the folder would be hidden, by accident.
+    A class file's name (``gradebook.csv``): the folder would take the file's place.
+    """
+    if not name:
+        return "is empty (the root directory / has no name)"
+    if name in (".", ".."):
+        return f"is {name!r}, which names a directory of --out's own, not a folder inside it"
+    if any(sep in name for sep in ("/", "\0", os.altsep or "/")):
+        return "holds a path separator"
+    if name.startswith("."):
+        return "starts with a dot, so its folder in --out would be hidden"
+    if name in CLASS_FILES:
+        return f"is the name of the class file {name} that failfast grade writes in --out"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,25 +164,46 @@ class Shard:
 def find_submissions(where: Path) -> list[Submission]:
     """The submissions in a directory (one repo per subdirectory) or listed in a file.
 
-    Refused, before anything is graded: a name a spreadsheet would run as a formula (every such
-    name at once, with where it is), two submissions of one name, none at all.
+    In a directory, each subdirectory is a submission, its name the id (hidden ones are left
+    out). In a list, each line that is not blank or a ``#`` comment is a repo's path, relative
+    to the list's own directory; the id is the name of the directory it leads to, ``.`` and
+    ``..`` resolved and a trailing ``/`` ignored (``.`` is the list's directory; a symlink keeps
+    its own name). Refused, before anything is graded, with the line or path: a line that leads
+    to no directory, an id that cannot name a folder of ``--out`` (:func:`unsafe_id`: ``/``), a
+    name a spreadsheet would run as a formula (every such name at once), two submissions of one
+    id (both named), none at all.
     """
     # Each submission, with where it came from: its path, or the list's file and line.
     placed: list[tuple[Submission, str]] = []
     if where.is_dir():
         for child in sorted(where.iterdir()):
             if child.is_dir() and not child.name.startswith("."):
+                _refuse_unsafe(child.name, quoted(str(child)), "rename the folder,")
                 placed.append((Submission(child.name, child.resolve()), quoted(str(child))))
         fix = "rename these folders"
     elif where.is_file():
-        for number, line in enumerate(where.read_text("utf-8").splitlines(), start=1):
+        try:
+            listed = where.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise BatchError(
+                f"{where} cannot be read as a list of repos ({error}). Save it as UTF-8 text, "
+                "one repo's path per line, then grade again."
+            ) from None
+        for number, line in enumerate(listed.splitlines(), start=1):
             text = line.strip()
             if not text or text.startswith("#"):
                 continue
-            path = (where.parent / text).resolve()
-            if not path.is_dir():
-                raise BatchError(f"{where}:{number}: {text} is not a directory (a learner repo).")
-            placed.append((Submission(path.name, path), f"{where}:{number}: {quoted(text)}"))
+            place = f"{where}:{number}: {quoted(text)}"
+            path, name = _listed(where, number, text)
+            _refuse_unsafe(
+                name,
+                place if str(path) == text else f"{place} (the directory {path})",
+                f"move the repo into a directory named after the learner and list that one on "
+                f"line {number} of {where},"
+                if not name
+                else f"rename the directory {path}, and its line {number} in {where},",
+            )
+            placed.append((Submission(name, path), place))
         fix = f"rename these repos' folders, and their lines in {where},"
     else:
         raise BatchError(
@@ -155,17 +215,91 @@ def find_submissions(where: Path) -> list[Submission]:
         "Nothing was graded",
         f"{fix} so that each name starts with a letter, a digit or _, then grade again",
     )
+    _refuse_shared_ids(placed, where)
     found = [submission for submission, _ in placed]
-    ids = collections.Counter(s.id for s in found)
-    twice = sorted(i for i, n in ids.items() if n > 1)
-    if twice:
-        raise BatchError(
-            f"Two submissions have the same name ({', '.join(twice)}): each needs its own, as "
-            "it names the submission's reports and its gradebook row."
-        )
     if not found:
         raise BatchError(f"{where} holds no submission (no subdirectory, or no listed path).")
     return sorted(found, key=lambda s: s.id)
+
+
+def _listed(where: Path, number: int, text: str) -> tuple[Path, str]:
+    """The directory a list's line leads to, and the submission's id: its name.
+
+    The id is the last name of the path as written (pathlib drops a trailing ``/`` and ``.``
+    parts); when there is none (``.``, ``..``, ``a/..``, ``/``) it is the name of the directory
+    the path resolves to, which ``/`` has none of.
+    """
+    written = where.parent / text
+    path = followed(written)
+    if path is None:
+        raise BatchError(
+            f"{where}:{number}: {quoted(text)} cannot be followed: a symlink on the way leads "
+            f"back to itself (a symlink loop). List the repo's real directory on line {number}."
+        )
+    if not path.is_dir():
+        raise BatchError(f"{where}:{number}: {text} is not a directory (a learner repo).")
+    name = written.name if written.name not in ("", "..") else path.name
+    return path, name
+
+
+def _refuse_unsafe(name: str, place: str, fix: str) -> None:
+    """Refuse a submission whose id cannot be a folder of its own in ``--out``."""
+    problem = unsafe_id(name)
+    if problem is None:
+        return
+    raise BatchError(
+        f"Nothing was graded: {place} would be a submission whose id, {quoted(name)}, {problem}. "
+        "A submission's id is the name of its repo's directory, and it names the submission's "
+        f"folder in --out and its row of the gradebook: {fix} then grade again."
+    )
+
+
+def _refuse_shared_ids(placed: Sequence[tuple[Submission, str]], where: Path) -> None:
+    """Refuse two submissions of one id, naming both (every such pair, in one paragraph)."""
+    by_id: dict[str, list[str]] = collections.defaultdict(list)
+    for submission, place in placed:
+        by_id[submission.id].append(f"{place} ({submission.path})" if where.is_file() else place)
+    shared = [(i, places) for i, places in sorted(by_id.items()) if len(places) > 1]
+    if not shared:
+        return
+    clashes = "; ".join(f"{quoted(i)} by {' and '.join(places)}" for i, places in shared)
+    raise BatchError(
+        f"Nothing was graded: two submissions have the same id, the name of their repo's "
+        f"directory, which names each submission's folder in --out and its gradebook row: "
+        f"{clashes}. List each repo once, and rename one of two repos' directories that share "
+        "a name, then grade again."
+    )
+
+
+def prepare_out(out: Path, submissions: Sequence[Submission]) -> None:
+    """Make ``--out`` before grading, and refuse one its submissions' folders cannot be made in.
+
+    A submission's folder that is a file, or a symlink (which could lead outside ``--out``), is
+    refused with its path, before anything is graded.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BatchError(
+            f"--out {out} cannot be made: {error.strerror or error}. Pass --out a directory "
+            "that can be written, then grade again."
+        ) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise BatchError(
+            f"--out {out} cannot be written. Pass --out a directory that can be written, then "
+            "grade again."
+        )
+    blocked = [
+        quoted(str(out / s.id))
+        for s in submissions
+        if (out / s.id).is_symlink() or ((out / s.id).exists() and not (out / s.id).is_dir())
+    ]
+    if blocked:
+        raise BatchError(
+            f"Nothing was graded: in --out {out}, a submission's folder is a file or a symlink "
+            f"(which could lead outside --out): {', '.join(blocked)}. Remove it, or pass "
+            "another --out, then grade again."
+        )
 
 
 def cpu_shares(jobs: int) -> list[set[int]]:
@@ -220,6 +354,8 @@ class Batch:
     jobs: int = 1
     extra: Sequence[str] = ()  # more `failfast check` options: --backend, --course, --report
     on_done: Callable[[Outcome], None] = lambda outcome: None
+    # What could not be written (a submission's folder on a full disk): the batch exits 2.
+    problems: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _running: dict[int, ManagedProcess] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -269,10 +405,21 @@ class Batch:
 
     def _grade(self, submission: Submission, cpus: set[int], slot: int) -> Outcome | None:
         folder = self.out / submission.id
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in (REPORT_FILE, PAGE_FILE):
-            with contextlib.suppress(FileNotFoundError):
-                (folder / stale).unlink()
+        # The id is one safe name (Submission holds it to that): its folder is inside --out.
+        assert folder.parent == self.out and folder.name == submission.id
+        try:
+            folder.mkdir(exist_ok=True)
+            for stale in (REPORT_FILE, PAGE_FILE):
+                with contextlib.suppress(FileNotFoundError):
+                    (folder / stale).unlink()
+            log = (folder / LOG_FILE).open("wb")
+        except OSError as error:  # a full disk, --out removed meanwhile: this one is not graded
+            with self._lock:
+                self.problems.append(
+                    f"{submission.id} was not graded: its folder {folder} could not be "
+                    f"written ({error.strerror or error})"
+                )
+            return Outcome(submission, NOT_GRADED_EXIT, 0.0)
         argv = [
             sys.executable,
             "-m",
@@ -293,7 +440,7 @@ class Batch:
                 os.sched_setaffinity(0, cpus)
 
         started = time.monotonic()
-        with (folder / LOG_FILE).open("wb") as log:
+        with log:
             process = ManagedProcess(
                 submission.id,
                 argv,

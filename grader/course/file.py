@@ -33,6 +33,7 @@ from grader.engine.registry import Catalog
 from grader.errors import CourseError
 from grader.learner import yamlfile
 from grader.model import MILESTONES, ONE_POINT, Report, Visibility, milestone_of, points_text
+from grader.paths import followed
 
 DEFAULT_POINTS = ONE_POINT
 # Points are counted in whole hundredths, exactly: what the file gives, what is spread, and so
@@ -82,7 +83,12 @@ class Course:
         a known milestone's prefix, and :meth:`apply` spreads what it can.
         """
         shown = str(path)
-        resolved = path.expanduser().resolve()
+        resolved = followed(path.expanduser())
+        if resolved is None:
+            raise CourseError(
+                f"The course file {shown} cannot be followed: a symlink on the way leads back "
+                "to itself (a symlink loop). Pass --course the course's YAML file itself."
+            )
         loaded = yamlfile.load(resolved, "course", root=resolved.parent)
         if loaded.data is None and not resolved.exists():
             raise CourseError(

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from grader.errors import GradingError
 from grader.formats.json import report_from_dict
+from grader.lines import neutralise
 from grader.model import (
     NO_POINTS,
     ExitCode,
@@ -86,8 +87,12 @@ def check_merge_names(folders: Iterable[Path]) -> None:
 
 
 def quoted(text: str) -> str:
-    """A name or path in a message, in double quotes, with a tab or a newline in it visible."""
-    return json.dumps(text, ensure_ascii=False)
+    r"""A name or path in a message, in double quotes, every control or bidi character escaped.
+
+    A tab reads ``\t``, a right-to-left override ``\u202e``: visible, and exact.
+    """
+    dumped = json.dumps(text, ensure_ascii=False)
+    return "".join(c if neutralise(c) == c else f"\\u{ord(c):04x}" for c in dumped)
 
 
 def read_report(path: Path) -> Report | None:
@@ -202,7 +207,8 @@ def check_columns(rows: Sequence[Row]) -> list[str]:
 def gradebook_csv(rows: Sequence[Row]) -> str:
     """The gradebook: a row per submission (id, score, max score, status, every check).
 
-    Ids exactly as the submissions' names, so that it joins with the course roster; points as
+    Ids exactly as the submissions' names, so that it joins with the course roster (but for a
+    control or bidi character, which becomes its visible stand-in); points as
     exact decimals (``12345.67``, ``1000000``, never ``1e+06``). A name a spreadsheet would run
     as a formula never gets here (:func:`find_submissions`, :func:`check_merge_names`); should
     one, it is refused rather than written.
@@ -227,7 +233,7 @@ def gradebook_csv(rows: Sequence[Row]) -> str:
                 *(statuses.get(column, "") for column in columns),
             ]
         )
-    return buffer.getvalue()
+    return neutralise(buffer.getvalue(), keep_cr=False)  # a spreadsheet shows every cell as it is
 
 
 def summary_markdown(rows: Sequence[Row], title: str) -> str:
@@ -235,7 +241,7 @@ def summary_markdown(rows: Sequence[Row], title: str) -> str:
     columns = check_columns(rows)
     graded = [row for row in rows if row.report is not None and row.report.not_graded is None]
     lines = [
-        f"# {title}",
+        f"# {_md(title)}",
         "",
         f"{len(rows)} submissions: {sum(r.status == 'passed' for r in rows)} passed every check, "
         f"{sum(r.status == 'failed' for r in rows)} failed one or more, "
@@ -261,7 +267,7 @@ def summary_markdown(rows: Sequence[Row], title: str) -> str:
             common = f"{_md(summary)} ({count})"
         rate = f"{100 * passed / len(results):.0f} %" if results else "-"
         lines.append(f"| `{column}` | {passed}/{len(results)} | {rate} | {common} |")
-    return "\n".join(lines) + "\n"
+    return neutralise("\n".join(lines) + "\n", keep_cr=False)  # no control or bidi override
 
 
 def _md(text: str) -> str:

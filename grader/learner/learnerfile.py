@@ -25,6 +25,7 @@ from pathlib import Path
 
 from grader.errors import GradingError
 from grader.model import Location
+from grader.paths import followed
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -100,12 +101,11 @@ def read_bytes(repo: Path, relative: str, limit_bytes: int) -> bytes:
     shown = Path(relative).as_posix()
     root = repo.resolve()
     path = root / relative
-    try:
-        resolved = path.resolve(strict=False)
-    except (OSError, RuntimeError):  # a symlink loop: RuntimeError before Python 3.13
+    resolved = followed(path)
+    if resolved is None:
         raise LearnerFileError(
             shown, "is a symlink that leads back to itself", "replace it with the file itself"
-        ) from None
+        )
     if not resolved.is_relative_to(root):
         link = _first_symlink(root, relative)
         through = f" (through the symlink {link})" if link and link != shown else ""

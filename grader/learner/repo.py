@@ -8,6 +8,7 @@ from pathlib import Path
 
 from grader.errors import ManifestError, RepoError
 from grader.learner import yamlfile
+from grader.paths import followed
 
 MANIFEST_FILE = "failfast.yaml"  # at the learner's repo root; optional
 DEFAULT_COMMAND = "uvicorn app.main:app --host 127.0.0.1 --port $PORT"
@@ -32,7 +33,13 @@ class LearnerRepo:
     @classmethod
     def open(cls, path: Path) -> LearnerRepo:
         """Resolve ``path``, or say clearly why it is not a learner repo."""
-        resolved = path.expanduser().resolve()
+        resolved = followed(path.expanduser())
+        if resolved is None:
+            raise RepoError(
+                f"{path} cannot be followed: a symlink on the way leads back to itself (a "
+                "symlink loop). Pass --repo the real directory of your checkout, or replace the "
+                "symlink with one that leads to it."
+            )
         if not resolved.exists():
             raise RepoError(
                 f"There is no directory at {path}. Pass the root of your checkout with "
