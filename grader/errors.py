@@ -10,23 +10,28 @@ Every error the grader raises on purpose derives from ``FailfastError``::
     │   ├── ApiStartError       the learner's API exited or never answered /healthz
     │   ├── LearnerFileError    a learner's file that is not a regular file in the repo, too big,
     │   │                       or not UTF-8 (grader/learner/learnerfile.py)
-    │   ├── ImageBuildError     the learner's Dockerfile did not build (docker backend)
+    │   ├── ImageBuildError     the learner's Dockerfile cannot give an image to run (docker
+    │   │                       backend): a failed or endless build, a context too big, no CMD
     │   ├── CourseError         the course file (--course) cannot be read or is invalid
     │   ├── UnknownBackend      --backend names no backend of the registry
     │   └── EnvironmentProblem  this machine lacks something (a free port, a tool, the stub)
-    │       └── ToolTimeout     a tool the grader runs (k6) did not finish within its limit
+    │       ├── ToolTimeout     a tool the grader runs (k6) did not finish within its limit
+    │       └── ImportsRefused  a k6 script importing a module from the network, refused before
+    │                           k6 starts (engine/k6imports.py); m1.k6-thresholds: its FAIL
     ├── NginxConfError          a learner's nginx.conf nginx would reject (learner/nginxconf.py);
     │                           m1.nginx-agrees turns it into its FAIL
     ├── EdgeUnavailable         the learner's nginx cannot run here (no nginx binary): the check
-    │                           that needs it is SKIP, with the reason, not the learner's fault
+    │   │                       that needs it is SKIP, with the reason, not the learner's fault
+    │   └── NginxFormUnsupported  a form of nginx.conf the local backend cannot rewire, with its
+    │                           file:line (learner/nginxroute.py): SKIP as well
     └── CheckVerdict            raised inside a check, with the evidence
         ├── CheckFailed         the learner's service did the wrong thing
         ├── CheckInconclusive   the machine was too noisy to tell right from wrong
         └── CheckSkipped        the check cannot run here, through nobody's fault
 
-Third-party errors (yaml, jsonschema, httpx, crossplane, docker, OSError, k6's processes) are
-translated into these at the boundary where they happen, so the CLI catches ``GradingError``
-alone and prints its one paragraph.
+Third-party errors (yaml, jsonschema, httpx, crossplane, docker with the requests and urllib3
+under it, OSError, k6's processes) are translated into these at the boundary where they happen,
+so the CLI catches ``GradingError`` alone and prints its one paragraph.
 """
 
 from __future__ import annotations
@@ -76,7 +81,11 @@ class ApiStartError(GradingError):
 
 
 class ImageBuildError(GradingError):
-    """The learner's Dockerfile did not build: a base image missing, or a step failing."""
+    """The learner's Dockerfile gives no image to run.
+
+    A base image missing, a step failing, a build outlasting its limit, a build context too big
+    to send, or an image with no command (no CMD, no ENTRYPOINT).
+    """
 
 
 class UnknownBackend(GradingError):

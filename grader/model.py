@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # for a type only: the model imports nothing of the grader when it runs
+    from grader.lines import OutputSummary
     from grader.series import Chart
 
 ALL = "all"  # `failfast check all`: every milestone in one run
@@ -352,6 +353,8 @@ class Report:
     # whether each of them could be graded (an ungradable one still makes the run ungradable).
     withheld: bool = False
     withheld_gradable: bool = True
+    # What the learner's API printed over the whole run (every instance), when it ran.
+    api_output: OutputSummary | None = None
 
     def __post_init__(self) -> None:
         """A report of one milestone lists just that one."""

@@ -104,13 +104,13 @@ def test_junit_has_a_suite_per_milestone_and_a_case_per_check(tmp_path: Path) ->
     assert cases["m2.healthy-checkout"]._elem.get("file") is None
 
 
-def test_junit_drops_characters_xml_cannot_carry(tmp_path: Path) -> None:
-    """A NUL or an escape the learner printed cannot make the XML unreadable."""
+def test_junit_shows_characters_xml_cannot_carry(tmp_path: Path) -> None:
+    """A NUL or an escape the learner printed cannot make the XML unreadable: it shows visibly."""
     file = tmp_path / "junit.xml"
     file.write_text(JUnitFormat().render(REPORT), "utf-8")
     case = next(c for s in JUnitXml.fromfile(str(file)) for c in s if c.name == "m2.read-timeout")
     text = case.result[0].text
-    assert "::error::from the app[31m" in text and "\x00" not in text
+    assert "::error::from the app␀␛[31m" in text and "\x00" not in text
 
 
 def test_junit_of_a_grading_error_is_one_errored_case(tmp_path: Path) -> None:

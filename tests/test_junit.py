@@ -25,6 +25,7 @@ from junitparser import Error, Failure, JUnitXml, Skipped
 from grader.cli.app import catalog
 from grader.errors import ApiStartError, BudgetsError
 from grader.formats.junit import NO_FILE, JUnitFormat, _xml, file_key
+from grader.lines import neutralise
 from grader.model import (
     MILESTONE_KEYS,
     CheckResult,
@@ -157,8 +158,8 @@ def kinds_of(status: Status) -> Status:
     return Status.ERROR if status is Status.INCONCLUSIVE else status
 
 
-def test_xml_drops_exactly_what_xml_1_0_cannot_carry() -> None:
-    """Of every code point, the XML 1.0 Char production's are kept, the others dropped."""
+def test_xml_carries_every_code_point_as_an_xml_1_0_char() -> None:
+    """Every code point comes out as an XML 1.0 Char: kept, made visible, or (U+FFFE/F) dropped."""
 
     def is_char(point: int) -> bool:
         return (
@@ -169,19 +170,26 @@ def test_xml_drops_exactly_what_xml_1_0_cannot_carry() -> None:
         )
 
     every = "".join(map(chr, range(0x110000)))
-    assert _xml(every) == "".join(c for c in every if is_char(ord(c)))
+    expected = "".join(neutralise(c, keep_cr=False) for c in every if c not in "\ufffe\uffff")
+    assert _xml(every) == expected
+    assert all(is_char(ord(c)) for c in expected)
+    assert (
+        _xml("tab\t lf\n cr\r nul\x00 rlo\u202e csi\x9b")
+        == "tab\t lf\n cr␍ nul␀ rlo\ufffd csi\ufffd"
+    )
 
 
 def test_hostile_learner_text_reads_back_intact_but_for_what_xml_cannot_carry() -> None:
-    """Markup, a CDATA end and non-ASCII come back as text; controls and surrogates are gone."""
+    """Markup, a CDATA end and non-ASCII come back as text; controls and surrogates visible."""
     xml = JUnitXml.fromstring(render(FORGED_REPORT))
     case = next(c for s in xml for c in s if c.name == "m2.hostile-fail")
     text = case.result[0].text
     assert "]]> <![CDATA[x]]> </failure><testcase name='x'/> & é 漢字 🙂" in text
-    assert "esc[31m" in text and "tab\t" in text
-    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]", text)
+    assert "nul␀ bell␇ esc␛[31m vt␋ ff␌ us␟ tab\t cr␍ end" in text
+    assert "lone\ufffd \ufffd nonchars\n" in text
+    assert not re.search("[\x00-\x08\x0b-\x1f\ud800-\udfff\ufffe\uffff]", text)
     repo = xml._elem.find("testsuite/properties/property[@name='repo']")
-    assert repo is not None and repo.get("value") == "/repos/learner é"
+    assert repo is not None and repo.get("value") == "/repos/learner␁ é"
 
 
 def test_a_passing_case_has_no_child_and_its_evidence_is_the_suites_output() -> None:

@@ -174,7 +174,7 @@ def test_a_line_too_long_is_kept_as_its_start(tmp_path: Path) -> None:
     process.release()
     lines = process.tail()
     assert len(lines) == 2, [line[:20] for line in lines]
-    assert lines[0].startswith("AAAA") and lines[0].endswith("...")
+    assert lines[0].startswith("AAAA") and lines[0].endswith("... [a line of 3,000,001 bytes]")
     assert lines[1] == "after"
 
 
@@ -267,3 +267,17 @@ def test_deferred_signals_are_recorded_and_handed_on() -> None:
     assert received == [signal.SIGINT, signal.SIGTERM]
     assert seen == received
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_big_pipe_for_a_program_that_may_flood(tmp_path: Path) -> None:
+    """``pipe_bytes``: the child's output pipe holds that much; by default, the system's size."""
+    code = "import fcntl; print(fcntl.fcntl(1, fcntl.F_GETPIPE_SZ))"
+    env = {"PATH": os.environ.get("PATH", os.defpath)}
+    argv = [sys.executable, "-c", code]
+    big = ManagedProcess("big", argv, cwd=tmp_path, env=env, pipe_bytes=1 << 20)
+    plain = ManagedProcess("plain", argv, cwd=tmp_path, env=env)
+    for process in (big, plain):
+        assert process.wait(30.0) and process.drain(10.0)
+        process.release()
+    assert big.tail() == (str(1 << 20),)
+    assert int(plain.tail()[0]) < 1 << 20

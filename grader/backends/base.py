@@ -18,6 +18,7 @@ from typing import Protocol, cast
 
 from grader.errors import UnknownBackend
 from grader.learner.repo import LearnerRepo, Manifest
+from grader.lines import OutputSummary
 from grader.stubclient import StubAdmin
 
 
@@ -76,6 +77,9 @@ class Stack(Protocol):
 
     async def start_edge(self) -> Edge:
         """Start the learner's nginx.conf in front of ``api``; EdgeUnavailable says why not."""
+
+    def output_summary(self) -> OutputSummary | None:
+        """What every instance of the learner's API printed: counts, first and last lines."""
 
     async def aclose(self) -> None:
         """Stop everything the stack started."""

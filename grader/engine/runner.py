@@ -36,6 +36,7 @@ from grader.errors import (
 )
 from grader.learner import budgets as budgets_mod
 from grader.learner.repo import LearnerRepo
+from grader.lines import OutputSummary
 from grader.model import (
     MILESTONES,
     BudgetSource,
@@ -83,6 +84,7 @@ class Tally:
     budgets: BudgetSource | None = None
     backend: str = "local"
     notes: tuple[str, ...] = ()  # what the stack says of how the run was isolated
+    api_output: OutputSummary | None = None  # what the learner's API printed, once it stopped
 
     def hooks(self, inner: Hooks) -> Hooks:
         """``inner``, also recording which checks run and what each finished with."""
@@ -129,6 +131,7 @@ class Tally:
             interrupted=interrupted,
             backend=self.backend,
             notes=self.notes,
+            api_output=self.api_output,
         )
 
 
@@ -190,6 +193,8 @@ async def grade(
                     await stack.restart_api()
                 fresh = False
             await run.run_all(group, stack, http)
+    if stack is not None:  # stopped: its output is read to the end
+        tally.api_output = stack.output_summary()
     return tally.report()
 
 

@@ -38,6 +38,7 @@ import json
 import math
 from typing import Any
 
+from grader.formats.json import readable
 from grader.formats.prairielearn import cut, details, plain_lines
 from grader.model import CheckResult, Report, Status, points_float
 
@@ -114,8 +115,13 @@ def _message(result: CheckResult) -> str:
 
 
 def _dump(document: dict[str, Any]) -> str:
-    """Compact JSON with UTF-8 as it is: ASCII escapes would double or triple non-ASCII text."""
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """Compact JSON with UTF-8 as it is, every string neutralised (:func:`readable`).
+
+    ASCII escapes would double or triple non-ASCII text.
+    """
+    return json.dumps(
+        readable(document), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    )
 
 
 class ClassroomFormat:

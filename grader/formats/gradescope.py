@@ -26,7 +26,7 @@ import math
 from typing import Any
 
 from grader.formats.base import WITHHELD_NOTE
-from grader.formats.json import finite, milestone_scores, not_gradable_reason
+from grader.formats.json import milestone_scores, not_gradable_reason, readable
 from grader.formats.markdown import code_block, inline
 from grader.formats.prairielearn import cut
 from grader.model import (
@@ -72,7 +72,7 @@ class GradescopeFormat:
 
     def render(self, report: Report) -> str:
         """The results as JSON: the tests with their points, or why nothing was graded."""
-        document = finite(self.to_dict(report))
+        document = readable(self.to_dict(report))
         text = json.dumps(document, indent=2, allow_nan=False)
         limit = OUTPUT_CHARS
         while len(text.encode("utf-8")) > MAX_BYTES and limit > 200:
@@ -150,7 +150,7 @@ class GradescopeFormat:
             title = f" {found.title}" if found else ""
             key_earned = points_text(sum((r.score for r in results), NO_POINTS))
             key_worth = points_text(sum((r.max_score for r in results), NO_POINTS))
-            out.append(f"| {key}{title} | {key_earned}/{key_worth} |")
+            out.append(f"| {inline(key + title)} | {key_earned}/{key_worth} |")
         return "\n".join(out)
 
     def _test(self, report: Report, result: CheckResult) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from grader import __version__
 from grader.formats.base import COUNTED
+from grader.lines import OutputSummary, neutralise
 from grader.model import (
     CheckResult,
     Evidence,
@@ -26,25 +27,34 @@ from grader.series import Chart, ChartShapeError, from_plain, is_chart, is_finit
 SCHEMA_VERSION = 1
 
 
-def finite(value: Any) -> Any:
-    """``value`` as JSON can carry it: NaN and Infinity become null (as JSON.stringify does).
-
-    Python's json writes them as bare ``NaN`` and ``Infinity``, which no JSON parser need
-    accept. Keys that are not str, int, bool or None (a tuple, say) become their str.
-    """
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {_key(k): finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
-
-
 def _key(key: Any) -> str | int | bool | None:
     if isinstance(key, str | int | bool) or key is None:
         return key
     return str(key)
+
+
+def readable(value: Any) -> Any:
+    """``value`` as failfast's JSON files write it: finite numbers, every string neutralised.
+
+    NaN and Infinity become null (as JSON.stringify does): Python's json writes them as bare
+    ``NaN`` and ``Infinity``, which no JSON parser need accept. A platform, a dashboard or a CI
+    page shows a JSON string as it is, so a learner's bidi override or C1 control would reach its
+    page: every string, keys included, goes through :func:`grader.lines.neutralise` (a CR too:
+    failfast's texts break lines with LF); no reader of these files needs the exact bytes of a
+    learner's words. Keys that are not str, int, bool
+    or None (a tuple, say), and values JSON has no type for, become their str.
+    """
+    if isinstance(value, str):
+        return neutralise(value, keep_cr=False)
+    if isinstance(value, bool | int) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {readable(_key(k)): readable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [readable(v) for v in value]
+    return neutralise(str(value), keep_cr=False)
 
 
 def points_decimal(value: object) -> Decimal:
@@ -107,13 +117,44 @@ def _chart_of(check: Mapping[str, Any]) -> Chart | None:
         return None  # a report is read whole: only the chart is left out
 
 
+def _api_output(printed: OutputSummary | None) -> dict[str, Any]:
+    """The report's ``api_output`` entry: what the learner's API printed, when it ran."""
+    if printed is None:
+        return {}
+    return {
+        "api_output": {
+            "bytes": printed.bytes,
+            "lines": printed.lines,
+            "instances": printed.instances,
+            "head": list(printed.head),
+            "tail": list(printed.tail),
+            **({} if printed.complete else {"complete": False}),  # counts are lower bounds
+        }
+    }
+
+
+def _api_output_of(document: Mapping[str, Any]) -> OutputSummary | None:
+    """The report's ``api_output`` read back; None when it has none."""
+    plain = document.get("api_output")
+    if not isinstance(plain, Mapping):
+        return None
+    return OutputSummary(
+        head=tuple(plain.get("head") or ()),
+        tail=tuple(plain.get("tail") or ()),
+        bytes=int(plain.get("bytes", 0)),
+        lines=int(plain.get("lines", 0)),
+        instances=int(plain.get("instances", 1)),
+        complete=plain.get("complete") is not False,
+    )
+
+
 class JsonFormat:
     """One JSON document per run, for machines: CI steps, dashboards, course tooling."""
 
     def render(self, report: Report) -> str:
         """The report as JSON: the checks, or why the grader could not grade."""
         document = self.to_dict(report) if report.not_graded is None else self._not_graded(report)
-        return json.dumps(finite(document), indent=2, default=str, allow_nan=False) + "\n"
+        return json.dumps(readable(document), indent=2, allow_nan=False) + "\n"
 
     def to_dict(self, report: Report) -> dict[str, Any]:
         """The report as plain data, as the schema describes it."""
@@ -139,6 +180,7 @@ class JsonFormat:
             "budgets": None
             if budgets is None
             else {"origin": budgets.origin, "note": budgets.note, "values": dict(budgets.values)},
+            **_api_output(report.api_output),
             "checks": [
                 {
                     "id": r.id,
@@ -236,4 +278,5 @@ def report_from_dict(document: Mapping[str, Any]) -> Report:
         interrupted=document.get("exit_code") == int(ExitCode.INTERRUPTED),
         backend=document.get("backend", "local"),
         notes=tuple(document.get("notes") or ()),
+        api_output=_api_output_of(document),
     )

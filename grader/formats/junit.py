@@ -29,9 +29,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from grader import __version__
+from grader.lines import neutralise
 from grader.model import NO_POINTS, CheckResult, Location, NotGraded, Report, Status, points_text
 
-# Characters XML 1.0 cannot carry at all; a learner's output may contain any of them.
+# Characters XML 1.0 cannot carry at all; a learner's output may contain any of them. The
+# controls and surrogates among them are made visible first (:func:`_xml`): only the two
+# non-characters are left to drop.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _COUNTED = {
     "failures": (Status.FAIL,),
@@ -51,7 +54,12 @@ NO_FILE = "(no file)"
 
 
 def _xml(text: str) -> str:
-    return _NOT_XML.sub("", text)
+    """Text as the document carries it: controls and bidi overrides visible, then XML 1.0 chars.
+
+    A CI's test view shows the text as it is, so a learner's right-to-left override or C1 control
+    would reach it (:func:`grader.lines.neutralise`); XML 1.0 cannot carry a C0 control at all.
+    """
+    return _NOT_XML.sub("", neutralise(text, keep_cr=False))
 
 
 def _seconds(value: float) -> str:
@@ -242,5 +250,11 @@ class JUnitFormat:
 
     @staticmethod
     def _document(root: ET.Element) -> str:
+        # Every string the document holds passes _xml(), whatever built it: a name, an
+        # attribute or a text added later cannot carry a control or bidi override through.
+        for element in root.iter():
+            element.text = None if element.text is None else _xml(element.text)
+            element.tail = None if element.tail is None else _xml(element.tail)
+            element.attrib = {_xml(key): _xml(value) for key, value in element.attrib.items()}
         ET.indent(root)
         return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"

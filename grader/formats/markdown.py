@@ -55,7 +55,7 @@ def inline(text: str, limit: int = 2000) -> str:
     It reads as written wherever it goes: in a table cell, after a label, or at the start of a
     paragraph, where its first character cannot start a block either.
     """
-    lines = [neutralise(sanitize(line, limit)) for line in text.split("\n")]
+    lines = [sanitize(line, limit) for line in text.split("\n")]
     shown = "<br>".join(_INLINE.sub(_literal, html.escape(line, quote=False)) for line in lines)
     return _BLOCK_START.sub(_unblock, shown.lstrip(" "), count=1)
 
@@ -67,15 +67,27 @@ def _unblock(match: re.Match[str]) -> str:
 
 def html_text(text: str, limit: int = 2000) -> str:
     """Untrusted text inside raw HTML (a ``<summary>``), where Markdown is not read: entities."""
-    return html.escape(neutralise(sanitize(" ".join(text.split("\n")), limit)), quote=False)
+    return html.escape(sanitize(" ".join(text.split("\n")), limit), quote=False)
 
 
 def code_block(lines: list[str] | tuple[str, ...]) -> str:
     """Lines in a fenced code block whose fence no line can close."""
-    body = [neutralise(sanitize(line, 500)) for line in lines]
+    body = [sanitize(line, 500) for line in lines]
     longest = max((len(run) for line in body for run in re.findall(r"`+", line)), default=0)
     fence = "`" * max(3, longest + 1)
     return "\n".join([fence + "text", *body, fence])
+
+
+def cell_code(text: str) -> str:
+    """Untrusted text as inline code in a table cell: no backtick or pipe in it ends either.
+
+    In a code span nothing is Markdown and no entity is decoded; GitHub's tables split cells on
+    a pipe even there, unless it is escaped.
+    """
+    shown = sanitize(text, 500).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", shown)), default=0) + 1)
+    pad = " " if shown.startswith("`") or shown.endswith("`") else ""
+    return f"{fence}{pad}{shown}{pad}{fence}"
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -148,6 +160,9 @@ class MarkdownFormat:
                 text = self._not_graded(report, report.not_graded, cut)
             else:
                 text = self._graded(report, cut)
+            # The learner's words went through inline() or code_block(); whatever else the
+            # report holds cannot carry a control or bidi override to the page either.
+            text = neutralise(text, keep_cr=False)  # a CR would end a Markdown line
             if self.max_bytes is None or _size(text) <= self.max_bytes:
                 return text
         return _cut_end(text, self.max_bytes or 0)
@@ -164,7 +179,8 @@ class MarkdownFormat:
         score = f"score {points_text(report.score)}/{points_text(report.max_score)}"
         reason = not_gradable_reason(report)
         out = [
-            f"## failfast {report.milestone}{' --through' if report.through else ''}: {verdict}"
+            f"## failfast {inline(report.milestone)}{' --through' if report.through else ''}: "
+            f"{verdict}"
             f" · {score}",
             "",
             *([f"**Not gradable**: {inline(reason)}: grade again.", ""] if reason else []),
@@ -180,16 +196,22 @@ class MarkdownFormat:
                 passed = sum(r.status is Status.PASS for r in results)
                 found = milestone(key)
                 title = found.title if found else ""
-                out += [f"### {key}: {title} ({passed}/{len(results)} passed)", ""]
+                out += [f"### {inline(key)}: {inline(title)} ({passed}/{len(results)} passed)", ""]
             out += ["| | Check | Status | Evidence |", "|---|---|---|---|"]
             out += [
-                f"| {ICON[r.status]} | `{r.id}` {inline(r.title)} | {r.status.value} | {_cell(r)} |"
+                f"| {ICON[r.status]} | {cell_code(r.id)} {inline(r.title)} | {r.status.value} "
+                f"| {_cell(r)} |"
                 for r in results
             ]
             out.append("")
         for result in report.results:
             if result.status.needs_action:
                 out += self._details(result, cut)
+        printed = report.api_output
+        if printed is not None and printed.loud and cut < Cut.API_OUTPUT:
+            out += [f"Your API printed {inline(printed.describe())}; its first lines:", ""]
+            out += [code_block(printed.head), "", "and its last lines:", ""]
+            out += [code_block(printed.tail or ("(none after the first)",)), ""]
         if any(r.status is Status.FAIL for r in report.results):
             out.append("`failfast explain <check id>` says more about a check.")
         return "\n".join(out) + "\n"
@@ -198,7 +220,8 @@ class MarkdownFormat:
         summary = _shorten(result.summary, STATUS_CHARS) if cut >= Cut.DETAILS else result.summary
         out = [
             "<details open>",
-            f"<summary>{ICON[result.status]} <code>{result.id}</code> {html_text(result.title)}"
+            f"<summary>{ICON[result.status]} <code>{html_text(result.id)}</code> "
+            f"{html_text(result.title)}"
             "</summary>",
             "",
             f"**{result.status.value}**: {inline(summary)}",
@@ -221,7 +244,7 @@ class MarkdownFormat:
         """Why grading was impossible, as Markdown."""
         message = _shorten(problem.message, STATUS_CHARS) if cut >= Cut.DETAILS else problem.message
         out = [
-            f"## failfast {report.milestone}: ⚠️ could not grade",
+            f"## failfast {inline(report.milestone)}: ⚠️ could not grade",
             "",
             *_cut_note(cut, "the lines that back this message up"),
             inline(message),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from grader.formats.json import finite, not_gradable_reason
+from grader.formats.json import not_gradable_reason, readable
 from grader.lines import sanitize
 from grader.model import CheckResult, Report, Status, fraction_of, points_float, points_text
 
@@ -74,7 +74,7 @@ class PrairieLearnFormat:
 
     def render(self, report: Report) -> str:
         """The results as JSON, under 1 MB however much the learner's API printed."""
-        whole = finite(self.to_dict(report))
+        whole = readable(self.to_dict(report))
         limit = FIRST_CUT_CHARS
         while True:
             text = json.dumps(_cut_texts(whole, limit), indent=1, allow_nan=False)

@@ -7,6 +7,7 @@ output lines) is shown as plain ``Text`` after :func:`grader.lines.sanitize`, ne
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
@@ -14,8 +15,16 @@ from rich.text import Text
 
 from grader.formats.base import COUNTED, WITHHELD_NOTE
 from grader.formats.json import not_gradable_reason
-from grader.lines import sanitize
-from grader.model import CheckResult, ExitCode, NotGraded, Report, Status, milestone, points_text
+from grader.lines import OutputSummary, sanitize
+from grader.model import (
+    CheckResult,
+    ExitCode,
+    NotGraded,
+    Report,
+    Status,
+    milestone,
+    points_text,
+)
 
 STYLE = {
     Status.PASS: "bold green",
@@ -43,7 +52,12 @@ EXIT_MEANING = {
 
 def _plain(text: str) -> Text:
     # Evidence may run to several lines (one problem each); each is sanitized on its own.
-    return Text("\n".join(sanitize(line, limit=2000) for line in text.split("\n")))
+    return Text("\n".join(_line(line) for line in text.split("\n")))
+
+
+def _line(text: str) -> str:
+    """Any string the report prints, as one safe line: no control, bidi override or escape."""
+    return sanitize(text, limit=2000)
 
 
 def _plain_text(renderable: Group) -> str:
@@ -70,6 +84,41 @@ def _g(value: object) -> str:
     return f"{value:g}" if isinstance(value, int | float) else "?"
 
 
+def _api_output(printed: OutputSummary) -> Group:
+    """A flood of output, in a few lines: how much, its first lines, its last lines."""
+    lines = [
+        Text.assemble(
+            ("api out ", "bold yellow"),
+            f"your API printed {printed.describe()}; the grader kept its first and last lines:",
+        )
+    ]
+    lines += [Text.assemble(("  first │ ", "dim"), _clip(line)) for line in printed.head]
+    if printed.left_out:
+        lines.append(Text(f"        … {printed.left_out:,} lines not kept", "dim"))
+    lines += [Text.assemble(("  last  │ ", "dim"), _clip(line)) for line in printed.tail]
+    return Group(*lines, Text())
+
+
+def _clip(line: str) -> Text:
+    """A line of a flood in one terminal line: its start and its end (a cut line's length)."""
+    text = sanitize(line, limit=2000)
+    return Text(text if len(text) <= 66 else f"{text[:28]} … {text[-33:]}")
+
+
+def exit_line(code: ExitCode, meaning: str, unwritten: Sequence[str] = ()) -> str:
+    """The report's exit line: the code the process exits with, and why.
+
+    A report file that could not be written makes it 2 (an interruption stays 130), whatever
+    the checks say: the line says both.
+    """
+    if not unwritten:
+        return f"exit code {int(code)}: {meaning}"
+    why = "; ".join(unwritten)
+    if code is ExitCode.INTERRUPTED:
+        return f"exit code {int(code)}: {meaning}; also {why}"
+    return f"exit code {int(ExitCode.NOT_GRADED)}: {meaning}, but {why}"
+
+
 def _rstrip(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.split("\n"))
 
@@ -85,9 +134,12 @@ class TerminalFormat:
         """The format for a report file: rendered plain, whatever the terminal is."""
         return cls(Console(file=io.StringIO()))
 
-    def print(self, report: Report) -> None:
-        """Print the whole report to the console."""
-        self._print(self._renderable(report))
+    def print(self, report: Report, unwritten: Sequence[str] = ()) -> None:
+        """Print the whole report to the console.
+
+        ``unwritten``: why report files could not be written; the exit line then says exit 2.
+        """
+        self._print(self._renderable(report, unwritten))
 
     def _print(self, renderable: Group) -> None:
         print_to(self.console, renderable)
@@ -96,27 +148,31 @@ class TerminalFormat:
         """The report as plain text (for a report file)."""
         return _plain_text(self._renderable(report))
 
-    def _renderable(self, report: Report) -> Group:
+    def _renderable(self, report: Report, unwritten: Sequence[str] = ()) -> Group:
         if report.not_graded is not None:
-            return self._not_graded(report, report.not_graded)
+            return self._not_graded(report, report.not_graded, unwritten)
         parts: list[Text | Group] = [Text()]
         parts.append(
             Text.assemble(
-                ("failfast ", "bold"), (report.milestone, "bold cyan"), f"  {report.title}"
+                ("failfast ", "bold"),
+                (_line(report.milestone), "bold cyan"),
+                _plain(f"  {report.title}"),
             )
         )
-        parts.append(Text.assemble(("repo    ", "dim"), report.repo))
+        parts.append(Text.assemble(("repo    ", "dim"), _plain(report.repo)))
         if report.backend != "local":
-            parts.append(Text.assemble(("backend ", "dim"), report.backend))
+            parts.append(Text.assemble(("backend ", "dim"), _plain(report.backend)))
         for note in report.notes:
-            parts.append(Text.assemble(("note    ", "bold yellow"), note))
+            parts.append(Text.assemble(("note    ", "bold yellow"), _plain(note)))
         if report.budgets is not None:
             layers = report.budgets.values.get("layers", {})
             held = (
                 f"api {_g(layers.get('api_s'))} s, payments read {_g(layers.get('read_s'))} s, "
                 f"connect {_g(layers.get('connect_s'))} s"
             )
-            parts.append(Text.assemble(("budget  ", "dim"), f"{held} ({report.budgets.note})"))
+            parts.append(
+                Text.assemble(("budget  ", "dim"), _plain(f"{held} ({report.budgets.note})"))
+            )
         parts.append(Text())
         several = len(report.milestones) > 1
         for key in report.milestones:
@@ -124,7 +180,9 @@ class TerminalFormat:
             if several:
                 parts += [self._heading(key, results), Text()]
             parts += [self._block(result) for result in results]
-        parts.append(self._summary(report))
+        if report.api_output is not None and report.api_output.loud:
+            parts.append(_api_output(report.api_output))
+        parts.append(self._summary(report, unwritten))
         return Group(*parts)
 
     def _heading(self, key: str, results: tuple[CheckResult, ...]) -> Text:
@@ -133,24 +191,26 @@ class TerminalFormat:
         found = milestone(key)
         heading = Text.assemble(
             ("── ", "dim"),
-            (key, "bold cyan"),
+            (_line(key), "bold cyan"),
             "  ",
             (f"{passed}/{len(results)} passed", style),
-            f"  {found.title if found else ''}",
+            _plain(f"  {found.title if found else ''}"),
         )
         heading.no_wrap, heading.overflow = True, "ellipsis"
         return heading
 
     def _block(self, result: CheckResult) -> Group:
         lines: list[Text] = [
-            Text.assemble((result.id, "bold"), f"  {result.title}"),
+            Text.assemble((_line(result.id), "bold"), _plain(f"  {result.title}")),
             _plain(result.summary).append(f"  ({result.duration_s:.1f} s)", "dim"),
         ]
         for label, value in result.evidence_parts():
             style = "bold yellow" if label == "hint" else "dim"
             lines.append(Text.assemble((f"{label}: ", style), _plain(value)))
         # Charts are drawn, not wrapped: a wrapped timeline would be unreadable.
-        lines += [Text(line, style="cyan", no_wrap=True, overflow="crop") for line in result.figure]
+        lines += [
+            Text(_line(line), style="cyan", no_wrap=True, overflow="crop") for line in result.figure
+        ]
         if result.api_output:
             lines.append(Text("your API's last output lines:", "dim"))
             lines += [Text.assemble(("  │ ", "dim"), _plain(line)) for line in result.api_output]
@@ -161,7 +221,7 @@ class TerminalFormat:
         grid.add_row(Text(result.status.value, STYLE[result.status]), Group(*lines))
         return Group(grid, Text())
 
-    def _summary(self, report: Report) -> Text:
+    def _summary(self, report: Report, unwritten: Sequence[str]) -> Text:
         # INCONCLUSIVE is rare: named only when there is one.
         counts = [
             (report.count(status), word, STYLE[status])
@@ -179,21 +239,26 @@ class TerminalFormat:
         text.append(f"  not gradable: {reason}\n" if reason else "\n", STYLE[Status.ERROR])
         if report.withheld:
             text.append(f"{WITHHELD_NOTE}\n", "dim")
-        text.append(f"exit code {report.exit_code}: {EXIT_MEANING[report.exit_code]}", "dim")
+        text.append(exit_line(report.exit_code, EXIT_MEANING[report.exit_code], unwritten), "dim")
         first_bad = next((r for r in report.results if r.status is Status.FAIL), None)
         if first_bad is not None:
-            text.append(f"\n`failfast explain {first_bad.id}` says more about a check.", "dim")
+            text.append(
+                f"\n`failfast explain {_line(first_bad.id)}` says more about a check.", "dim"
+            )
         return text
 
-    def _not_graded(self, report: Report, problem: NotGraded) -> Group:
+    def _not_graded(
+        self, report: Report, problem: NotGraded, unwritten: Sequence[str] = ()
+    ) -> Group:
         """Why grading was impossible: one paragraph, then its supporting lines."""
         parts: list[Text] = [
             Text.assemble(
                 ("failfast could not grade ", "bold magenta"),
-                f"{report.milestone} of {report.repo}",
+                _plain(f"{report.milestone} of {report.repo}"),
             ),
             _plain(problem.message),
         ]
         parts += [Text.assemble(("  │ ", "dim"), _plain(line)) for line in problem.details]
-        parts.append(Text("exit code 2: the grader could not grade", "dim"))
+        meaning = "the grader could not grade"
+        parts.append(Text(exit_line(ExitCode.NOT_GRADED, meaning, unwritten), "dim"))
         return Group(*parts)

@@ -3,9 +3,12 @@
 Every process the grader starts is a :class:`ManagedProcess`: the learner's API, the stub,
 Redis and nginx (through :class:`~grader.process.tracker.ProcessTracker`, which also owns what
 they start), k6 (:func:`~grader.process.command.run_command`) and each submission's grader in a
-batch. Its output goes to a sink read by a thread of its own, a line at a time and never more
-than :data:`CHUNK_BYTES` at once: a :class:`~grader.lines.LineLog` (the last lines), a
-:class:`BoundedOutput` (the first and the last bytes) or a file.
+batch. Its output goes to a sink read by a thread of its own, in blocks of whatever the pipe
+holds (up to :data:`CHUNK_BYTES`), however they are cut into lines: a
+:class:`~grader.lines.LineLog` (every line counted, the first and the last kept), a
+:class:`BoundedOutput` (the first and the last bytes) or a file. The reader does no work per
+line, so however much a learner's program prints, it is drained as fast as it is written: the
+program never blocks on a full pipe, and nothing grows in memory.
 
 Every wait is bounded, and every way of stopping processes is :func:`escalate`: SIGINT, then
 SIGTERM, then SIGKILL, each followed by a bounded wait.
@@ -14,6 +17,7 @@ SIGTERM, then SIGKILL, each followed by a bounded wait.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
@@ -24,15 +28,20 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
-from grader.lines import LineLog
+from grader.lines import LineLog, OutputSummary
 from grader.process.proctable import proc_stat
 
 # Variables a learner's API may inherit from the grader's environment: enough to find its
 # interpreter and speak UTF-8, nothing that could carry a secret (tokens, cloud credentials).
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
-# The most a reader takes from a pipe at once: a line longer than this arrives in pieces (a line
-# log keeps its first piece only), so no output, however it is cut into lines, fills memory.
-CHUNK_BYTES = 64 * 1024
+# The most a reader takes from a pipe at once: a program printing fast fills big blocks, each
+# read and counted at once.
+CHUNK_BYTES = 1 << 20
+# How much an untrusted program's pipe may hold (``pipe_bytes``; Linux's default is 64 KiB, its
+# limit for an unprivileged process 1 MiB): room to go on printing while the reader is between
+# two reads, and twice the throughput. Only for the learner's API: a user's pipes share a
+# budget (``/proc/sys/fs/pipe-user-pages-soft``, 64 MiB), past which new pipes get 8 KiB.
+BIG_PIPE_BYTES = 1 << 20
 # How long SIGKILL is repeated (a process may fork while it is being killed) and waited on.
 KILL_WAIT_S = 3.0
 _POLL_S = 0.02
@@ -90,10 +99,10 @@ def escalate(
 
 
 class Sink(Protocol):
-    """Where a reader thread puts a child's output: pieces of at most :data:`CHUNK_BYTES`."""
+    """Where a reader thread puts a child's output: blocks of at most :data:`CHUNK_BYTES`."""
 
     def append(self, raw: bytes) -> None:
-        """Keep a piece of output (a line, or a piece of a long one)."""
+        """Keep a block of output, cut anywhere (within a line, across many)."""
 
     def end(self) -> None:
         """The output has ended."""
@@ -145,10 +154,12 @@ class BoundedOutput:
 class ManagedProcess:
     """A child process in its own session and process group, with its output kept within bounds.
 
-    By default its output (stdout and stderr, merged) is kept line by line in :attr:`output`,
-    the last ``keep_lines`` lines. ``log``: the output goes to that file instead, and is not
+    By default its output (stdout and stderr, merged) goes to :attr:`output`, a
+    :class:`~grader.lines.LineLog`: every byte and line counted, the first lines and the last
+    ``keep_lines`` lines kept. ``log``: the output goes to that file instead, and is not
     kept. ``stdout`` and ``stderr``: kept in those sinks instead (stderr apart from stdout).
-    ``cwd`` None: the grader's own directory.
+    ``cwd`` None: the grader's own directory. ``pipe_bytes``: the size of its output pipes
+    (:data:`BIG_PIPE_BYTES` for a program that may flood them), else the system's default.
 
     A process of a grading run is started with :meth:`ProcessTracker.spawn`, which also owns
     what it starts and stops it all; a process of its own is stopped with :meth:`stop`.
@@ -166,8 +177,10 @@ class ManagedProcess:
         log: IO[bytes] | None = None,
         stdout: Sink | None = None,
         stderr: Sink | None = None,
+        pipe_bytes: int | None = None,
     ) -> None:
         self.name = name
+        self._pipe_bytes = pipe_bytes
         self.output = LineLog(keep_lines)
         self._sinks: list[Sink] = []
         self._popen = subprocess.Popen(
@@ -179,6 +192,7 @@ class ManagedProcess:
             stderr=subprocess.PIPE if stderr is not None and log is None else subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=preexec,
+            bufsize=0,  # the reader's read() is one read(2) of whatever the pipe holds
         )
         stat = proc_stat(self._popen.pid)
         self.start = stat.start if stat is not None else 0  # with pid: names it for good
@@ -190,10 +204,12 @@ class ManagedProcess:
     def _read(self, stream: IO[bytes] | None, sink: Sink | None, what: str) -> None:
         if stream is None or sink is None:
             return
-        lines = sink is self.output  # a line log: a long line's first piece stands for it
         self._sinks.append(sink)
+        if self._pipe_bytes is not None:
+            with contextlib.suppress(OSError, AttributeError):  # not Linux, or over a limit
+                fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, self._pipe_bytes)
         reader = threading.Thread(
-            target=_pump, args=(stream, sink, lines), name=f"{self.name}-{what}", daemon=True
+            target=_pump, args=(stream, sink), name=f"{self.name}-{what}", daemon=True
         )
         self._readers.append(reader)
         reader.start()
@@ -224,6 +240,10 @@ class ManagedProcess:
     def mark(self) -> int:
         """A position in the output, for :meth:`since`."""
         return self.output.mark()
+
+    def summary(self) -> OutputSummary:
+        """How much it printed, with its first and its last lines."""
+        return self.output.summary()
 
     def since(self, mark: int, n: int = 15) -> tuple[str, ...]:
         """At most the last ``n`` lines printed after ``mark``."""
@@ -275,17 +295,17 @@ class ManagedProcess:
                 stream.close()
 
 
-def _pump(stream: IO[bytes], sink: Sink, lines: bool) -> None:
-    """Read ``stream`` into ``sink`` to its end, :data:`CHUNK_BYTES` at most at a time.
+def _pump(stream: IO[bytes], sink: Sink) -> None:
+    """Read ``stream`` (unbuffered) into ``sink`` to its end, whatever the pipe holds each time.
 
-    ``lines``: the sink keeps lines, and a line longer than a chunk is kept as its first chunk.
+    One read(2) of up to :data:`CHUNK_BYTES` a block, handed over whole: the sink splits it.
+    Into one buffer, allocated once: a fresh 1 MiB for every read (``read(CHUNK_BYTES)``) costs
+    an mmap and a munmap each time, which delays a line the grader is waiting for.
     """
-    continued = False
+    buffer = memoryview(bytearray(CHUNK_BYTES))
     try:
-        for chunk in iter(lambda: stream.readline(CHUNK_BYTES), b""):
-            if not (lines and continued):
-                sink.append(chunk)
-            continued = not chunk.endswith(b"\n")
+        while size := stream.readinto(buffer):  # type: ignore[attr-defined]
+            sink.append(bytes(buffer[:size]))
     except (OSError, ValueError):  # closed under the reader: release() gave up waiting
         pass
     finally:

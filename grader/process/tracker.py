@@ -167,10 +167,12 @@ class ProcessTracker:
         env: Mapping[str, str],
         stdout: Sink | None = None,
         stderr: Sink | None = None,
+        pipe_bytes: int | None = None,
     ) -> ManagedProcess:
         """Start ``argv`` in a session of its own, as one of the run's; OSError if it cannot.
 
-        Its output is kept as :class:`ManagedProcess` keeps it (``stdout``, ``stderr``: there).
+        Its output is kept as :class:`ManagedProcess` keeps it (``stdout``, ``stderr``: there;
+        ``pipe_bytes``: the size of its output pipe, for a program that may flood it).
         """
         steps: list[Callable[[], None]] = []
         if self._deathsig is not None:
@@ -191,6 +193,7 @@ class ProcessTracker:
             preexec=preexec if steps else None,
             stdout=stdout,
             stderr=stderr,
+            pipe_bytes=pipe_bytes,
         )
         with self._lock:
             self._managed.append(process)

@@ -9,7 +9,7 @@ is removed when the run ends, however it ends, and a run whose grader was SIGKIL
 the next run and by ``failfast doctor`` (``sweep``).
 
 The docker SDK's errors become ``EnvironmentProblem`` (the engine, ``engine``),
-``ImageBuildError`` (the learner's Dockerfile, ``images``) or ``ApiStartError`` (here).
+``ImageBuildError`` (the learner's Dockerfile, ``build``) or ``ApiStartError`` (here).
 """
 
 from __future__ import annotations
@@ -25,7 +25,15 @@ import docker
 from docker.models.containers import Container
 
 from grader.backends.base import ApiInstance, Edge
+from grader.backends.docker.build import (
+    BuildStopper,
+    build_learner_image,
+    preflight,
+    sets_command,
+    suggested_cmd,
+)
 from grader.backends.docker.containers import (
+    LOG_CONFIG,
     ContainerOutput,
     DockerApi,
     DockerEdge,
@@ -40,13 +48,7 @@ from grader.backends.docker.engine import (
     engine_errors,
     remove_container,
 )
-from grader.backends.docker.images import (
-    NGINX_IMAGES,
-    build_learner_image,
-    has_image,
-    nginx_image,
-    stub_image,
-)
+from grader.backends.docker.images import NGINX_IMAGES, has_image, nginx_image, stub_image
 from grader.backends.docker.options import DEFAULT_OPTIONS, DockerOptions, Limits
 from grader.backends.docker.sweep import (
     BRIDGE_PREFIX,
@@ -65,6 +67,7 @@ from grader.backends.services import (
 from grader.errors import ApiStartError, EdgeUnavailable, EnvironmentProblem, GradingError
 from grader.learner.nginxconf import CONF_PATH, NginxConfError
 from grader.learner.repo import LearnerRepo, Manifest
+from grader.lines import OutputSummary
 from grader.stubclient import StubAdmin
 
 # Until the CLI names them through the registry (grader.backends.base.get_backend): the names
@@ -76,6 +79,9 @@ STUB_PORT, STUB_ADMIN_PORT = 8081, 8082
 STUB_READY_TIMEOUT_S = 20.0
 REDIS_READY_TIMEOUT_S = 20.0
 EDGE_READY_TIMEOUT_S = 10.0
+# Once the run's containers are removed, how long their output may take to arrive: the last
+# pieces, still in the engine's pipes (about a MB), take milliseconds when the grader keeps up.
+OUTPUT_FINISH_S = 5.0
 
 
 class DockerStack:
@@ -93,8 +99,14 @@ class DockerStack:
         self.network = f"failfast-{self.run}"
         self.labels = {RUN_LABEL: self.run, OWNER_LABEL: owner_id()}
         self.image = f"failfast/learner:{self.run}"
+        # Stops the build should the run end while it builds: an interrupt must not wait for it.
+        self.build_stopper = BuildStopper(self.image)
         self.image_user: str | None = None
+        self.dockerfile = ""  # its text, once preflight has read it
+        self.image_command: tuple[str, ...] = ()
         self._apis: list[DockerApi] = []
+        self._every_api: list[DockerApi] = []  # every instance the run started, for its output
+        self._outputs: list[ContainerOutput] = []  # every container's, read to the end at aclose
         self._env_extra: dict[str, str] = {}
         self.stub: StubAdmin
         self.payments_url = f"http://payments-stub:{STUB_PORT}"
@@ -113,6 +125,9 @@ class DockerStack:
         client = await asyncio.to_thread(connect)
         stack = cls(repo, manifest, options, client)
         try:
+            # What cannot build here (no Dockerfile, a missing base image, a context too big to
+            # send) is refused before anything starts.
+            stack.dockerfile = await asyncio.to_thread(preflight, client, repo, options)
             await asyncio.to_thread(sweep_dead_runs, client)
             why_not = await asyncio.to_thread(isolate_from_host)
             if why_not is not None:
@@ -146,11 +161,18 @@ class DockerStack:
         return stack
 
     def _build(self) -> None:
-        tag = self.image
-        build_learner_image(self.client, self.repo, tag, self.labels, self.options)
-        with engine_errors("reading the learner's image"):
-            user = str(self.client.images.get(tag).attrs.get("Config", {}).get("User") or "")
+        built = build_learner_image(
+            self.client,
+            self.repo,
+            self.image,
+            self.labels,
+            self.options,
+            self.manifest.command,
+            self.build_stopper,
+        )
+        self.image_command = built.command
         # The image's own user, unless that is root: then nobody. Never root.
+        user = built.user
         self.image_user = None if user not in ("", "root", "0", "0:0") else "65534:65534"
 
     def _create_network(self) -> None:
@@ -163,24 +185,30 @@ class DockerStack:
                 options={"com.docker.network.bridge.name": f"{BRIDGE_PREFIX}{self.run}"},
             )
 
-    def _run(self, image: str, role: str, aliases: Sequence[str], **kwargs: Any) -> Container:
+    def _run(
+        self, image: str, role: str, aliases: Sequence[str], **kwargs: Any
+    ) -> tuple[Container, ContainerOutput]:
+        """Create a container, attach to its output, then start it: none of its output is lost."""
         endpoint = self.client.api.create_endpoint_config(aliases=list(aliases))
         with engine_errors(f"starting the {role} container"):
-            container: Container = self.client.containers.run(
+            container: Container = self.client.containers.create(
                 image,
-                detach=True,
                 name=f"failfast-{self.run}-{role}",
                 labels={**self.labels, ROLE_LABEL: role},
                 network=self.network,
                 networking_config={self.network: endpoint},
                 security_opt=["no-new-privileges"],
+                log_config=LOG_CONFIG,
                 **kwargs,
             )
-        return container
+            output = ContainerOutput.attach(self.client, container)
+            self._outputs.append(output)
+            container.start()
+        return container, output
 
     def _start_stub(self) -> None:
         image = stub_image(self.client)
-        container = self._run(
+        container, output = self._run(
             image,
             "payments-stub",
             ["payments-stub"],
@@ -196,7 +224,6 @@ class DockerStack:
             cap_drop=["ALL"],
             mem_limit="256m",
         )
-        output = ContainerOutput(container)
         ready = stub_ready(output.log, STUB_READY_TIMEOUT_S, " in its container")
         address = container_address(container, self.network)
         self.provider_url = f"http://{address}:{ready['port']}"
@@ -213,7 +240,7 @@ class DockerStack:
                 f"image {image} (the grader pulls none). Make one (`bash scripts/setup.sh "
                 "images`), or name another with --redis-image."
             )
-        container = self._run(
+        container, _ = self._run(
             image,
             "redis",
             ["redis"],
@@ -251,7 +278,7 @@ class DockerStack:
             "PAYMENTS_URL": payments_url or self.payments_url,
         } | self._env_extra
         aliases = ["api"] if name == "api" else []
-        container = await asyncio.to_thread(
+        container, output = await asyncio.to_thread(
             self._run,
             self.image,
             f"{name}-{uuid.uuid4().hex[:4]}",
@@ -266,10 +293,10 @@ class DockerStack:
             tmpfs={"/tmp": f"rw,size={limits.tmpfs_size},mode=1777"},
             cap_drop=["ALL"],
         )
-        output = ContainerOutput(container)
         address = await asyncio.to_thread(container_address, container, self.network)
         api = DockerApi(name, f"http://{address}:{API_PORT}", container, output, limits.memory)
         self._apis.append(api)
+        self._every_api.append(api)
         await self._wait_healthy(api)
         return api
 
@@ -285,7 +312,8 @@ class DockerStack:
                 f"Your API's container {exited} before it answered GET /healthz. The grader "
                 "ran your image's own command (its CMD) with PORT=8000 and PAYMENTS_URL set, "
                 "on a read-only filesystem (only /tmp is writable) as a user other than root. "
-                f"`docker run -e PORT=8000 <image>` shows the same. {said}",
+                f"{self._inherited_command()}`docker run -e PORT=8000 <image>` shows the same. "
+                f"{said}",
                 details=tail,
             )
 
@@ -296,9 +324,20 @@ class DockerStack:
                 f"Your API's container did not answer GET /healthz with 200 within "
                 f"{timeout_s:g} s (last try: {last}). Under --backend docker it must listen on "
                 "0.0.0.0:$PORT (PORT=8000); raise startup_timeout_s in failfast.yaml if it is "
-                "just slow to start. Its output ends with the lines below.",
+                f"just slow to start. {self._inherited_command()}Its output ends with the lines "
+                "below.",
                 details=api.output_tail(),
             )
+
+    def _inherited_command(self) -> str:
+        """A sentence when the image's command is its base image's, the Dockerfile setting none."""
+        if sets_command(self.dockerfile) or not self.image_command:
+            return ""
+        return (
+            f"Your Dockerfile has no CMD, so the image runs its base image's command "
+            f"(`{' '.join(self.image_command)[:80]}`), not your API: add a CMD line, e.g. "
+            f"{suggested_cmd(self.manifest.command)}. "
+        )
 
     async def restart_api(self) -> None:
         """Remove every instance of the learner's API, then start a fresh main one as ``api``."""
@@ -321,7 +360,7 @@ class DockerStack:
                 f"this machine has none of the nginx images {', '.join(NGINX_IMAGES)} (the "
                 "grader pulls none; `bash scripts/setup.sh images` makes one)"
             )
-        container = await asyncio.to_thread(
+        container, output = await asyncio.to_thread(
             self._run,
             image,
             "nginx",
@@ -336,7 +375,6 @@ class DockerStack:
             cap_add=["CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE", "DAC_OVERRIDE"],
             mem_limit="128m",
         )
-        output = ContainerOutput(container)
         address = await asyncio.to_thread(container_address, container, self.network)
         if await accepts(address, port, EDGE_READY_TIMEOUT_S, lambda: not output.log.ended, 1.0):
             return DockerEdge(
@@ -350,13 +388,26 @@ class DockerStack:
             + " / ".join(output.log.tail(5) or ("(nothing)",))
         )
 
+    def output_summary(self) -> OutputSummary | None:
+        """What every instance of the learner's API printed (bounded: counts, first, last lines).
+
+        After :meth:`aclose`, every instance's output has been read to its end, or says it was
+        not (``complete``).
+        """
+        return OutputSummary.combine([api.output.summary() for api in self._every_api])
+
     async def aclose(self) -> None:
         """Remove every container, the network and the learner's image of this run."""
+        self.build_stopper.stop()  # if it still builds (a run interrupted), it stops now
         stub = getattr(self, "stub", None)
         if stub is not None:
             await stub.aclose()
         with contextlib.suppress(EnvironmentProblem):
             await asyncio.to_thread(self._remove_all)
+        # The containers are gone: their streams end once what was on its way is read.
+        deadline = time.monotonic() + OUTPUT_FINISH_S
+        for output in self._outputs:
+            await asyncio.to_thread(output.finish, deadline)
         await asyncio.to_thread(self.client.close)
 
     def _remove_all(self) -> None:

@@ -27,6 +27,8 @@ from grader.backends.services import (
 )
 from grader.errors import ApiStartError, EnvironmentProblem
 from grader.learner.repo import LearnerRepo, Manifest
+from grader.lines import OutputSummary
+from grader.process.process import BIG_PIPE_BYTES
 from grader.process.procs import (
     ManagedProcess,
     ProcessTracker,
@@ -88,6 +90,7 @@ class LocalStack:
         self.repo = repo
         self.manifest = manifest
         self._apis: list[ManagedProcess] = []
+        self._every_api: list[ManagedProcess] = []  # every instance the run started, for its output
         self._tracker: ProcessTracker | None = None
         self._env_extra: dict[str, str] = {}
         self.stub: StubAdmin
@@ -115,12 +118,17 @@ class LocalStack:
         return stack
 
     def _spawn(
-        self, name: str, argv: Sequence[str], cwd: Path, env: dict[str, str]
+        self,
+        name: str,
+        argv: Sequence[str],
+        cwd: Path,
+        env: dict[str, str],
+        pipe_bytes: int | None = None,
     ) -> ManagedProcess:
         if self._tracker is None:
             self._tracker = ProcessTracker()
         try:
-            process = self._tracker.spawn(name, argv, cwd=cwd, env=env)
+            process = self._tracker.spawn(name, argv, cwd=cwd, env=env, pipe_bytes=pipe_bytes)
         except OSError as exc:
             raise EnvironmentProblem(f"The grader could not start {name}: {exc}.") from exc
         return process
@@ -181,8 +189,10 @@ class LocalStack:
         # usually is the process started. Whatever it starts, however it detaches, the tracker
         # finds and stops.
         argv = [SHELL, "-c", self.manifest.command]
-        process = self._spawn(name, argv, self.repo.path, env)
+        # A big pipe: the learner's output may flood it, and must never wait on the grader.
+        process = self._spawn(name, argv, self.repo.path, env, BIG_PIPE_BYTES)
         self._apis.append(process)
+        self._every_api.append(process)
         api = LocalApi(name, f"http://127.0.0.1:{port}", process)
         await _wait_healthy(api, self.manifest, self.repo.path, env, self._left_behind)
         return api
@@ -216,6 +226,10 @@ class LocalStack:
         )
 
         return await start_local_edge(self.repo, self.api.base_url, self._spawn)
+
+    def output_summary(self) -> OutputSummary | None:
+        """What every instance of the learner's API printed (bounded: counts, first, last lines)."""
+        return OutputSummary.combine([process.summary() for process in self._every_api])
 
     async def aclose(self) -> None:
         """Stop every process the stack started, whatever state it is in."""

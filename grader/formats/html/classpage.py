@@ -10,7 +10,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from grader import __version__
 from grader.formats.html.drawing import (
@@ -26,7 +26,7 @@ from grader.formats.html.drawing import (
     to_svg,
 )
 from grader.formats.html.page import STATUS_CLASS, VERDICT, environment, text_of
-from grader.lines import sanitize
+from grader.lines import neutralise, sanitize
 from grader.model import ExitCode, Report, Status, fraction_of, percent_text, points_text
 
 SCORE_BINS = 10  # the score histogram's bars: 0-10 %, ..., 90-100 %
@@ -42,8 +42,17 @@ class ClassEntry:
 
 
 def safe_href(href: str | None) -> str | None:
-    """A link the class page may carry: relative, or http(s); never javascript: or data:."""
+    """A link the class page may carry: relative, or http(s); never javascript: or data:.
+
+    A C1 control or bidi override in it (a submission's folder name may hold one) is
+    percent-encoded: the link still opens that folder, and the page holds no such character. A
+    lone surrogate names no file the browser could open: no link.
+    """
     if not href or any(ord(c) <= 0x20 or c in "\\\x7f" for c in href):
+        return None
+    try:
+        href = "".join(quote(c) if neutralise(c) != c else c for c in href)
+    except UnicodeEncodeError:
         return None
     return href if urlsplit(href).scheme.lower() in ("", "http", "https") else None
 

@@ -2,7 +2,8 @@
 
 Jinja2 renders ``grader/formats/templates/report.html`` with autoescaping on. Everything that may
 carry the learner's words (summaries, evidence, API output, the repo's path) reaches the page
-only through that escaping, after :func:`grader.lines.sanitize`.
+only through that escaping, after :func:`grader.lines.sanitize`; every value any template
+prints is neutralised too (:func:`_shown`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from grader import __version__
 from grader.formats.base import COUNTED, WITHHELD_NOTE
 from grader.formats.html.charts import chart_for
 from grader.formats.json import not_gradable_reason
-from grader.lines import sanitize
+from grader.lines import neutralise, sanitize
 from grader.model import CheckResult, ExitCode, Report, Status, milestone, points_text
 
 if TYPE_CHECKING:  # imported when a page is written: `failfast` starts without jinja2
@@ -38,6 +39,19 @@ TEXT_LIMIT = 4000  # characters of one evidence field; a learner's body can be a
 LINE_LIMIT = 500  # characters of one line of API output
 
 
+def _shown(value: object) -> object:
+    """What a template prints of a value: text neutralised, then escaped by Jinja2 (markup too).
+
+    Every ``{{ }}`` of every template passes here, so no string reaches a page, in its text or
+    an attribute, with a control or bidi override in it, whatever built the page's values.
+    """
+    from markupsafe import Markup
+
+    if isinstance(value, Markup):  # a chart's checked SVG: still markup, neutralised
+        return Markup(neutralise(str(value), keep_cr=False))
+    return neutralise(value, keep_cr=False) if isinstance(value, str) else value
+
+
 @functools.cache
 def environment() -> jinja2.Environment:
     """The templates of grader/formats/templates, HTML-escaping every value they print."""
@@ -49,6 +63,7 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_shown,
     )
 
 
