@@ -135,12 +135,14 @@ class Catalog:
 def load(package: str) -> Catalog:
     """Import every module of ``package`` (registering its checks) and return its checks."""
     root = importlib.import_module(package)
-    for module in pkgutil.iter_modules(getattr(root, "__path__", [])):
-        importlib.import_module(f"{package}.{module.name}")
-    prefix = f"{package}."
-    return Catalog(
-        tuple(spec for spec in _REGISTERED.values() if spec.func.__module__.startswith(prefix))
-    )
+    modules = [f"{package}.{m.name}" for m in pkgutil.iter_modules(getattr(root, "__path__", []))]
+    for module in modules:
+        importlib.import_module(module)
+    # Module by module in the package's order, each in its own registration order: the same
+    # catalog whichever module someone imported first (a test, a benchmark, the CLI).
+    place = {module: index for index, module in enumerate(modules)}
+    ours = [spec for spec in _REGISTERED.values() if spec.func.__module__ in place]
+    return Catalog(tuple(sorted(ours, key=lambda spec: place[spec.func.__module__])))
 
 
 def select(name: str, *, through: bool = False) -> Selection:
