@@ -5,10 +5,12 @@ mutant must FAIL its target check. Two modes:
 
     python benchmarks/verdict_stability.py --runs 20 --load 2 [--milestone milestone-2] [--repo P]
     python benchmarks/verdict_stability.py --policies --runs 10 --loads 2 4
+    python benchmarks/verdict_stability.py --policies --milestones milestone-2 --loads 0 2 4
 
-``--policies`` grades milestones 3 and 4 of the reference solution, of every correct variant in
-tests/variants/ (other libraries and jitters), and of the milestone-3/4 mutants of
-tests/mutants.py, at each load, and prints PASS / FAIL / INCONCLUSIVE per check and repo: the
+``--policies`` grades milestones 3 and 4 (or ``--milestones``) of the reference solution, of
+every correct variant in tests/variants/ (other libraries, servers and jitters), of the mutants
+of tests/mutants.py at those milestones and of the variants' own mutants (VARIANT_MUTANTS), at
+each load, and prints PASS / FAIL / INCONCLUSIVE per check and repo: the
 table the accuracy targets are read from (0 FAIL on a correct repo; INCONCLUSIVE under 5 % of
 verdicts with two busy loops and under 25 % with four; a mutant FAILs its check in 95 % of runs).
 """
@@ -25,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.load import busy_loops, grade_json
-from tests.mutants import MUTANTS, REFERENCE, materialize, materialize_variant
+from tests.mutants import MUTANTS, REFERENCE, VARIANT_MUTANTS, materialize, materialize_variant
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ROOT / "tests" / "variants"
@@ -70,6 +72,15 @@ def policies(args: argparse.Namespace) -> int:
             if mutant.milestone in milestones and (not args.mutants or mutant.name in args.mutants):
                 repo = materialize(REFERENCE, Path(tmp) / mutant.name, mutant.edits)
                 repos.append((f"mutant {mutant.name}", repo, mutant.fails))
+        # Flaws only a variant can carry: a correct variant with one setting broken (gunicorn
+        # with fewer threads than the checkouts m2.healthz-under-load holds).
+        for variant, flawed in VARIANT_MUTANTS.items():
+            for mutant in flawed:
+                if mutant.milestone in milestones and (
+                    not args.mutants or mutant.name in args.mutants
+                ):
+                    repo = materialize_variant(variant, Path(tmp) / mutant.name, mutant.edits)
+                    repos.append((f"mutant {variant}/{mutant.name}", repo, mutant.fails))
         for load in args.loads:
             started = time.monotonic()
             print(f"\n## {load} busy loops, {args.runs} runs per correct repo\n")

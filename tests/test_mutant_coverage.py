@@ -80,3 +80,16 @@ def test_evidence_expectations_name_mutants_and_their_targets() -> None:
         assert name in by_name, f"EVIDENCE names no mutant {name!r}"
         assert check_id in by_name[name].fails, f"{name} does not fail {check_id}"
         assert shown
+
+
+def test_only_a_statistical_miss_earns_a_second_grading() -> None:
+    """A mutant is graded again only when m3's storm checks alone missed their verdict."""
+    mutant = next(m for m in MUTANTS if m.name == "fixed-delay-instead-of-backoff")
+    ids = ["m3.transient-heals", "m3.jitter-spread", "m3.backoff-grows"]
+    wanted = mutant.verdicts(ids)
+    assert not mutant.missed_by_chance(wanted)
+    assert mutant.missed_by_chance({**wanted, "m3.backoff-grows": "PASS"})
+    assert mutant.missed_by_chance({**wanted, "m3.jitter-spread": "INCONCLUSIVE"})
+    assert not mutant.missed_by_chance({**wanted, "m3.transient-heals": "FAIL"})
+    both = {**wanted, "m3.backoff-grows": "PASS", "m3.transient-heals": "ERROR"}
+    assert not mutant.missed_by_chance(both)

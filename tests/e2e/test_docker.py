@@ -85,6 +85,8 @@ def test_mutant_fails_its_target_in_containers(
     """Each mutant of milestones 2-5 gets in containers the verdicts it gets locally."""
     repo = materialize(REFERENCE, tmp_path / "repo", mutant.edits)
     run = run_failfast("check", mutant.milestone, "--format", "json", *DOCKER, repo=repo)
+    if mutant.missed_by_chance(run.statuses()):
+        run = run_failfast("check", mutant.milestone, "--format", "json", *DOCKER, repo=repo)
     expected = mutant.verdicts(spec.id for spec in catalog().for_milestone(mutant.milestone))
     assert run.statuses() == expected, run.report
     assert left_behind(engine) == []

@@ -153,6 +153,8 @@ def test_mutant_fails_its_target_only(mutant: Mutant, tmp_path: Path, grade_json
     """A mutant fails the checks it breaks, and passes (or skips) every other check."""
     repo = materialize(REFERENCE, tmp_path / "repo", mutant.edits)
     run = grade_json(mutant.milestone, repo)
+    if mutant.missed_by_chance(run.statuses()):
+        run = grade_json(mutant.milestone, repo)
     expected = mutant.verdicts(spec.id for spec in catalog().for_milestone(mutant.milestone))
     assert run.statuses() == expected, run.report
     assert run.returncode == 1
