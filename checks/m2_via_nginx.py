@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from checks.common import (
     ANSWER_TOLERANCE_S,
@@ -154,11 +154,10 @@ async def edge_answers_first(ctx: Context) -> Passed:
     result = await ctx.driver.checkout(
         amounts[0], timeout_s=answer_wait_s(ctx), base_url=edge.base_url
     )
-    resolving = _resolving(edge.output_tail(RESOLVER_LINES))
-    if resolving is None and _nginx_page(result):
+    if _nginx_page(result):
         # nginx logs before it answers, but the grader reads its log on another thread.
-        await asyncio.sleep(LOG_LAG_S)
-        resolving = _resolving(edge.output_tail(RESOLVER_LINES))
+        await _logged(edge.output_tail, lambda x: _resolving(x) is not None, RESOLVER_LINES)
+    resolving = _resolving(edge.output_tail(RESOLVER_LINES))
     if resolving is not None:
         # nginx looked a host up at run time (a form the rewiring could not point at the API):
         # without a resolver its answer is its own 502, which says nothing of the learner's
@@ -170,14 +169,20 @@ async def edge_answers_first(ctx: Context) -> Passed:
             f"through it nginx had to resolve a host name at run time, and the local backend "
             f"gives it no resolver (nginx said: {resolving})",
         )
-    # nginx writes its access log line after the answer has left: wait for it (bounded), so
-    # the evidence shows nginx's own record of the checkout.
-    waited_until = time.monotonic() + LOG_LAG_S
-    while result.status is not None and time.monotonic() < waited_until:
-        if any("POST /checkout" in line for line in edge.output_tail(8)):
-            break
-        await asyncio.sleep(0.02)
+    if result.status is not None:
+        # nginx writes its access log line after the answer has left: the evidence shows
+        # nginx's own record of the checkout.
+        await _logged(edge.output_tail, lambda x: any("POST /checkout" in y for y in x), 8)
     return judge_edge_answers_first(ctx, result, ran=edge.config, nginx_output=edge.output_tail(8))
+
+
+async def _logged(
+    tail: Callable[[int], Sequence[str]], seen: Callable[[Sequence[str]], bool], last: int
+) -> None:
+    """Wait at most LOG_LAG_S for nginx's ``last`` output lines (``tail``) to show ``seen``."""
+    until = time.monotonic() + LOG_LAG_S
+    while not seen(tail(last)) and time.monotonic() < until:
+        await asyncio.sleep(0.02)
 
 
 def judge_edge_answers_first(

@@ -82,6 +82,14 @@ def sanitize(line: str, limit: int = 300) -> str:
     return clean[: max(limit - 3, 0)] + "..."
 
 
+def decimal_size(size: int) -> str:
+    """A size in bytes in decimal units, as `docker build` prints it: 3.2 GB, 412.0 kB, 12 B."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
 # Past this much output, a report says how much the learner's API printed, with its first and
 # last lines, whatever the verdicts.
 LOUD_OUTPUT_BYTES = 1_000_000
@@ -122,12 +130,7 @@ class OutputSummary:
         """
         size = f"{self.bytes:,} bytes"
         if self.bytes >= 1000:
-            scale, unit = next(
-                (scale, unit)
-                for scale, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB"))
-                if self.bytes >= scale
-            )
-            size = f"{self.bytes / scale:.1f} {unit} ({size})"
+            size = f"{decimal_size(self.bytes)} ({size})"
         lines = f"{self.lines:,} line" + ("" if self.lines == 1 else "s")
         over = f" (over {self.instances} instances)" if self.instances > 1 else ""
         if self.complete:

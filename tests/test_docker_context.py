@@ -20,11 +20,11 @@ from grader.backends.docker.context import (
     MB,
     check_size,
     dockerignore_patterns,
-    human,
     measure,
 )
 from grader.errors import ImageBuildError
 from grader.learner.learnerfile import LearnerFileError
+from grader.lines import decimal_size
 
 DOCKERIGNORE = """\
 # comments and blank lines are not patterns
@@ -188,7 +188,7 @@ def test_an_unreadable_file_is_named_before_the_sdk_fails_on_it(
 
 def test_sizes_read_as_docker_prints_them() -> None:
     """Powers of ten, one decimal."""
-    assert [human(n) for n in (12, 412_000, 5_242_880, 3 << 30)] == [
+    assert [decimal_size(n) for n in (12, 412_000, 5_242_880, 3 << 30)] == [
         "12 B",
         "412.0 kB",
         "5.2 MB",

@@ -20,6 +20,7 @@ from docker.utils.build import exclude_paths
 
 from grader.errors import ImageBuildError
 from grader.learner import learnerfile
+from grader.lines import decimal_size
 
 DOCKERIGNORE = ".dockerignore"
 MAX_DOCKERIGNORE_BYTES = learnerfile.MIB  # patterns: a few lines
@@ -106,22 +107,14 @@ def check_size(root: Path, limit_mb: int) -> ContextSize:
     size = measure(root)
     if size.total <= limit_mb * MB:
         return size
-    biggest = "; ".join(f"{f.path} ({human(f.size)})" for f in size.biggest)
+    biggest = "; ".join(f"{f.path} ({decimal_size(f.size)})" for f in size.biggest)
     ignore = root / DOCKERIGNORE
     example = size.biggest[0].path if size.biggest else "data/"
     raise ImageBuildError(
-        f"Your build context is {human(size.total)} ({size.files} files): that is what "
+        f"Your build context is {decimal_size(size.total)} ({size.files} files): that is what "
         f"`docker build` would send from {root} after {DOCKERIGNORE}, and the grader sends "
         f"at most {limit_mb} MB (--build-context-mb). The biggest files: {biggest}. If your "
         f"image does not need them, exclude them in {ignore}, one pattern per line (for "
         f"example `{example}`, or their directory); if it does, grade with a higher "
         "--build-context-mb.",
     )
-
-
-def human(size: int) -> str:
-    """A size in bytes as `docker build` would print it: 3.2 GB, 412 kB, 12 B."""
-    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} B"
