@@ -123,11 +123,19 @@ class Selection:
     name: str  # as asked for: "milestone-3", "all"
     milestones: tuple[str, ...]
     through: bool = False
+    # --target: the checks asked for, as given; () grades every check of the milestones.
+    targets: tuple[str, ...] = ()
+    # The checks a run with targets grades: each target and every check it depends on.
+    only: frozenset[str] = frozenset()
 
     @property
     def label(self) -> str:
         """In words, for report headings."""
         return selection_label(self.name, self.milestones)
+
+    def includes(self, check_id: str) -> bool:
+        """Whether this run grades the check: every one, or a target or what a target needs."""
+        return not self.targets or check_id in self.only
 
 
 def selection_label(name: str, milestones: tuple[str, ...]) -> str:
@@ -355,6 +363,8 @@ class Report:
     withheld_gradable: bool = True
     # What the learner's API printed over the whole run (every instance), when it ran.
     api_output: OutputSummary | None = None
+    # --target: the run graded only these checks and what they depend on.
+    targets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """A report of one milestone lists just that one."""
@@ -364,7 +374,8 @@ class Report:
     @property
     def title(self) -> str:
         """What was graded, in words."""
-        return selection_label(self.milestone, self.milestones)
+        label = selection_label(self.milestone, self.milestones)
+        return f"{label}, only {', '.join(self.targets)}" if self.targets else label
 
     def results_of(self, milestone: str) -> tuple[CheckResult, ...]:
         """The results of one of the milestones graded."""

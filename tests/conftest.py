@@ -115,7 +115,7 @@ def run_failfast(
 def grade_json() -> Iterator[Any]:
     """Grade a milestone of a repo with the JSON report on stdout."""
 
-    def grade(milestone: str, repo: Path, **kwargs: Any) -> Run:
-        return run_failfast("check", milestone, "--format", "json", repo=repo, **kwargs)
+    def grade(milestone: str, repo: Path, *extra: str, **kwargs: Any) -> Run:
+        return run_failfast("check", milestone, "--format", "json", *extra, repo=repo, **kwargs)
 
     yield grade

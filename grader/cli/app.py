@@ -123,7 +123,11 @@ def catalog() -> registry.Catalog:
 
 def planned_checks(selection: Selection) -> list[tuple[str, str]]:
     """(milestone, check id) of every check a run of ``selection`` is asked for."""
-    return [(s.milestone, s.id) for s in catalog().specs if s.milestone in selection.milestones]
+    return [
+        (s.milestone, s.id)
+        for s in catalog().specs
+        if s.milestone in selection.milestones and selection.includes(s.id)
+    ]
 
 
 def refuse_hidden(

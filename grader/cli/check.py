@@ -67,6 +67,15 @@ def check(
     repo: Annotated[Path, typer.Option("--repo", help="Root of the learner's checkout.")] = Path(
         "."
     ),
+    targets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            metavar="CHECK",
+            help="Grade only this check (an id from `failfast list`) and the checks it depends "
+            "on. Repeatable.",
+        ),
+    ] = None,
     output_format: Annotated[
         OutputFormat, typer.Option("--format", help="Report format on stdout.")
     ] = OutputFormat.TEXT,
@@ -151,7 +160,9 @@ def check(
                 raise lost_cwd
             if course_file is not None:  # before grading: a bad course file is bad input
                 course = Course.load(course_file, catalog())
-            selection = registry.select(milestone, through=through)
+            selection = registry.select(
+                milestone, through=through, targets=targets or (), catalog=catalog()
+            )
             planned = planned_checks(selection)
             refuse_hidden(course, course_file, planned, [f.format for f in files])
             tally = Tally(selection, str(repo))

@@ -11,11 +11,13 @@ The registry never imports the checks: whoever grades names the package that hol
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import importlib
 import inspect
 import pkgutil
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
@@ -131,6 +133,18 @@ class Catalog:
         """The check with this id, if there is one."""
         return next((spec for spec in self.specs if spec.id == check_id), None)
 
+    def needed_by(self, check_ids: Iterable[str]) -> frozenset[str]:
+        """The checks named and every check they depend on, however indirectly."""
+        needed: set[str] = set()
+        todo = list(check_ids)
+        while todo:
+            check_id = todo.pop()
+            spec = self.get(check_id)
+            if spec is not None and check_id not in needed:
+                needed.add(check_id)
+                todo.extend(spec.depends)
+        return frozenset(needed)
+
 
 def load(package: str) -> Catalog:
     """Import every module of ``package`` (registering its checks) and return its checks."""
@@ -145,15 +159,47 @@ def load(package: str) -> Catalog:
     return Catalog(tuple(sorted(ours, key=lambda spec: place[spec.func.__module__])))
 
 
-def select(name: str, *, through: bool = False) -> Selection:
-    """The milestones ``name`` stands for; ``through`` adds every milestone before it."""
+def select(
+    name: str,
+    *,
+    through: bool = False,
+    targets: Sequence[str] = (),
+    catalog: Catalog | None = None,
+) -> Selection:
+    """The milestones ``name`` stands for; ``through`` adds every milestone before it.
+
+    ``targets`` (check ids, from ``--target``, as check50's) narrows the run to those checks
+    and the checks they depend on; each must be a check of the milestones chosen.
+    """
     if name == ALL:
-        return Selection(ALL, MILESTONE_KEYS)
-    if name not in MILESTONE_KEYS:
+        milestones = MILESTONE_KEYS
+    elif name not in MILESTONE_KEYS:
         raise GradingError(
             f"There is no milestone {name!r}; choose one of {', '.join(MILESTONE_KEYS)}, or {ALL} "
             f"(`failfast list` shows their checks)."
         )
-    if through:
-        return Selection(name, MILESTONE_KEYS[: MILESTONE_KEYS.index(name) + 1], through=True)
-    return Selection(name, (name,))
+    elif through:
+        milestones = MILESTONE_KEYS[: MILESTONE_KEYS.index(name) + 1]
+    else:
+        milestones = (name,)
+    selection = Selection(name, milestones, through=through and name != ALL)
+    if not targets:
+        return selection
+    if catalog is None:
+        raise ValueError("select() needs the catalog to resolve targets")
+    for target in targets:
+        spec = catalog.get(target)
+        if spec is None:
+            close = difflib.get_close_matches(target, [s.id for s in catalog.specs], n=1)
+            also = f"; did you mean {close[0]}?" if close else ""
+            raise GradingError(
+                f"There is no check {target!r} to --target{also} `failfast list` shows every "
+                "check id."
+            )
+        if spec.milestone not in milestones:
+            raise GradingError(
+                f"--target {target} is a check of {spec.milestone}, which this run does not "
+                f"grade: run `failfast check {spec.milestone} --target {target}`."
+            )
+    unique = tuple(dict.fromkeys(targets))
+    return dataclasses.replace(selection, targets=unique, only=catalog.needed_by(unique))

@@ -128,6 +128,7 @@ class Tally:
             budgets=self.budgets,
             milestones=self.selection.milestones,
             through=self.selection.through,
+            targets=self.selection.targets,
             interrupted=interrupted,
             backend=self.backend,
             notes=self.notes,
@@ -161,7 +162,11 @@ async def grade(
     tally.backend = backend
     repo = LearnerRepo.open(repo_path)
     tally.repo = str(repo.path)
-    groups = [catalog.for_milestone(milestone) for milestone in selection.milestones]
+    groups = [
+        tuple(spec for spec in catalog.for_milestone(milestone) if selection.includes(spec.id))
+        for milestone in selection.milestones
+    ]
+    groups = [group for group in groups if group]  # --target: a milestone with none of them
     specs = tuple(spec for group in groups for spec in group)
     tally.specs = specs
     budgets, source, unusable = budgets_mod.COURSE, None, None
@@ -173,7 +178,8 @@ async def grade(
             # Graded with the first milestone (the budget table's), an unusable table is its
             # FAIL, with every line at fault; the live checks it would have held to are
             # skipped, not the whole run.
-            if len(groups) == 1 or MILESTONES[0].key not in selection.milestones:
+            # (--target may have left milestone 1 with nothing to grade: then it is not there.)
+            if len(groups) == 1 or all(g[0].milestone != MILESTONES[0].key for g in groups):
                 raise
             unusable = error
     tally.budgets = source

@@ -165,6 +165,7 @@ class JsonFormat:
             "kind": "report",
             "milestone": report.milestone,
             "milestones": list(report.milestones),
+            "targets": list(report.targets),
             "repo": report.repo,
             "started_at": report.started_at,
             "duration_s": _seconds(report.duration_s),

@@ -82,12 +82,19 @@ LIVE_MUTANTS = [m for m in MUTANTS if m.milestone in {f"milestone-{n}" for n in 
 def test_mutant_fails_its_target_in_containers(
     mutant: Mutant, tmp_path: Path, engine: docker.DockerClient
 ) -> None:
-    """Each mutant of milestones 2-5 gets in containers the verdicts it gets locally."""
+    """Each mutant of milestones 2-5 fails its targets in containers as it does locally.
+
+    Graded with --target: the checks it must fail and what they depend on. That every other
+    check passes in containers is the reference's test above; that the mutant breaks only its
+    targets, tests/e2e/test_milestones.py's.
+    """
     repo = materialize(REFERENCE, tmp_path / "repo", mutant.edits)
-    run = run_failfast("check", mutant.milestone, "--format", "json", *DOCKER, repo=repo)
+    targets = [arg for check_id in sorted(mutant.fails) for arg in ("--target", check_id)]
+    argv = ("check", mutant.milestone, "--format", "json", *targets, *DOCKER)
+    run = run_failfast(*argv, repo=repo)
     if mutant.missed_by_chance(run.statuses()):
-        run = run_failfast("check", mutant.milestone, "--format", "json", *DOCKER, repo=repo)
-    expected = mutant.verdicts(spec.id for spec in catalog().for_milestone(mutant.milestone))
+        run = run_failfast(*argv, repo=repo)
+    expected = mutant.verdicts(catalog().needed_by(mutant.fails))
     assert run.statuses() == expected, run.report
     assert left_behind(engine) == []
 
