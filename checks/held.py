@@ -14,11 +14,13 @@ be taken under; that the count plateaus below N is itself what starves a request
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from grader.checkkit import Attempt, Context
+from grader.checkkit import Attempt, Context, k6
 
 # The count has stopped rising once it has not risen for this long: 20 checkouts sent at once
 # all reach the provider within ~0.1 s on a quiet machine (the reference: 20 in 0.04-0.09 s),
@@ -153,3 +155,117 @@ def firsts_spread(grouped: dict[int, list[Attempt]], group_of: dict[int, int]) -
         if attempts:
             firsts.setdefault(group_of.get(amount, -1), []).append(attempts[0].arrived_at)
     return max((max(f) - min(f) for f in firsts.values()), default=0.0)
+
+
+def answered_at(attempt: Attempt) -> float | None:
+    """When the provider began its answer to an attempt, or else when the attempt ended."""
+    if attempt.response_started_at is not None:
+        return attempt.response_started_at
+    return ended_at(attempt)
+
+
+def overlap_s(first: tuple[float, float], second: tuple[float, float]) -> float:
+    """How long two spans (start, end) were open together: 0 when one ended before the other."""
+    return max(0.0, min(first[1], second[1]) - max(first[0], second[0]))
+
+
+def held_samples(
+    attempts: Sequence[Attempt], since: float, until: float, step_s: float
+) -> list[int]:
+    """The checkouts held at ``since``, every ``step_s`` after it, up to ``until``.
+
+    Evenly spaced instants, so the median says how much was held for most of the window, where
+    the plateau says only the most at any one instant.
+    """
+    count = max(0, int((until - since) / step_s)) + 1
+    return [held_at(attempts, since + n * step_s) for n in range(count)]
+
+
+# The load test's held load (lt.* checks): how often the slow phase's held count is sampled.
+HELD_STEP_S = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLoad:
+    """How much load the run held: at the provider in the slow phase, and in k6's VUs.
+
+    The slow phase claims "while the provider holds every charge": ``held_most`` and
+    ``held_median`` say how many slow checkouts the provider held at once over it (from the
+    stub's journal), so a service that queued them (k6 waiting on it, iterations dropped) shows.
+    """
+
+    slow_checkouts: int  # slow checkouts that reached the provider
+    held_most: int  # the most the provider held at once in the slow phase
+    held_median: float  # the median of the held count, sampled every HELD_STEP_S over it
+    vus_max: int | None  # the most VUs k6 had busy at once (both phases, and /healthz)
+    vus_allocated: int | None  # the most VUs k6 had allocated
+    dropped_iterations: int  # arrival-rate iterations k6 could not start: no free VU
+    recovery_requests: int | None  # recovery checkouts k6 completed
+    recovery_rate: float | None  # per second, over the recovery phase
+
+    def to_data(self) -> dict[str, Any]:
+        """For the reports' data."""
+        return {
+            "slow_checkouts_at_provider": self.slow_checkouts,
+            "slow_held_most": self.held_most,
+            "slow_held_median": self.held_median,
+            "k6_vus_max": self.vus_max,
+            "k6_vus_allocated": self.vus_allocated,
+            "k6_dropped_iterations": self.dropped_iterations,
+            "recovery_requests": self.recovery_requests,
+            "recovery_rate_per_s": self.recovery_rate,
+        }
+
+    def describe(self) -> str:
+        """In words, for ``measured``."""
+        vus = "" if self.vus_max is None else f", k6 had up to {self.vus_max} VUs busy"
+        dropped = (
+            f", {self.dropped_iterations} iterations dropped (no free VU)"
+            if self.dropped_iterations
+            else ""
+        )
+        recovery = (
+            ""
+            if self.recovery_rate is None
+            else f"; recovery ran at {self.recovery_rate:.1f} checkouts/s"
+        )
+        return (
+            f"slow phase: the provider held up to {self.held_most} checkouts at once (median "
+            f"{self.held_median:g}){vus}{dropped}{recovery}"
+        )
+
+
+def _gauge_max(run: k6.Run, name: str) -> int | None:
+    """A gauge's highest value in the run (k6 summarises a gauge as value, min and max)."""
+    metric = run.summary.metrics.get(name)
+    found = None if metric is None else metric.values.get("max", metric.values.get("value"))
+    return None if found is None else round(found)
+
+
+def held_load(
+    run: k6.Run, slow: Sequence[Attempt], *, slow_s: float, recovery_s: float
+) -> HeldLoad:
+    """What a k6 run held, from its summary and the stub's journal of the slow checkouts.
+
+    The slow phase is taken as ``slow_s`` from the first slow checkout's arrival at the
+    provider; the recovery phase's rate is its requests over ``recovery_s``.
+    """
+    most, median = 0, 0.0
+    if slow:
+        since = min(a.arrived_at for a in slow)
+        until = since + slow_s
+        most = plateau(slow, since, until)
+        median = float(statistics.median(held_samples(slow, since, until, HELD_STEP_S)))
+    dropped = run.summary.metrics.get("dropped_iterations")
+    recovery = run.summary.metrics.get("http_req_duration{scenario:recovery}")
+    requests = None if recovery is None or recovery.samples is None else round(recovery.samples)
+    return HeldLoad(
+        slow_checkouts=len({a.amount_cents for a in slow}),
+        held_most=most,
+        held_median=median,
+        vus_max=_gauge_max(run, "vus"),
+        vus_allocated=_gauge_max(run, "vus_max"),
+        dropped_iterations=0 if dropped is None else round(dropped.values.get("count", 0.0)),
+        recovery_requests=requests,
+        recovery_rate=None if requests is None else round(requests / recovery_s, 2),
+    )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from checks.common import ANSWER_TOLERANCE_S, HOLD_S, NOISE_HINT, noise_s
+from checks.held import HeldLoad, held_load
 from checks.stats import charted
 from grader.checkkit import (
     CheckFailed,
@@ -52,10 +53,19 @@ def checkout_limit_ms(ctx: Context) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Load:
-    """The k6 run, and how much noise the machine had while it ran."""
+    """The k6 run, how much noise the machine had while it ran, and how much load it held."""
 
     run: k6.Run
     noise_ms: float  # past a latency threshold by no more than this: INCONCLUSIVE, not FAIL
+    held: HeldLoad | None = None  # None: not read (a run judged without a stub, in tests)
+
+    def held_data(self) -> dict[str, Any]:
+        """The load held, for every check's data."""
+        return {} if self.held is None else self.held.to_data()
+
+    def held_words(self) -> str:
+        """The load held, as a phrase to end ``measured`` with."""
+        return "" if self.held is None else f"; {self.held.describe()}"
 
 
 async def _load(ctx: Context) -> Load:
@@ -81,7 +91,13 @@ async def _load(ctx: Context) -> Load:
             f"{refused.refusal.measured} ({script()}). Reinstall failfast-grader; the grader "
             "never fetches a module from the network."
         ) from None
-    return Load(run, noise_s(ctx) * 1000)
+    # k6 has ended, so have its requests: the journal holds every slow checkout's attempts.
+    slow_attempts = await ctx.stack.stub.journal(slow)
+    return Load(
+        run,
+        noise_s(ctx) * 1000,
+        held_load(run, slow_attempts, slow_s=SLOW_S, recovery_s=RECOVERY_S),
+    )
 
 
 async def load_run(ctx: Context) -> Load:
@@ -208,12 +224,14 @@ def judge(ctx: Context, load: Load, metric: str, what: str) -> Passed:
     unit = "" if expression.aggregate == "rate" else " ms"
     shown = f"{value:.3f}" if expression.aggregate == "rate" else f"{value:,.0f}"
     measured = f"{what}: {expression.aggregate} = {shown}{unit} over {found.samples:.0f} requests"
+    measured += load.held_words()
     expected = f"{expression.aggregate} {expression.operator} {expression.limit:g}{unit}"
     data = {
         "metric": metric,
         "value": round(value, 4),
         "limit": expression.limit,
         "samples": found.samples,
+        **load.held_data(),
     }
     noisy = (
         expression.aggregate != "rate"
@@ -260,8 +278,25 @@ def judge(ctx: Context, load: Load, metric: str, what: str) -> Passed:
     timeout_s=K6_TIMEOUT_S + 20,
 )
 async def k6_run(ctx: Context) -> Passed:
-    """Run loadtest/checkout.js with real k6: a slow phase, then a recovery phase."""
-    run = (await load_run(ctx)).run
+    """Run loadtest/checkout.js with real k6: a slow phase, then a recovery phase.
+
+    The condition it claims: k6 ran the grader's script to the end, so its summary can be
+    judged: k6 exited 0 or 99 (thresholds crossed, judged by the other lt checks) and no
+    iteration threw.
+
+    How it knows the condition holds while it measures: the exit code, and the script's own
+    count of iterations that threw (script_errors), from k6's summary. It does not require
+    every iteration to have run: arrival-rate scenarios drop iterations when no VU is free (a
+    service that queues), and the report gives the count (dropped iterations), with the load
+    the run held: how many slow checkouts the provider held at once, the most VUs busy, and the
+    recovery phase's rate.
+
+    The hint's evidence: a k6 that did not run, or exited with another code, or a script that
+    threw, is the grader's installation or script at fault: the learner's code cannot cause it
+    (a service that fails or hangs makes requests fail or time out, not the script throw).
+    """
+    load = await load_run(ctx)
+    run = load.run
     if run.problem is not None:
         raise EnvironmentProblem(f"{run.problem}; its output ends: " + " / ".join(run.output_tail))
     errors = run.summary.metrics.get("script_errors")
@@ -274,11 +309,12 @@ async def k6_run(ctx: Context) -> Passed:
     chart = latency_chart(run)
     return Passed(
         f"k6 sent {count:.0f} requests in {run.duration_s:.1f} s",
-        measured=f"exit code {run.exit_code}, {count:.0f} requests",
+        measured=f"exit code {run.exit_code}, {count:.0f} requests" + load.held_words(),
         data={
             "k6_duration_s": round(run.duration_s, 3),
             "exit_code": run.exit_code,
             **latency_data(chart),
+            **load.held_data(),
         },
         figure=latency_figure(ctx, run),
         chart=chart,
@@ -296,7 +332,24 @@ async def k6_run(ctx: Context) -> Passed:
     timeout_s=K6_TIMEOUT_S + 20,
 )
 async def slow_phase_fails_fast(ctx: Context) -> Passed:
-    """Judge p(95) of checkout latency while the provider held every charge for 10 s."""
+    """Judge p(95) of checkout latency while the provider held every charge for 10 s.
+
+    The condition it claims: while the provider holds every charge far past the api budget,
+    checkout p95 stays within the api budget (+0.5 s tolerance).
+
+    How it knows the condition holds while it measures: every amount the slow scenario sends
+    (10 checkouts/s for 6 s) has a stub rule holding its charge 10 s, so every slow checkout
+    that reaches the provider is held; the stub's journal of those amounts says how many the
+    provider held at once (the most, and the median sampled every 0.1 s over the 6 s from the
+    first arrival), and k6's summary how many VUs were busy at most and how many iterations it
+    dropped. A p95 past the limit by no more than the noise measured during the run is
+    INCONCLUSIVE.
+
+    The hint's evidence: a p95 past the budget says slow-phase checkouts were answered late; it
+    does not say why. The hint names the usual cause, a provider call or checkout with no bound
+    (milestone 2 tells which bound is missing); a service out of threads that queued checkouts
+    also answers late, and then the provider held fewer at once than k6 sent.
+    """
     return judge(
         ctx, await load_run(ctx), "http_req_duration{scenario:slow}", "slow-phase checkout"
     )
@@ -308,12 +361,30 @@ async def slow_phase_fails_fast(ctx: Context) -> Passed:
     depends=("lt.k6-run",),
     why="Fail-fast is half the story: once the provider is healthy, the service must be too, "
     "without a backlog of stuck requests or an exhausted pool.",
-    hint="Make sure timed-out provider calls release their connections (async with, or close "
-    "the response) so the pool is free when the provider comes back.",
+    hint="Look at what a checkout does besides the provider call (milestone 2's timeouts bound "
+    "that): work before it answers (a receipt, a report written inline), or requests waiting "
+    "for a thread, worker or connection still held by the slow phase's checkouts.",
     timeout_s=K6_TIMEOUT_S + 20,
 )
 async def recovery_latency(ctx: Context) -> Passed:
-    """Judge p(95) of checkout latency once the provider answers at once."""
+    """Judge p(95) of checkout latency once the provider answers at once.
+
+    The condition it claims: once the provider is healthy again, checkout p95 is back within
+    the api budget (+0.5 s tolerance).
+
+    How it knows the condition holds while it measures: the recovery scenario (20 checkouts/s
+    for 5 s) starts when the slow one ends, with amounts that have no stub rule, so the
+    provider answers them at once. Slow-phase checkouts the service still holds (up to its api
+    budget) overlap its first seconds: that backlog is part of what is judged. The report gives
+    the rate the recovery phase achieved (its requests over its 5 s). A p95 past the limit by
+    no more than the noise measured during the run is INCONCLUSIVE.
+
+    The hint's evidence: a healthy provider and checkouts slower than the budget is time the
+    service spends outside the provider call it bounds: work before it answers, or requests
+    queued behind the slow phase's for a thread or a connection. A pool exhausted by leaked
+    connections makes checkouts fail at the deadline rather than answer late:
+    lt.recovery-succeeds.
+    """
     load = await load_run(ctx)
     return judge(ctx, load, "http_req_duration{scenario:recovery}", "recovery-phase checkout")
 
@@ -323,13 +394,30 @@ async def recovery_latency(ctx: Context) -> Passed:
     "After the provider recovers, more than 99 % of checkouts succeed",
     depends=("lt.k6-run",),
     why="A service that stays broken after its provider healed (an open circuit that never "
-    "closes, a spent retry budget that never refills) fails customers for no reason.",
-    hint="Let successes refill the retry budget, and close any circuit breaker once the "
-    "provider answers again.",
+    "closes, a connection pool that timed-out calls left exhausted) fails customers for no "
+    "reason.",
+    hint="Close any circuit breaker once the provider answers again, and make sure timed-out "
+    "provider calls release their connections (async with, or close the response) so the pool "
+    "is free when the provider comes back.",
     timeout_s=K6_TIMEOUT_S + 20,
 )
 async def recovery_succeeds(ctx: Context) -> Passed:
-    """Judge the failed-request rate of checkouts once the provider answers at once."""
+    """Judge the failed-request rate of checkouts once the provider answers at once.
+
+    The condition it claims: once the provider is healthy again, fewer than 1 % of checkouts
+    fail (k6's http_req_failed: no answer, or a status of 400 or more).
+
+    How it knows the condition holds while it measures: the recovery scenario's amounts have no
+    stub rule, so the provider answers every one at once; the scenario starts when the slow
+    one ends, and the report gives the rate it achieved. A failure rate has no noise band: with
+    the provider answering at once, a busy machine would have to delay a checkout past its api
+    budget to fail it, far more than the lateness it causes.
+
+    The hint's evidence: checkouts failing while the provider answers at once is the service
+    refusing, or failing to reach, a provider that is up: a circuit breaker that stayed open, or
+    a connection pool that timed-out calls left exhausted. (A spent retry budget cannot cause
+    it: a first attempt needs no token, and the provider fails none.)
+    """
     load = await load_run(ctx)
     return judge(ctx, load, "http_req_failed{scenario:recovery}", "recovery-phase failures")
 
@@ -340,10 +428,24 @@ async def recovery_succeeds(ctx: Context) -> Passed:
     depends=("lt.k6-run",),
     why="Under load with a hanging provider, a slow health check gets healthy instances "
     "restarted: the outage of one dependency becomes an outage of the whole service.",
-    hint="Keep the event loop free: no blocking calls in async handlers (see "
-    "m2.healthz-under-load).",
+    hint="Keep what serves /healthz free: no blocking calls in async handlers, and more threads "
+    "or workers than checkouts that can be stuck at once (m2.healthz-under-load tells which).",
     timeout_s=K6_TIMEOUT_S + 20,
 )
 async def healthz_fast(ctx: Context) -> Passed:
-    """Judge p(99) of /healthz latency over both phases."""
+    """Judge p(99) of /healthz latency over both phases.
+
+    The condition it claims: /healthz p99 stays under 100 ms throughout the run, the slow phase
+    (checkouts held by the provider) included.
+
+    How it knows the condition holds while it measures: the health scenario probes /healthz 10
+    times a second over both phases, alongside the checkouts; the report says how many slow
+    checkouts the provider held at once (the most, and the median over the slow phase). The
+    p99 is over every probe of both phases. A p99 past the limit by no more than the noise
+    measured during the run is INCONCLUSIVE.
+
+    The hint's evidence: a slow /healthz p99 says probes waited; it does not say on what. The
+    hint names both causes m2.healthz-under-load tells apart: an event loop blocked by a sync
+    call, or a service out of threads or workers that queues /healthz behind stuck checkouts.
+    """
     return judge(ctx, await load_run(ctx), "http_req_duration{scenario:health}", "/healthz")

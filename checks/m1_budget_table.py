@@ -1,74 +1,32 @@
 """Milestone 1: the timeout budget table, checked statically (nothing is started).
 
-Ids: m1.budgets-valid, m1.layers-ordered, m1.retry-policy, m1.nginx-agrees, m1.k6-thresholds.
+Ids: m1.budgets-valid, m1.layers-ordered, m1.retry-policy, m1.nginx-agrees (m1.k6-thresholds,
+which reads the load test against this table, is in m1_k6.py).
 """
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 from checks.common import repo_relative
+from checks.files import NGINX_FILE, learner_file, table, unreadable
 from grader.checkkit import (
     MAX_ATTEMPTS_BOUND,
     RETRY_RATIO_BOUND,
-    Budgets,
     CheckFailed,
     Context,
-    Loaded,
     Location,
     Passed,
-    ToolTimeout,
     check,
-    k6,
     learnerfile,
     nginxconf,
 )
 from grader.checkkit import budgets as budgets_mod
 
-# The learner's files these checks read, relative to the repo root (CI annotates them).
-NGINX_FILE = nginxconf.CONF_PATH
-K6_SCRIPT = "loadtest/checkout.js"
-
-
-def _learner_file(ctx: Context, relative: str, what: str, limit_bytes: int) -> Path:
-    """A file the learner's repo must have, readable the one safe way, or the FAIL saying why.
-
-    Read through :mod:`grader.learner.learnerfile` (a regular file inside the repo, at most
-    ``limit_bytes``), so that what reads it next (crossplane, ``k6 inspect``) gets a file that
-    cannot hang or flood it.
-    """
-    path = ctx.repo.path / relative
-    try:
-        learnerfile.read_bytes(ctx.repo.path, relative, limit_bytes)
-    except learnerfile.LearnerFileError as error:
-        raise _unreadable(error, what) from None
-    return path
-
-
-def _unreadable(error: learnerfile.LearnerFileError, what: str) -> CheckFailed:
-    """The FAIL for a learner's file the grader will not read as it is."""
-    if error.missing and error.problem == "was not found":
-        return CheckFailed(
-            f"{error.file} was not found",
-            measured=f"no file at {error.file}",
-            expected=f"{what} at {error.file}",
-            location=error.location,
-        )
-    return CheckFailed(
-        f"{error.file} cannot be read as it is",
-        measured=error.message,
-        expected=f"{what}: a regular file inside your repository",
-        hint=f"{error.fix[:1].upper()}{error.fix[1:]}.",
-        location=error.location,
-    )
-
-
-def _table(ctx: Context) -> tuple[Budgets, Loaded]:
-    loaded = budgets_mod.load(ctx.repo.path)
-    if loaded.problems:  # unreachable after m1.budgets-valid passed, unless the file changed
-        raise CheckFailed("budgets.yaml changed while grading", measured=str(loaded.problems[0]))
-    return budgets_mod.from_data(loaded.data), loaded
+# The hint when what is wrong is budgets.yaml as a whole (no line to point at), not a value.
+WHOLE_FILE_HINT = (
+    "Put budgets.yaml at the root of your repository as a plain YAML file: the starter repo's "
+    "learner_template/budgets.yaml has every key, to fill in with numbers of seconds (the README "
+    "gives the format)."
+)
 
 
 @check(
@@ -81,7 +39,25 @@ def _table(ctx: Context) -> tuple[Budgets, Loaded]:
     live=False,
 )
 def budgets_valid(ctx: Context) -> Passed:
-    """Parse budgets.yaml and validate it against the JSON Schema the grader ships."""
+    """Parse budgets.yaml and validate it against the JSON Schema the grader ships.
+
+    The condition it claims: the repo's budgets.yaml, at its root, is a YAML mapping that
+    validates against grader/schemas/budgets.schema.json: the four layer timeouts filled in as
+    numbers of seconds within the schema's bounds (more than 0, at most an hour), and retries
+    and retry_budget, when present, complete and within theirs.
+
+    How it knows the condition holds while it measures: a static check; nothing is started and
+    no load is held. It reads the file once, through grader/learner/learnerfile.py (a regular
+    file inside the repo, at most 256 KiB), parses it with PyYAML's safe loader made to refuse
+    aliases, duplicate keys, .nan and .inf, and validates the document with jsonschema (Draft
+    2020-12); each problem keeps its line and field, where it has them.
+
+    The hints' evidence: problems found in the file, each at its line (a null left from the
+    starter file, a value of the wrong type or out of bounds, a YAML syntax error), get the
+    check's own hint, to fill in every value. Problems with no line at all are the file's own
+    (missing, empty, unreadable as a regular file): the hint then says to put a budgets.yaml
+    at the repo's root, as the README describes, since there is no value to fill in yet.
+    """
     loaded = budgets_mod.load(ctx.repo.path)
     if loaded.problems:
         shown = [str(p) for p in loaded.problems]
@@ -98,6 +74,7 @@ def budgets_valid(ctx: Context) -> Passed:
                 ]
             },
             location=loaded.problems[0].location,
+            hint=WHOLE_FILE_HINT if all(p.line is None for p in loaded.problems) else None,
         )
     budgets = budgets_mod.from_data(loaded.data)
     layers = budgets.layers
@@ -120,8 +97,20 @@ def budgets_valid(ctx: Context) -> Passed:
     live=False,
 )
 def layers_ordered(ctx: Context) -> Passed:
-    """Check nginx > api > payments read timeout, and connect timeout <= read timeout."""
-    budgets, loaded = _table(ctx)
+    """Check nginx > api > payments read timeout, and connect timeout <= read timeout.
+
+    The condition it claims: in budgets.yaml, layers.nginx.timeout_s > layers.api.timeout_s >
+    layers.payments.read_timeout_s, and connect_timeout_s <= read_timeout_s (numbers of the
+    file, not of the running service).
+
+    How it knows the condition holds while it measures: a static check; nothing is started and
+    no load is held. It compares the four numbers of the table m1.budgets-valid read and
+    validated (read again the same way, grader/learner/budgets.py), each located at its line.
+
+    The hint's evidence: each pair out of order, named with the line of the inner value and
+    the two numbers; the hint is the order itself, which is all a pair out of order can mean.
+    """
+    budgets, loaded = table(ctx)
     layers = budgets.layers
     where = {
         "api": loaded.location("layers", "api", "timeout_s"),
@@ -180,8 +169,23 @@ def layers_ordered(ctx: Context) -> Passed:
     live=False,
 )
 def retry_policy(ctx: Context) -> Passed:
-    """Check the declared retries against course bounds and compute their worst case."""
-    budgets, loaded = _table(ctx)
+    """Check the declared retries against course bounds and compute their worst case.
+
+    The condition it claims: budgets.yaml's retries, when declared, have max_attempts at most 5
+    and base_delay_s at most max_delay_s, and its retry_budget, when declared, a ratio at most
+    0.2. The worst case (max_attempts attempts of connect + read timeout, plus the longest
+    declared wait before each retry) is computed and compared with the api budget: a worst
+    case over it is still a PASS, whose summary says an overall deadline is required (the live
+    checks of milestones 2 and 3 hold the service to it).
+
+    How it knows the condition holds while it measures: a static check; nothing is started and
+    no load is held. It reads the numbers of the table m1.budgets-valid validated (read again
+    the same way, grader/learner/budgets.py); a table without retries has nothing to bound.
+
+    The hint's evidence: each value past its course bound, at its line, with the bound; the
+    hint names the three bounds, which are the only way this check fails.
+    """
+    budgets, loaded = table(ctx)
     retries, bucket = budgets.retries, budgets.retry_budget
     worst, api = budgets.worst_case_s(), budgets.layers.api_s
     wrong: list[tuple[Location, str]] = []
@@ -258,21 +262,46 @@ def retry_policy(ctx: Context) -> Passed:
     live=False,
 )
 def nginx_agrees(ctx: Context) -> Passed:
-    """Find the location nginx serves POST /checkout from; compare its proxy_read_timeout."""
-    budgets, loaded = _table(ctx)
-    conf = _learner_file(
+    """Find the location nginx serves POST /checkout from; compare its proxy_read_timeout.
+
+    The condition it claims: in nginx/nginx.conf, the location nginx would serve POST /checkout
+    from proxies it (proxy_pass, no auto redirect to /checkout/), and the proxy_read_timeout in
+    force there (its own, or inherited from the server or http block; nginx's default of 60 s
+    when none is set) equals budgets.yaml's layers.nginx.timeout_s.
+
+    How it knows the condition holds while it measures: a static check; nginx is not run and
+    no load is held. It reads nginx.conf through grader/learner/learnerfile.py (a regular file
+    inside the repo, bounded in size), parses it with crossplane (includes followed inside the
+    repo) and picks the location as nginx does for POST /checkout (grader/learner/nginxconf.py:
+    the default_server, else the first server, as the Host is unknown; rewrite, return,
+    try_files and error_page are not followed, nor proxy_pass inside an `if`).
+
+    The hints' evidence: a proxy_read_timeout in force that differs from the table, with its
+    file:line (or nginx's default when nothing sets it), gets the check's own hint, to set it.
+    A location that does not proxy_pass, or that nginx answers with a 301, gets a hint to
+    proxy POST /checkout to the api there; a config crossplane cannot parse or with a value
+    nginx would refuse (a time, a regex), a hint to fix the line shown; a file the grader will
+    not read (a symlink out of the repo, too large), the reader's own fix. A missing
+    nginx.conf gets the check's own hint.
+    """
+    budgets, loaded = table(ctx)
+    conf = learner_file(
         ctx, NGINX_FILE, "the edge proxy's config", learnerfile.NGINX_CONF_MAX_BYTES
     )
     try:
         judged = nginxconf.judge_file(conf, root=ctx.repo.path)
     except learnerfile.LearnerFileError as error:  # a file it includes
-        raise _unreadable(error, "the files nginx.conf includes") from None
+        raise unreadable(error, "the files nginx.conf includes") from None
     except nginxconf.NginxConfError as error:
         where = Location(repo_relative(ctx, error.file or str(conf)), error.line)
         raise CheckFailed(
             f"{NGINX_FILE} is a config nginx would reject",
             measured=f"{where}: {error.message}",
             expected="a config nginx accepts",
+            # What to set cannot be found in a config that does not parse: the line comes first.
+            hint=f"Fix {where} so that nginx accepts the config (the line above says what it "
+            "refuses); only then can the grader find the proxy_read_timeout it enforces on POST "
+            "/checkout.",
             location=where,
         ) from None
     story = judged.summary(ctx.repo.path)
@@ -291,6 +320,7 @@ def nginx_agrees(ctx: Context) -> Passed:
             "nginx does not proxy POST /checkout to the api",
             measured=story,
             expected=expected,
+            hint=_not_proxied_hint(judged.redirects, want),
             location=at_location,
         )
     if abs(judged.timeout_s - want) > 1e-9:
@@ -312,115 +342,15 @@ def nginx_agrees(ctx: Context) -> Passed:
     )
 
 
-# What a learner's own load test must hold checkout latency to: a high percentile (or the max).
-LATENCY_AGGREGATES = re.compile(r"^(p\((9\d|100)(\.\d+)?\)|max)$")
-
-
-# `k6 inspect` runs the script's init code, which the learner wrote: bounded, and blamed on it.
-INSPECT_LIMIT_S = 30.0
-
-
-async def learner_thresholds(script: Path, repo: Path) -> dict[str, list[str]]:
-    """The thresholds of a k6 script, as k6 itself reads them (`k6 inspect`).
-
-    A script importing a module from the network (or from outside ``repo``) is refused first,
-    before k6 starts: k6 would fetch it (20 s where DNS never answers), and the grader never
-    does, so that a verdict is the same offline.
-    """
-    try:
-        refused = k6.remote_imports(script, repo)
-    except learnerfile.LearnerFileError as error:  # a module the script imports
-        raise _unreadable(error, "a module your k6 script imports") from None
-    if refused:
-        why = k6.refusal(refused)
-        raise CheckFailed(
-            why.summary,
-            measured=why.measured,
-            expected=why.expected,
-            hint=why.hint,
-            location=why.location,
-        )
-    try:
-        inspected = await k6.inspect(script, INSPECT_LIMIT_S)
-    except ToolTimeout as overrun:
-        raise CheckFailed(
-            f"k6 could not read {K6_SCRIPT} within {overrun.limit_s:g} s",
-            measured=f"`k6 inspect` was still running after {overrun.limit_s:g} s",
-            expected="a script whose init code (outside the default function) finishes",
-            hint="Look for a loop or a long wait at the top level of loadtest/checkout.js: k6 "
-            "runs that code before any test starts.",
-            location=Location(K6_SCRIPT),
-        ) from None
-    if inspected.exit_code != 0:
-        raise CheckFailed(
-            f"k6 cannot read {K6_SCRIPT}",
-            measured=f"`k6 inspect` exited {inspected.exit_code}: {inspected.last_line}",
-            expected="a script k6 runs",
-            location=Location(K6_SCRIPT),
-        )
-    return inspected.thresholds()
-
-
-@check(
-    "m1.k6-thresholds",
-    "Your load test's thresholds hold checkout to the budget table",
-    depends=("m1.budgets-valid",),
-    why="A load test without thresholds always passes: it is the thresholds that turn a run "
-    "into evidence that checkout fails fast, and they are only as strong as their numbers.",
-    hint="In loadtest/checkout.js set thresholds such as "
-    "`'http_req_duration{name:checkout}': ['p(95)<3000']` (the api budget, in ms) and "
-    "`'http_req_failed{name:checkout}': ['rate<0.01']`.",
-    # Past k6 inspect's own limit, so that a learner's script that never finishes is its FAIL.
-    timeout_s=INSPECT_LIMIT_S + 10,
-    live=False,
-)
-async def k6_thresholds(ctx: Context) -> Passed:
-    """Read loadtest/checkout.js's thresholds with k6 and compare them with the api budget."""
-    budgets, loaded = _table(ctx)
-    script = _learner_file(ctx, K6_SCRIPT, "your k6 script", learnerfile.K6_SCRIPT_MAX_BYTES)
-    budget_ms = budgets.layers.api_s * 1000
-    latency: list[str] = []
-    weak: list[str] = []
-    errors: list[str] = []
-    for metric, expressions in (await learner_thresholds(script, ctx.repo.path)).items():
-        name = k6.MetricName.parse(metric)
-        for text in expressions:
-            try:
-                expression = k6.Expression.parse(text)
-            except ValueError:
-                continue  # k6 itself accepted it; a form this check does not judge
-            shown = f"'{metric}': '{text}'"
-            if name.name == "http_req_duration" and LATENCY_AGGREGATES.match(expression.aggregate):
-                if expression.operator in ("<", "<=") and expression.limit <= budget_ms:
-                    latency.append(shown)
-                else:
-                    weak.append(shown)
-            elif name.name in ("http_req_failed", "checks") and expression.aggregate == "rate":
-                errors.append(shown)
-    api_line = loaded.location("layers", "api", "timeout_s")
-    expected = (
-        f"a p(9x) or max threshold on http_req_duration under {budget_ms:.0f} ms "
-        f"({api_line}), and a rate threshold on http_req_failed or checks"
+def _not_proxied_hint(redirects: bool, nginx_s: float) -> str:
+    """The hint when the location serving POST /checkout does not proxy it: no timeout to set."""
+    fix = (
+        "nginx answers POST /checkout with a 301 to /checkout/, as only a location with the "
+        "trailing slash proxies it: add `location = /checkout` (or drop the slash)"
+        if redirects
+        else "The location serving POST /checkout (the line above) does not proxy it: give it"
     )
-    problems = []
-    if not latency:
-        problems.append(
-            f"the latency thresholds {', '.join(weak)} are weaker than the api budget "
-            f"of {budget_ms:.0f} ms"
-            if weak
-            else "no threshold holds checkout latency"
-        )
-    if not errors:
-        problems.append("no threshold holds the error rate (http_req_failed or checks)")
-    if problems:
-        raise CheckFailed(
-            problems[0],
-            measured="; ".join(problems),
-            expected=expected,
-            location=Location(K6_SCRIPT),
-        )
-    return Passed(
-        f"thresholds hold checkout to {budget_ms:.0f} ms and bound its errors",
-        measured=", ".join(latency + errors),
-        expected=expected,
+    return (
+        f"{fix} with `proxy_pass http://api:8000;` and `proxy_read_timeout {nginx_s:g}s;` (the "
+        f"table's layers.nginx.timeout_s)."
     )

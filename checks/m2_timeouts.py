@@ -1,39 +1,33 @@
 """Milestone 2: a budgeted client. Live checks against the learner's API and the stub.
 
-Ids: m2.healthy-checkout, m2.read-timeout, m2.slow-body, m2.connect-timeout (m2.healthz-under-load
-is in m2_under_load.py). Each holds the service to the learner's budget table, or to the course's
-(10 s, 3 s, 2 s) while the table is not filled in.
+Ids: m2.healthy-checkout, m2.read-timeout, m2.slow-body (m2.connect-timeout is in
+m2_timeouts_connect.py, m2.healthz-under-load in m2_under_load.py). Each holds the service to
+the learner's budget table, or to the course's (10 s, 3 s, 2 s) while it is not filled in.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 
 from checks.common import (
     ABANDON_TOLERANCE_S,
     ANSWER_TOLERANCE_S,
-    CONNECT_TOLERANCE_S,
     HOLD_S,
     Problems,
     answer_wait_s,
     expected_fail_fast,
     fail_fast_problems,
-    held_to,
+    noise_s,
 )
-from checks.connects import ConnectAttempt, ConnectWatch, diagnose
 from checks.held import ended_at
-from checks.stats import charted
+from checks.stats import Zone, charted, zone
 from grader.checkkit import (
-    COURSE_RETRIES,
     Attempt,
     AttemptSpan,
     CheckFailed,
     CheckoutResult,
     CheckoutTimeline,
-    ConnectTimeline,
     Context,
     Delay,
     Dribble,
@@ -105,8 +99,12 @@ def _verdict(
     *,
     failed: str,
     passed: str,
+    hint: str | None = None,
 ) -> Passed:
-    """FAIL on the first of ``problems``, INCONCLUSIVE on a doubt, else PASS; with a timeline."""
+    """FAIL on the first of ``problems``, INCONCLUSIVE on a doubt, else PASS; with a timeline.
+
+    ``hint`` goes with a FAIL (None: the check's own).
+    """
     timeline = _timeline(result, attempts)
     layers = ctx.budgets.layers
     # The timeline, against the limits it is judged by, for the HTML report's chart.
@@ -128,7 +126,11 @@ def _verdict(
     }
     with charted(chart):
         problems.judge(
-            failed, measured=f"{result.describe()}; {timeline}", expected=expected, data=data
+            failed,
+            measured=f"{result.describe()}; {timeline}",
+            expected=expected,
+            data=data,
+            hint=hint,
         )
     return Passed(
         f"checkout {result.describe()}; {passed}",
@@ -157,7 +159,21 @@ async def _attempts_once_over(ctx: Context, amounts: range, by: float) -> list[A
     timeout_s=20,
 )
 async def healthy_checkout(ctx: Context) -> Passed:
-    """Send one checkout to a healthy provider; expect 200, the payment, and one charge."""
+    """Send one checkout to a healthy provider; expect 200, the payment, and one charge.
+
+    The condition it claims: with the provider healthy, POST /checkout answers 200 with
+    {"status": "ok", "payment": {...}} whose amount_cents is the checkout's and whose id is the
+    one charge the provider's ledger holds for it.
+
+    How it knows the condition holds while it measures: no fault rule matches the checkout's
+    amount (a fresh one, no other checkout of the run uses it) and the grader's stub runs with
+    no latency or failure rate, so the provider answers every attempt at once with a charge.
+    The ledger is read once the checkout has answered.
+
+    The hint's evidence: any of a status other than 200 (or no answer), a body without status
+    ok and a payment object, a payment for another amount or with another id than the charge,
+    or a ledger with other than one charge; the hint is the contract all of them break.
+    """
     amounts = ctx.amounts(1)
     result = await ctx.driver.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
     charges = await ctx.stack.stub.ledger(amounts)
@@ -204,7 +220,27 @@ async def healthy_checkout(ctx: Context) -> Passed:
     timeout_s=25,
 )
 async def read_timeout(ctx: Context) -> Passed:
-    """Hold the provider's headers 10 s; expect a quick 5xx and the attempt cut at the timeout."""
+    """Hold the provider's headers 10 s; expect a quick 5xx and the attempt cut at the timeout.
+
+    The condition it claims: with a provider that accepts the request and holds its headers,
+    the service gives up on the first attempt at the read timeout (or at the api budget, when
+    that is shorter) within 0.3 s, and answers 502/503/504 with a JSON body within the api
+    budget (+0.5 s).
+
+    How it knows the condition holds while it measures: the stub holds every attempt with the
+    checkout's amount for 10 s before its headers, past the grader's wait for the answer (the
+    api budget + 2.5 s, for an api budget under 7.5 s), so the provider is holding whenever
+    the service is waiting on it, retries included. When the service gave up, the stub saw the
+    connection close (its journal's gave_up_at) while it was still holding: the cut is timed
+    on the provider's side.
+
+    The hints' evidence: a first attempt never given up on, or given up on before or past the
+    read timeout, is no read timeout of the declared length: the check's own hint. A first
+    attempt cut in time followed by a late answer (or none) is not the read timeout's fault:
+    the hint says what the service did after the cut (the attempts it made, held as well)
+    and names one deadline over the whole checkout. A first attempt cut in time and an answer
+    in time but not a 502/503/504 with a JSON body: the hint names that answer.
+    """
     amounts = ctx.amounts(1)
     await ctx.stack.stub.add_fault(Delay(delay_ms=int(HOLD_S * 1000)), amounts=amounts)
     result = await ctx.driver.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
@@ -227,6 +263,7 @@ def judge_read_timeout(ctx: Context, result: CheckoutResult, attempts: Sequence[
     """m2.read-timeout's verdict on the checkout and the provider attempts it measured."""
     cut_at = _read_cut_s(ctx)
     problems = fail_fast_problems(ctx, result)
+    answered = len(problems), len(problems.doubts)  # the answer's problems come first
     first = attempts[0] if attempts else None
     if first is None:
         problems.append("the provider saw no attempt")
@@ -249,14 +286,50 @@ def judge_read_timeout(ctx: Context, result: CheckoutResult, attempts: Sequence[
         f"{expected_fail_fast(ctx)}; the first attempt abandoned after {cut_at:g} s "
         f"(±{ABANDON_TOLERANCE_S:g} s)"
     )
+    # The cut added neither a problem nor a doubt: the read timeout worked, and whatever failed
+    # the check is the answer, which the read timeout's hint would not fix.
+    cut_in_time = (len(problems), len(problems.doubts)) == answered
+    failed, hint = "the read timeout is not enforced", None
+    if cut_in_time and answered[0] > 0:
+        failed, hint = _after_the_cut(ctx, result, attempts)
     return _verdict(
         ctx,
         result,
         attempts,
         problems,
         expected,
-        failed="the read timeout is not enforced",
+        failed=failed,
         passed="the held attempt was cut at the read timeout",
+        hint=hint,
+    )
+
+
+def _after_the_cut(
+    ctx: Context, result: CheckoutResult, attempts: Sequence[Attempt]
+) -> tuple[str, str]:
+    """The summary and hint of a FAIL whose held attempt was cut in time: the answer failed."""
+    api = ctx.budgets.layers.api_s
+    # Late beyond the noise, as fail_fast_problems judged it (late within it is only a doubt).
+    late = zone(result.elapsed_s, api + ANSWER_TOLERANCE_S, noise_s(ctx)) is Zone.BEYOND
+    if result.status is None or late:
+        more = len(attempts) - 1
+        then = (
+            f"then made {more} more attempt(s), which the provider held as well"
+            if more > 0
+            else "then did not answer in time"
+        )
+        return (
+            "the read timeout cut the attempt, but the checkout overran its budget",
+            f"Your service gave up on the held attempt at the read timeout, as it should, and "
+            f"{then}: the read timeout bounds one attempt, not the checkout. Keep one deadline "
+            f"for the whole checkout (the api budget, {api:g} s): cut the attempt in flight "
+            f"when it expires, start no retry or wait past it, and answer 504 with a JSON body.",
+        )
+    return (
+        "the read timeout cut the attempt, but the answer is not a fail-fast one",
+        "Your service gave up on the held attempt at the read timeout, as it should, but did "
+        "not answer 502, 503 or 504 with a JSON body: turn httpx.TimeoutException into a 504 "
+        "whose body is JSON (labelled application/json).",
     )
 
 
@@ -272,7 +345,26 @@ def judge_read_timeout(ctx: Context, result: CheckoutResult, attempts: Sequence[
     timeout_s=25,
 )
 async def slow_body(ctx: Context) -> Passed:
-    """Send headers at once, then the body a byte every 100 ms; expect a 5xx within the budget."""
+    """Send headers at once, then the body a byte every 100 ms; expect a 5xx within the budget.
+
+    The condition it claims: with a provider that sends its 200 headers at once and then its
+    body a byte every 100 ms (10 s in all), the service answers 502/503/504 with a JSON body
+    within the api budget (+0.5 s), and no provider attempt is still open once the api budget
+    and 1 s more have passed since the checkout was sent.
+
+    How it knows the condition holds while it measures: the stub trickles every attempt with
+    the checkout's amount for 10 s from its headers, past the grader's wait for the answer (the
+    api budget + 2.5 s, for an api budget under 7.5 s), so the body is still trickling whenever
+    the service reads it, retries included. The journal is read once every attempt has ended,
+    or at that moment (the api budget + 1 s), whichever comes first: an attempt open then has
+    been trickling all along.
+
+    The hints' evidence: a late answer (or none) is a service that waited on the trickle, with
+    no deadline over the whole call: the check's own hint. An answer in time with an attempt
+    still open is a service that answered but left the provider call running (a deadline that
+    did not cancel it): the hint says to cancel the call, not only to answer. An answer in time
+    but not a 502/503/504 with a JSON body: the hint names that answer.
+    """
     amounts = ctx.amounts(1)
     interval_ms = 100
     fault = Dribble(interval_ms=interval_ms, body_bytes=int(HOLD_S * 1000 / interval_ms))
@@ -283,10 +375,31 @@ async def slow_body(ctx: Context) -> Passed:
     return judge_slow_body(ctx, result, attempts)
 
 
+WRONG_ANSWER_HINT = (
+    "Your service answered in time, but not 502, 503 or 504 with a JSON body: when its deadline "
+    "expires, answer 504 with a JSON body (labelled application/json)."
+)
+LEFT_OPEN_HINT = (
+    "Your service answered in time but left the provider call running: its deadline answered "
+    "without cancelling the call (asyncio.wait_for on a thread, a shielded or background "
+    "task). Put the deadline around the awaited call itself (`async with "
+    "asyncio.timeout(remaining_budget):` around the request and reading its body), so that "
+    "its expiry closes the connection to the provider."
+)
+
+
 def judge_slow_body(ctx: Context, result: CheckoutResult, attempts: Sequence[Attempt]) -> Passed:
     """m2.slow-body's verdict on the checkout and the provider attempts it measured."""
     problems = fail_fast_problems(ctx, result)
+    # The hint follows what failed: no answer in time (the check's own, a deadline), else the
+    # answer's status or body, else the call left running after an answer in time.
+    late = result.status is None or (
+        zone(result.elapsed_s, ctx.budgets.layers.api_s + ANSWER_TOLERANCE_S, noise_s(ctx))
+        is Zone.BEYOND
+    )
     open_ones = [a for a in attempts if not a.ended]
+    wrong_answer = not late and bool(problems)  # before the open attempts join the problems
+    hint = WRONG_ANSWER_HINT if wrong_answer else LEFT_OPEN_HINT if open_ones and not late else None
     if open_ones:
         problems.append(f"{len(open_ones)} provider attempt(s) still open past the api budget")
     expected = f"{expected_fail_fast(ctx)}, with no provider attempt left open"
@@ -296,145 +409,9 @@ def judge_slow_body(ctx: Context, result: CheckoutResult, attempts: Sequence[Att
         attempts,
         problems,
         expected,
-        failed="a trickling response stretches the checkout",
+        failed="the answer to a trickling response is not a fail-fast one"
+        if wrong_answer
+        else "a trickling response stretches the checkout",
         passed="the body was still trickling in",
-    )
-
-
-@check(
-    "m2.connect-timeout",
-    "A provider whose connects hang is given up on quickly",
-    depends=("m2.healthy-checkout",),
-    why="When the provider's host is down or its accept queue is full, the TCP connect itself "
-    "hangs; without a connect timeout each attempt waits for the operating system's, minutes.",
-    hint="Set a connect timeout equal to the table's payments.connect_timeout_s "
-    "(httpx.Timeout(..., connect=0.5)), count connect timeouts against retries.max_attempts "
-    "like any failed attempt, and turn httpx.ConnectTimeout into a 503 or 504.",
-    timeout_s=45,
-)
-async def connect_timeout(ctx: Context) -> Passed:
-    """Start a second API instance whose provider never accepts; expect a quick 5xx.
-
-    The condition it claims: a checkout whose every connect hangs answers 502/503/504 within
-    max_attempts connect timeouts plus the declared waits (1.8 s for the course's table), or
-    within the api budget when that is shorter.
-
-    How it knows the condition holds while it measures: the second instance's provider URL is
-    the stub's connect-hang port, a listener that never accepts with its accept queue full, so
-    every connect of that instance hangs from the first; nothing else uses that port.
-
-    The hints' evidence: the same late answer has two causes, told apart by the service's
-    connection attempts, which the grader counts and times from the socket table while the
-    checkout runs (checks/connects.py; the stub cannot see a dropped SYN). More attempts than
-    max_attempts: retries beyond it. An attempt that waited past the connect timeout: no connect
-    timeout. Where the grader cannot see the attempts (the docker backend), the hint names both.
-    """
-    api = await ctx.driver.start_api("api-connect-hang", payments_url=ctx.stack.connect_hang_url)
-    amount = ctx.amounts(1)[0]
-    watch = ConnectWatch.for_url(ctx.stack.connect_hang_url)
-    watching = asyncio.create_task(watch.run()) if watch is not None else None
-    try:
-        result = await ctx.driver.checkout(amount, api=api, timeout_s=answer_wait_s(ctx))
-    finally:
-        if watching is not None:
-            watching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watching
-    connects = watch.attempts() if watch is not None else None
-    try:
-        return judge_connect_timeout(ctx, result, connects)
-    except CheckFailed:
-        ctx.driver.raise_if_dead(api)  # an instance that died: that is the finding
-        raise
-
-
-def judge_connect_timeout(
-    ctx: Context, result: CheckoutResult, connects: Sequence[ConnectAttempt] | None = None
-) -> Passed:
-    """m2.connect-timeout's verdict on the checkout it sent while connects hung.
-
-    ``connects`` are the service's connection attempts the grader saw (None: it could not
-    look); a late answer's hint names the cause they show.
-    """
-    problems = fail_fast_problems(ctx, result)
-    connect, api_s = ctx.budgets.layers.connect_s, ctx.budgets.layers.api_s
-    retries, source = held_to(ctx.budgets.retries, COURSE_RETRIES, "policy", "retries")
-    # The longest the table allows when every connect hangs: each attempt given up at the
-    # connect timeout, and the longest declared wait before each retry.
-    worst = retries.max_attempts * connect + retries.longest_waits_s()
-    held = worst + CONNECT_TOLERANCE_S < api_s  # else the api budget is the tighter bound
-    if held and result.status is not None:
-        problems.late(ctx, "checkout answered", result.elapsed_s, worst + CONNECT_TOLERANCE_S)
-    expected = expected_fail_fast(ctx)
-    if held:
-        expected += (
-            f", and within {worst:.2f} s (+{CONNECT_TOLERANCE_S:g} s): {retries.max_attempts} "
-            f"attempts each given up at the {connect:g} s connect timeout, and the declared "
-            f"waits ({source})"
-        )
-    chart = ConnectTimeline(
-        elapsed_s=round(result.elapsed_s, 3),
-        status=result.status,
-        connect_timeout_s=connect,
-        max_attempts=retries.max_attempts,
-        api_budget_s=api_s,
-        answer_tolerance_s=ANSWER_TOLERANCE_S,
-        # The connect bound the answer was held to, when it was (else the api budget is).
-        connect_bound_s=round(worst + CONNECT_TOLERANCE_S, 3) if held else None,
-    )
-    seen = None if connects is None else list(connects)
-    diagnosis = diagnose(
-        seen,
-        max_attempts=retries.max_attempts,
-        connect_s=connect,
-        tolerance_s=CONNECT_TOLERANCE_S,
-        elapsed_s=result.elapsed_s,
-    )
-    data = {
-        "elapsed_s": chart.elapsed_s,
-        "status": result.status,
-        "connect_timeout_s": connect,
-        "max_attempts": retries.max_attempts,
-        "api_budget_s": api_s,
-        "answer_tolerance_s": ANSWER_TOLERANCE_S,
-        "connect_bound_s": chart.connect_bound_s,
-        # The service's connection attempts as the grader saw them (None: it could not look).
-        "connect_attempts": None if not seen else len(seen),
-        "connect_attempts_seen": None
-        if not seen
-        else [
-            {
-                "started_after_s": round(a.first_seen - result.started_at, 3),
-                "waited_s": round(a.waited_s, 3),
-            }
-            for a in seen
-        ],
-        "cause": diagnosis.cause,
-    }
-    # Late, or no answer: a hanging connect stretched it, and the attempts say how.
-    late = result.status is None or result.elapsed_s > (
-        worst + CONNECT_TOLERANCE_S if held else api_s + ANSWER_TOLERANCE_S
-    )
-    # Within the api budget but past the connect bound: an overall deadline answered.
-    deadline_only = (
-        held and result.status is not None and result.elapsed_s <= api_s + ANSWER_TOLERANCE_S
-    )
-    hint = diagnosis.hint if late else None
-    if hint is not None and deadline_only and diagnosis.cause == "no-connect-timeout":
-        hint = f"Your overall deadline answered, but the connect timeout did not. {hint}"
-    measured = f"{result.describe()}; {diagnosis.measured}"
-    with charted(chart):
-        problems.judge(
-            "a hanging connect stretches the checkout",
-            measured=measured,
-            expected=expected,
-            data=data,
-            hint=hint,
-        )
-    return Passed(
-        f"checkout {result.describe()} while connects to the provider hung",
-        measured=measured,
-        expected=expected,
-        data=data,
-        chart=chart,
+        hint=hint,
     )

@@ -13,6 +13,7 @@ run time: grader/learner/nginxroute.py) is SKIP as well, naming the directive an
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Sequence
 
@@ -133,7 +134,32 @@ def _nginx_page(result: CheckoutResult) -> bool:
     timeout_s=EDGE_CHECK_LIMIT_S,
 )
 async def edge_answers_first(ctx: Context) -> Passed:
-    """Hold the provider past the api budget; POST /checkout through nginx; expect the api's 5xx."""
+    """Hold the provider past the api budget; POST /checkout through nginx; expect the api's 5xx.
+
+    The condition it claims: with the provider stuck, POST /checkout sent through the learner's
+    nginx gets the api's own answer: a 502/503/504 with a JSON body within the api budget
+    (+0.5 s), not a page of nginx's (HTML, or a body that says "nginx").
+
+    How it knows the condition holds while it measures: the stub holds every attempt with the
+    checkout's amount for 10 s before its headers, past the grader's wait for the answer (the
+    api budget + 2.5 s, for an api budget under 7.5 s), so the provider is stuck for as long as
+    the checkout is open: only a layer that gives up on its own can answer. nginx runs the
+    learner's nginx.conf (under the local backend rewired to the API on a loopback port); its
+    error and access log lines are kept with the verdict.
+
+    The hints' evidence: a page of nginx's (HTML, or signed "nginx") is nginx answering for the
+    api, and nginx's error log says why: "upstream timed out" is its proxy_read_timeout
+    running out before the api's budget (the hint says so, with the line); a connection
+    refused, reset or closed before an answer is an api that did not answer at all (the hint
+    points at the api's output and the proxy_pass address). With neither line (an error_page
+    that replaced the api's answer logs none), the hint names both a proxy_read_timeout
+    shorter than the api budget and proxy_intercept_errors with an error_page. Any other
+    answer that is late, not a 502/503/504 or not JSON comes after m2.read-timeout saw the api
+    alone answer in time (this verdict counts only then), so the hint names what nginx may do
+    to the answer first (an error_page, proxy_next_upstream), then the api's deadline for a
+    checkout sent alongside another. nginx resolving a host at run time, which the local
+    backend cannot give it, is a SKIP naming the directive.
+    """
     try:
         edge = await ctx.stack.start_edge()
     except nginxconf.NginxFormUnsupported as form:
@@ -185,6 +211,72 @@ async def _logged(
         await asyncio.sleep(0.02)
 
 
+# nginx's error log lines (ngx_http_upstream.c) for why it answered for the api: its own
+# proxy_read_timeout ran out, or it got no answer at all (the connection refused, reset or
+# closed before a response). An error_page that replaces the api's answer logs neither.
+_NGINX_TIMED_OUT = "upstream timed out"
+_NGINX_GOT_NOTHING = (
+    "connect() failed",
+    "prematurely closed",
+    "reset by peer",
+    "no live upstreams",
+)
+
+
+# An error log line: "2026/12/07 15:50:00 [error] 7#7: *1 <message>, client: ..., request: ...".
+_NGINX_MESSAGE = re.compile(r"\*\d+ (?P<message>.*?)(?:, client: |$)")
+
+
+def _message(line: str) -> str:
+    """What an nginx error log line says, without its date, ids and request details."""
+    found = _NGINX_MESSAGE.search(line)
+    return found["message"] if found else line
+
+
+def _nginx_page_hint(where: str, api_s: float, nginx_output: Sequence[str]) -> str:
+    """The hint when nginx answered with a page of its own: the cause its error log names."""
+    timed_out = next((_message(x) for x in nginx_output if _NGINX_TIMED_OUT in x), None)
+    if timed_out is not None:
+        return (
+            f"nginx gave up on the api before the api answered (nginx said: {timed_out}): the "
+            f"proxy_read_timeout in force at {where} is shorter than the api budget of "
+            f"{api_s:g} s. Set it to the table's layers.nginx.timeout_s, longer than the api's."
+        )
+    nothing = next(
+        (_message(x) for x in nginx_output if any(s in x for s in _NGINX_GOT_NOTHING)), None
+    )
+    if nothing is not None:
+        return (
+            f"nginx got no answer from the api at all (nginx said: {nothing}): the api "
+            f"refused or closed the connection instead of answering. Look at your api's output "
+            f"for this checkout (a worker that crashed or was killed), and at the address "
+            f"proxy_pass gives at {where}."
+        )
+    return (
+        f"nginx answered for the api: with the table's order nginx > api > payments it should "
+        f"never have to. Look at {where}: a proxy_read_timeout shorter than the api budget of "
+        f"{api_s:g} s, or proxy_intercept_errors with an error_page that replaces the api's "
+        f"502/503/504, makes nginx speak first."
+    )
+
+
+def _api_hint(where: str, api_s: float) -> str:
+    """The hint when the answer through nginx is not a page of nginx's, yet not the api's own.
+
+    This verdict counts only once m2.read-timeout passed: the api alone answered in time, so
+    the hint points at nginx first, not back at a deadline shown to work.
+    """
+    return (
+        f"Through nginx the answer must be your api's own 502/503/504 with a JSON body, within "
+        f"its budget of {api_s:g} s (+{ANSWER_TOLERANCE_S:g} s). Without nginx your api gave "
+        f"that answer (m2.read-timeout passed, or this verdict would not count), so look first "
+        f"at what nginx does to it at {where}: an error_page that replaces it, or "
+        f"proxy_next_upstream sending the checkout to the api again. If nginx passes it on as "
+        f"it is, your api's deadline did not hold for this checkout, sent alongside "
+        f"m2.read-timeout's: bound every provider call with a deadline inside the api budget."
+    )
+
+
 def judge_edge_answers_first(
     ctx: Context, result: CheckoutResult, *, ran: str, nginx_output: Sequence[str]
 ) -> Passed:
@@ -210,19 +302,8 @@ def judge_edge_answers_first(
         "nginx_output": list(nginx_output),
     }
     if problems:
-        hint = (
-            f"nginx answered for the api: with the table's order nginx > api > payments it "
-            f"should never have to. Look at {location or NGINX_FILE}: a proxy_read_timeout "
-            f"shorter than the api budget of {api:g} s, or proxy_intercept_errors with an "
-            f"error_page that replaces the api's 502/503/504, makes nginx speak first."
-            if nginx_said
-            else f"Through nginx the answer must be your api's own 502/503/504 with a JSON "
-            f"body, within its budget of {api:g} s (+{ANSWER_TOLERANCE_S:g} s): with the order "
-            f"nginx > api > payments the api gives up on the provider and answers long before "
-            f"nginx would. Bound the whole provider call with a deadline inside the api budget "
-            f"and turn its failures into 502/503/504 with a JSON body (m2.read-timeout checks the "
-            f"api alone)."
-        )
+        where = str(location or NGINX_FILE)
+        hint = _nginx_page_hint(where, api, nginx_output) if nginx_said else _api_hint(where, api)
         raise CheckFailed(
             f"through nginx, a stuck provider does not get the api's own answer: {problems[0]}",
             measured=measured,

@@ -23,9 +23,10 @@ from checks.common import (
     attempts_by_checkout,
     expected_fail_fast,
     fail_fast_problems,
+    noise_s,
     policy,
 )
-from checks.stats import charted, checkouts_per_instance, ended_at
+from checks.stats import Zone, charted, checkouts_per_instance, ended_at, zone
 from checks.stats import declared_bounds as declared_bounds
 from checks.stats import declared_mean as declared_mean
 from grader.checkkit import (
@@ -46,6 +47,17 @@ from grader.checkkit import (
 # At most this many attempts of a checkout are kept for the reports' chart.
 CHART_ATTEMPTS = 10
 
+# The hint when the provider saw no attempt: there was no failure to retry, or not to retry.
+NO_ATTEMPT_HINT = (
+    "The provider saw no attempt for this checkout: POST /checkout must call the provider's "
+    "POST /charge (m2.healthy-checkout checks it) before anything can be retried."
+)
+# The hint when the attempts were right and the answer was not a fail-fast one.
+ANSWER_HINT = (
+    "Your service's attempts were what the table declares, but its answer was not: once it "
+    "gives up, answer 502, 503 or 504 with a JSON body, within the api budget."
+)
+
 
 @check(
     "m3.transient-heals",
@@ -57,25 +69,69 @@ CHART_ATTEMPTS = 10
     timeout_s=20,
 )
 async def transient_heals(ctx: Context) -> Passed:
-    """Fail the first attempt of a checkout with 503; expect a retry, a 200 and one charge."""
+    """Fail the first attempt of a checkout with 503; expect a retry, a 200 and one charge.
+
+    The condition it claims: when the provider answers a checkout's first attempt 503 and is
+    healthy after, the service retries, answers 200, and the provider commits exactly one
+    charge for it.
+
+    How it knows the condition holds while it measures: the stub answers 503 to the first
+    attempt with the checkout's amount (a fresh one) and lets every later one through with a
+    charge: the transient failure is the stub's rule, not a timing. Attempts and charges are
+    read from the stub's journal and ledger once the checkout has answered and two attempts
+    have ended (or the api budget + 0.5 s has passed).
+
+    The hints' evidence: one attempt is a 503 not retried: the check's own hint. No attempt at
+    all is a checkout that never reached the provider: the hint says so. A retry the provider
+    answered 200 with a charge, and a checkout that did not answer 200, is a service that lost
+    the retry's success: the hint says to return it. A 200 with more than one charge is a
+    service that retried after a success: the hint says to stop at the first success.
+    """
     amounts = ctx.amounts(1)
     await ctx.stack.stub.add_fault(ErrorStatus(503), amounts=amounts, first_n=1)
     result = await ctx.driver.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
     attempts = (await attempts_by_checkout(ctx, amounts, 2)).get(amounts[0], [])
     charges = await ctx.stack.stub.ledger(amounts)
+    return judge_transient_heals(result, attempts, len(charges))
+
+
+def judge_transient_heals(
+    result: CheckoutResult, attempts: Sequence[Attempt], charges: int
+) -> Passed:
+    """m3.transient-heals's verdict on the checkout, its attempts and the charges committed."""
     measured = (
         f"checkout {result.describe()}; the provider saw {len(attempts)} attempt(s) and "
-        f"committed {len(charges)} charge(s)"
+        f"committed {charges} charge(s)"
     )
     expected = "200 after a second attempt, and exactly one charge"
-    if result.status != 200 or len(attempts) < 2 or len(charges) != 1:
-        summary = (
-            "the failed attempt was not retried"
-            if len(attempts) < 2
-            else f"checkout {result.describe()} despite the retry"
+    if result.status == 200 and len(attempts) >= 2 and charges == 1:
+        return Passed("one retry absorbed the 503", measured=measured, expected=expected)
+    summary, hint = f"checkout {result.describe()} despite the retry", None
+    if not attempts:
+        summary, hint = "the checkout never reached the provider", NO_ATTEMPT_HINT
+    elif len(attempts) < 2:
+        summary = "the failed attempt was not retried"  # the check's own hint: retry it
+    elif result.status != 200 and any(a.status == 200 for a in attempts[1:]):
+        hint = (
+            f"Your service retried, and the provider answered the retry 200 with a charge, but "
+            f"the checkout {result.describe()}: answer 200 with the retry's payment, as on the "
+            f"happy path."
         )
-        raise CheckFailed(summary, measured=measured, expected=expected)
-    return Passed("one retry absorbed the 503", measured=measured, expected=expected)
+    elif result.status == 200 and charges > 1:
+        summary = f"checkout answered 200, but the provider committed {charges} charges"
+        hint = (
+            "Stop retrying once an attempt succeeds: each attempt the provider answers 200 is "
+            "a charge, so a retry after a success charges the customer again."
+        )
+    raise CheckFailed(summary, measured=measured, expected=expected, hint=hint)
+
+
+FEW_ATTEMPTS_HINT = (
+    "A checkout made fewer than 2 attempts against a provider that answered 503 to every one: "
+    "retry a 503 (and 429, timeouts, refused or reset connections) up to the table's "
+    "max_attempts. A fresh instance's retry budget holds its declared burst, enough for every "
+    "retry of this check; one that holds less would look the same."
+)
 
 
 @check(
@@ -88,7 +144,24 @@ async def transient_heals(ctx: Context) -> Passed:
     timeout_s=40,
 )
 async def attempts_bounded(ctx: Context) -> Passed:
-    """Fail every attempt with 503; expect 2 to max_attempts attempts and a quick 5xx."""
+    """Fail every attempt with 503; expect 2 to max_attempts attempts and a quick 5xx.
+
+    The condition it claims: against a provider that answers every attempt 503, each checkout
+    makes at least 2 and at most max_attempts attempts (the table's, or the course's example
+    policy), and answers 502/503/504 with a JSON body within the api budget (+0.5 s).
+
+    How it knows the condition holds while it measures: the stub answers 503 at once to every
+    attempt with the checkouts' amounts, from the first, so the failure persists for as long
+    as the service retries. The checkouts (3, or fewer when the declared retry budget's burst
+    cannot retry 3 in full) go at once to a fresh API instance, whose bucket is full; the
+    journal is read once every attempt has ended, after the last answer.
+
+    The hints' evidence: a checkout with more than max_attempts attempts is an unbounded count:
+    the check's own hint. One with fewer than 2 made no retry (or no attempt at all): the
+    hint says to retry a 503 (a retry budget holding less than its declared burst would
+    look the same). Attempts within bounds with an answer late, not a 502/503/504 or not JSON:
+    the hint names the answer.
+    """
     retries, _ = policy(ctx)
     count = checkouts_per_instance(ctx.budgets.retry_budget, retries.max_attempts - 1, 3)
     api = await ctx.driver.start_api("api-attempts")
@@ -106,20 +179,33 @@ def judge_attempts_bounded(
 ) -> Passed:
     """m3.attempts-bounded's verdict on the checkouts and their attempts, by amount."""
     retries, source = policy(ctx)
-    problems = Problems()
+    problems, answers = Problems(), Problems()
     for result in results:
         seen = len(grouped.get(result.amount_cents, []))
         if not 2 <= seen <= retries.max_attempts:
             problems.append(f"a checkout made {seen} attempt(s)")
-        problems.merge(fail_fast_problems(ctx, result))
+        answers.merge(fail_fast_problems(ctx, result))
+    problems.merge(answers)  # after the counts: a FAIL's summary names the counts first
     counts = [len(grouped.get(r.amount_cents, [])) for r in results]
     measured = f"attempts per checkout: {counts}; " + "; ".join(r.describe() for r in results)
     expected = f"2 to {retries.max_attempts} attempts each ({source}); {expected_fail_fast(ctx)}"
     data = {"attempts": counts, "max_attempts": retries.max_attempts}
     chart = AttemptCounts(tuple(counts), retries.max_attempts)
+    # The summary and hint follow the counts: too many (the check's own hint), too few, or
+    # right, when what failed is the answer.
+    failed, hint = "the attempts were not bounded", None
+    if all(count <= retries.max_attempts for count in counts):
+        if any(count < 2 for count in counts):
+            failed, hint = "a persistent failure was not retried", FEW_ATTEMPTS_HINT
+        else:
+            failed, hint = "the attempts were bounded, but the answer was not", ANSWER_HINT
     with charted(chart):
         problems.judge(
-            "the attempts were not bounded", measured=measured, expected=expected, data=data
+            failed,
+            measured=measured,
+            expected=expected,
+            data=data,
+            hint=hint,
         )
     return Passed(
         f"each checkout stopped after {max(counts, default=0)} attempts",
@@ -140,7 +226,21 @@ def judge_attempts_bounded(
     timeout_s=20,
 )
 async def no_retry_on_decline(ctx: Context) -> Passed:
-    """Decline every attempt; expect one attempt per checkout and a 402 to the client."""
+    """Decline every attempt; expect one attempt per checkout and a 402 to the client.
+
+    The condition it claims: when the provider declines a charge (402), the service makes
+    exactly one attempt for that checkout and answers the client 402.
+
+    How it knows the condition holds while it measures: the stub declines every attempt with
+    the two checkouts' amounts, from the first, so every attempt the service makes is declined.
+    The journal is read 0.3 s after both answers (a retry made after answering would land by
+    then), once every attempt has ended.
+
+    The hints' evidence: more than one attempt for a checkout is a retried decline: the
+    check's own hint. No attempt is a checkout that never reached the provider, so there was no
+    decline to retry: the hint says so. One attempt each and an answer other than 402 is a
+    decline not passed on: the check's own hint, which says to pass it on as a 402.
+    """
     amounts = ctx.amounts(2)
     await ctx.stack.stub.add_fault(Decline(), amounts=amounts)
     results = await asyncio.gather(
@@ -149,11 +249,23 @@ async def no_retry_on_decline(ctx: Context) -> Passed:
     await asyncio.sleep(0.3)  # a retry, if any, would arrive within its backoff: let it land
     grouped = await attempts_by_checkout(ctx, amounts, len(amounts))
     counts = [len(grouped.get(a, [])) for a in amounts]
-    measured = f"attempts per checkout: {counts}; " + "; ".join(r.describe() for r in results)
+    return judge_no_retry_on_decline(results, counts)
+
+
+def judge_no_retry_on_decline(results: Sequence[CheckoutResult], counts: Sequence[int]) -> Passed:
+    """m3.no-retry-on-decline's verdict on the checkouts and their attempts, in the same order."""
+    measured = f"attempts per checkout: {list(counts)}; " + "; ".join(r.describe() for r in results)
     expected = "exactly 1 attempt each, and 402 to the client"
-    if any(c != 1 for c in counts):
+    if any(c > 1 for c in counts):
         raise CheckFailed(
             f"a declined charge was tried {max(counts)} times", measured=measured, expected=expected
+        )
+    if any(c == 0 for c in counts):
+        raise CheckFailed(
+            "a checkout never reached the provider, so nothing was declined",
+            measured=measured,
+            expected=expected,
+            hint=NO_ATTEMPT_HINT,
         )
     if any(r.status != 402 for r in results):
         raise CheckFailed(
@@ -174,7 +286,26 @@ async def no_retry_on_decline(ctx: Context) -> Passed:
     timeout_s=30,
 )
 async def retries_fit_budget(ctx: Context) -> Passed:
-    """Answer every attempt 503 after 75 % of the read timeout; expect a 5xx within the budget."""
+    """Answer every attempt 503 after 75 % of the read timeout; expect a 5xx within the budget.
+
+    The condition it claims: against a provider whose every attempt fails slowly (503 after
+    75 % of the read timeout, so no read timeout cuts it), the checkout answers 502/503/504
+    with a JSON body within the api budget (+0.5 s), whatever max_attempts such attempts would
+    add up to. Only when max_attempts of them exceed the budget (as for the course's table:
+    3 x 1.5 s against 3 s) does a PASS show a deadline cutting the retries short; the summary
+    says which.
+
+    How it knows the condition holds while it measures: the stub holds every attempt with the
+    checkout's amount for 0.75 x read timeout and then answers 503, from the first attempt, so
+    the provider is slow and failing for as long as the service retries. One checkout goes to
+    a fresh API instance (its retry bucket full); the journal is read once every attempt has
+    ended, after the answer.
+
+    The hints' evidence: an answer past the budget (or none), with the slow attempts in the
+    journal, is retries and waits that add up without one deadline over the checkout: the
+    check's own hint. An answer in time that is not a 502/503/504 with a JSON body: the hint
+    names the answer.
+    """
     retries, _ = policy(ctx)
     delay_s = _slow_failure_s(ctx)
     api = await ctx.driver.start_api("api-slow-failures")
@@ -239,16 +370,29 @@ def judge_retries_fit_budget(
         "api_budget_s": layers.api_s,
         "answer_tolerance_s": ANSWER_TOLERANCE_S,
     }
+    # Late beyond the noise, or no answer: the deadline's hint (the check's own); else the answer.
+    late = result.status is None or (
+        zone(result.elapsed_s, layers.api_s + ANSWER_TOLERANCE_S, noise_s(ctx)) is Zone.BEYOND
+    )
     with charted(chart):
         problems.judge(
-            "retries overran the api budget",
+            "retries overran the api budget" if late else "the answer was not a fail-fast one",
             measured=measured,
             expected=expected,
             figure=row,
             data=data,
+            hint=None if late else ANSWER_HINT,
         )
+    # A PASS says a deadline cut the retries only where the journal shows one (an attempt given
+    # up on): a table whose max_attempts slow failures fit the api budget needs none.
+    if any(a.abandoned_after_s is not None for a in attempts):
+        how = "the deadline cut the retries short"
+    elif len(attempts) < retries.max_attempts:
+        how = f"it stopped after {len(attempts)} of {retries.max_attempts} attempts"
+    else:
+        how = f"all {len(attempts)} attempts fit the api budget, with no deadline needed"
     return Passed(
-        f"checkout {result.describe()}: the deadline cut the retries short",
+        f"checkout {result.describe()}: {how}",
         measured=measured,
         expected=expected,
         figure=row,

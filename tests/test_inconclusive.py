@@ -32,11 +32,13 @@ from checks.common import (
 )
 from checks.connects import ConnectAttempt
 from checks.held import HeldProbe, Probe
-from checks.m2_timeouts import judge_connect_timeout, judge_read_timeout, judge_slow_body
+from checks.m2_timeouts import judge_read_timeout, judge_slow_body
+from checks.m2_timeouts_connect import judge_connect_timeout
 from checks.m2_under_load import judge_healthz_under_load
 from checks.m2_via_nginx import judge_edge_answers_first
 from checks.m3_retries import judge_attempts_bounded, judge_retries_fit_budget
 from checks.m3_storm import Storm, Wave, judge_backoff_grows, judge_jitter_spread
+from checks.m5_race import Race, judge_concurrent_double_submit
 from checks.stats import BOUND_SLACK_S
 from grader.backends.local.stack import LocalStack
 from grader.engine import k6, registry
@@ -48,7 +50,7 @@ from grader.errors import CheckFailed, CheckInconclusive
 from grader.learner import budgets
 from grader.learner.repo import LearnerRepo
 from grader.model import Evidence, Passed, Status
-from grader.stubclient import Attempt
+from grader.stubclient import Attempt, Charge
 from tests.conftest import ROOT, leftovers
 from tests.mutants import MUTANTS, REFERENCE, materialize
 from tests.test_stats import context
@@ -299,6 +301,45 @@ def test_backoff_waits_late_in_their_band_are_inconclusive() -> None:
     failed(lambda: judge_backoff_grows(context(), storm(SPREAD, beyond)))
 
 
+# --- Milestone 5 ---------------------------------------------------------------------------
+
+
+def test_concurrent_submits_that_never_raced_are_inconclusive() -> None:
+    """The second submit sent after the provider answered the first: no race, so no PASS.
+
+    Not a noise band in seconds: the grader could not create the race it claims, so a PASS
+    would rest on nothing. A double charge is a FAIL however the submits fell.
+    """
+    held_charge = Attempt(
+        seq=next(_seq),
+        amount_cents=1,
+        idempotency_key="checkout:k",
+        arrived_at=100.01,
+        status=200,
+        outcome="responded",
+        fault=None,
+        response_started_at=100.51,
+        finished_at=100.52,
+        gave_up_at=None,
+        charge_id="ch_1",
+        replayed=False,
+    )
+    paid = {"payment": {"id": "ch_1"}}
+
+    def judged(second_sent_at: float, charges: int = 1) -> Passed:
+        first = CheckoutResult(1, 100.0, 0.53, 200, paid, content_type=JSON)
+        second = CheckoutResult(1, second_sent_at, 0.01, 200, paid, content_type=JSON)
+        race = Race.of(first, second, [held_charge])
+        ledger = [Charge(f"ch_{n}", 1, f"checkout:{n}", n) for n in range(charges)]
+        return judge_concurrent_double_submit(race, ledger, ("story",))
+
+    evidence = inconclusive(lambda: judged(100.6))
+    assert evidence.data["race_held"] is False and evidence.data["in_flight_together_s"] == 0.0
+    assert "after the provider answered the first" in evidence.measured
+    failed(lambda: judged(100.6, charges=2))
+    assert isinstance(judged(100.002), Passed)
+
+
 # --- The load test: the checks themselves, on a k6 run of chosen numbers --------------------
 
 SLOW = "http_req_duration{scenario:slow}"
@@ -392,6 +433,7 @@ BAND_TESTS: dict[str, list[Callable[[], None]]] = {
         test_backoff_too_noisy_to_tell_growth_is_inconclusive,
         test_backoff_waits_late_in_their_band_are_inconclusive,
     ],
+    "m5.concurrent-double-submit": [test_concurrent_submits_that_never_raced_are_inconclusive],
     "lt.slow-phase-fails-fast": [test_slow_phase_p95_in_its_band_is_inconclusive],
     "lt.recovery-latency": [test_recovery_p95_in_its_band_is_inconclusive],
     "lt.healthz-fast": [test_healthz_p99_in_its_band_is_inconclusive],

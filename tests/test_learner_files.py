@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from checks.m1_budget_table import k6_thresholds, nginx_agrees
+from checks.m1_budget_table import nginx_agrees
+from checks.m1_k6 import k6_thresholds
 from grader.engine.context import Context
 from grader.errors import BudgetsError, CheckFailed, ManifestError
 from grader.learner import budgets, learnerfile, nginxconf, yamlfile

@@ -96,6 +96,38 @@ def test_a_bucket_that_holds_is_sent_every_outage_checkout(reference_all: CiRun)
         assert (data["checkouts"], data["stopped_early"]) == (200, False), data
 
 
+def test_the_reference_reports_the_load_it_held(reference_all: CiRun) -> None:
+    """m5's race and the load test's slow phase held, and each check says how much of them."""
+    race = reference_all.check("m5.concurrent-double-submit")
+    data = race["data"]
+    # Both submits in flight together, the later sent before the provider answered the first.
+    assert data["race_held"] is True and data["in_flight_together_s"] > 0, data
+    # The provider answers the first attempt hold_ms after it arrived, and the first attempt
+    # arrives a few ms after the submits are sent: hold_ms plus how long it took to get there.
+    assert 0 < data["second_sent_before_first_answer_s"] < data["hold_ms"] / 1000 + 1.0, data
+    assert data["sent_apart_s"] < data["hold_ms"] / 1000
+    assert "in flight together for" in race["measured"]
+    for check_id in LOAD_TEST:
+        check = reference_all.check(check_id)
+        held = check["data"]
+        # The reference gives up on a held charge at its 2.8 s deadline: k6's 10 checkouts a
+        # second keep about 28 held at the provider at once.
+        assert 1 <= held["slow_held_most"] <= held["slow_checkouts_at_provider"], held
+        assert 0 < held["slow_held_median"] <= held["slow_held_most"], held
+        assert held["k6_vus_max"] >= 1 and held["k6_dropped_iterations"] >= 0, held
+        assert held["recovery_requests"] > 0 and held["recovery_rate_per_s"] > 0, held
+        assert "slow phase: the provider held up to" in check["measured"]
+
+
+LOAD_TEST = (
+    "lt.k6-run",
+    "lt.slow-phase-fails-fast",
+    "lt.recovery-latency",
+    "lt.recovery-succeeds",
+    "lt.healthz-fast",
+)
+
+
 def test_template_charges_twice(tmp_path: Path, grade_json: Any) -> None:
     """The template ignores Idempotency-Key: a double submit is a double charge."""
     run = grade_json("milestone-5", materialize(TEMPLATE, tmp_path / "repo"))
@@ -127,6 +159,8 @@ def test_template_load_test_shows_the_hang(tmp_path: Path, grade_json: Any) -> N
     # httpx's default 5 s timeout is what the template's customers wait.
     assert slow["data"]["value"] == pytest.approx(5000, abs=400)
     assert "p(95) = 5," in slow["measured"] and slow["figure"]
+    # Each held checkout stays at the provider until httpx gives up at 5 s.
+    assert slow["data"]["slow_held_most"] >= 1 and "held up to" in slow["measured"]
 
 
 # Where a mutant could fail its target for another reason than the one it was written for,
