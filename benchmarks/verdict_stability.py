@@ -6,6 +6,7 @@ mutant must FAIL its target check. Two modes:
     python benchmarks/verdict_stability.py --runs 20 --load 2 [--milestone milestone-2] [--repo P]
     python benchmarks/verdict_stability.py --policies --runs 10 --loads 2 4
     python benchmarks/verdict_stability.py --policies --milestones milestone-2 --loads 0 2 4
+    python benchmarks/verdict_stability.py --policies --milestones loadtest --loads 0 2
 
 ``--policies`` grades milestones 3 and 4 (or ``--milestones``) of the reference solution, of
 every correct variant in tests/variants/ (other libraries, servers and jitters), of the mutants
@@ -34,6 +35,11 @@ VARIANTS = ROOT / "tests" / "variants"
 SHORT = {"PASS": "P", "FAIL": "F", "INCONCLUSIVE": "I", "SKIP": "S", "ERROR": "E"}
 
 Counts = dict[str, collections.Counter[str]]
+
+
+def check_prefix(milestone: str) -> str:
+    """How the ids of a milestone's checks begin: ``m2.`` for milestone-2, ``lt.`` for loadtest."""
+    return "lt." if milestone == "loadtest" else f"m{milestone.removeprefix('milestone-')}."
 
 
 def grade_many(repo: Path, milestones: list[str], runs: int) -> Counts:
@@ -73,7 +79,8 @@ def policies(args: argparse.Namespace) -> int:
                 repo = materialize(REFERENCE, Path(tmp) / mutant.name, mutant.edits)
                 repos.append((f"mutant {mutant.name}", repo, mutant.fails))
         # Flaws only a variant can carry: a correct variant with one setting broken (gunicorn
-        # with fewer threads than the checkouts m2.healthz-under-load holds).
+        # or anyio's threadpool with fewer threads than the checkouts a check holds; at
+        # ``--milestones loadtest``, sync-handlers' 24 threads for the load test's ~28).
         for variant, flawed in VARIANT_MUTANTS.items():
             for mutant in flawed:
                 if mutant.milestone in milestones and (
@@ -89,7 +96,9 @@ def policies(args: argparse.Namespace) -> int:
             with busy_loops(load):
                 for name, repo, fails in repos:
                     ms = [
-                        m for m in milestones if not fails or any(f"m{m[-1]}." in f for f in fails)
+                        m
+                        for m in milestones
+                        if not fails or any(f.startswith(check_prefix(m)) for f in fails)
                     ]
                     runs = args.mutant_runs if fails else args.runs
                     counts = grade_many(repo, ms, runs)

@@ -634,6 +634,10 @@ UNMUTABLE = {
 }
 
 
+# sync-handlers raises anyio's threadpool to 200 threads; these edits give it fewer.
+SYNC_THREADS_8 = Edit("app/main.py", "WORKER_THREADS = 200", "WORKER_THREADS = 8")
+SYNC_THREADS_24 = Edit("app/main.py", "WORKER_THREADS = 200", "WORKER_THREADS = 24")
+
 # Mutants of a correct variant rather than of the reference, by variant: the same edits, applied
 # to the variant's repo (materialize_variant(name, target, mutant.edits)).
 VARIANT_MUTANTS = {
@@ -645,6 +649,25 @@ VARIANT_MUTANTS = {
             "milestone-2",
             frozenset({"m2.healthz-under-load"}),
             (Edit("failfast.yaml", "--threads 32", "--threads 16"),),
+        ),
+    ),
+    "sync-handlers": (
+        Mutant(
+            # anyio's threadpool cut to 8 for the 20 checkouts m2.healthz-under-load holds: the
+            # last 12 queue, and every /healthz (a plain `def` too) behind them, for ~2.75 s.
+            "threadpool-8",
+            "milestone-2",
+            frozenset({"m2.healthz-under-load"}),
+            (SYNC_THREADS_8,),
+        ),
+        Mutant(
+            # 24 threads: 4 spare while m2.healthz-under-load holds 20 (milestones 1-5 PASS),
+            # but the load test's slow phase keeps ~28 checkouts in flight (10/s for the 2.75 s
+            # deadline): /healthz queues behind them past its 100 ms p99.
+            "threadpool-24",
+            "loadtest",
+            frozenset({"lt.healthz-fast"}),
+            (SYNC_THREADS_24,),
         ),
     ),
 }
