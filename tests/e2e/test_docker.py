@@ -75,14 +75,32 @@ def test_template_fails_the_same_checks_on_both_backends(
     assert left_behind(engine) == []
 
 
-LIVE_MUTANTS = [m for m in MUTANTS if m.milestone in {f"milestone-{n}" for n in range(2, 6)}]
+def _one_per_check(mutants: list[Mutant]) -> list[Mutant]:
+    """Mutants, in order, until every check they target is targeted by one of those kept."""
+    kept: list[Mutant] = []
+    for mutant in mutants:
+        if not mutant.fails <= {check_id for k in kept for check_id in k.fails}:
+            kept.append(mutant)
+    return kept
+
+
+LIVE = [m for m in MUTANTS if m.milestone in {f"milestone-{n}" for n in range(2, 6)}]
+# In containers, each live check is proven on one mutant that breaks it: a container adds
+# nothing a check's other mutants would show differently (that every mutant fails exactly its
+# targets is tests/e2e/test_milestones.py's, locally). Also kept: the mutants whose evidence
+# crosses the container's network in its own way (connections counted or not, one bucket per
+# connection through the bridge).
+THROUGH_THE_NETWORK = {"connects-retried-past-max-attempts", "budget-per-connection"}
+LIVE_MUTANTS = _one_per_check(LIVE) + [
+    m for m in LIVE if m.name in THROUGH_THE_NETWORK and m not in _one_per_check(LIVE)
+]
 
 
 @pytest.mark.parametrize("mutant", LIVE_MUTANTS, ids=lambda m: m.name)
 def test_mutant_fails_its_target_in_containers(
     mutant: Mutant, tmp_path: Path, engine: docker.DockerClient
 ) -> None:
-    """Each mutant of milestones 2-5 fails its targets in containers as it does locally.
+    """Each live check's mutant fails its targets in containers as it does locally.
 
     Graded with --target: the checks it must fail and what they depend on. That every other
     check passes in containers is the reference's test above; that the mutant breaks only its
