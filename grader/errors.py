@@ -24,6 +24,8 @@ Every error the grader raises on purpose derives from ``FailfastError``::
     │   │                       that needs it is SKIP, with the reason, not the learner's fault
     │   └── NginxFormUnsupported  a form of nginx.conf the local backend cannot rewire, with its
     │                           file:line (learner/nginxroute.py): SKIP as well
+    ├── HistoryError            the grading history (--db) cannot be opened, read or written
+    │                           (grader/history): named with its URL, never the grading's end
     └── CheckVerdict            raised inside a check, with the evidence
         ├── CheckFailed         the learner's service did the wrong thing
         ├── CheckInconclusive   the machine was too noisy to tell right from wrong
@@ -94,6 +96,13 @@ class UnknownBackend(GradingError):
 
 class CourseError(GradingError):
     """The course file (points and visibility, ``--course``) cannot be read or is invalid."""
+
+
+class HistoryError(FailfastError):
+    """The grading history cannot be used; the message names its URL, password hidden.
+
+    Never a grading's failure: the reports are written and the exit code is the grading's.
+    """
 
 
 class EdgeUnavailable(FailfastError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
@@ -336,6 +336,53 @@ class NotGraded:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckChange:
+    """A check whose status differs from the one it had at the repo's previous grading."""
+
+    check_id: str
+    before: str
+    after: str
+    before_commit: str  # abc1234, abc1234+ (uncommitted changes), or "no commit"
+    after_commit: str
+
+    @property
+    def commits(self) -> str:
+        """``since commit abc1234 (now def5678)``; "no commit" where there was none."""
+        was, now = (
+            c if c == "no commit" else f"commit {c}"
+            for c in (self.before_commit, self.after_commit)
+        )
+        return f"since {was} (now {now})"
+
+
+def changes_text(changes: Sequence[CheckChange]) -> str:
+    """``m2.read-timeout PASS → FAIL since commit abc1234 (now def5678)``; commits said once."""
+    by_commits: dict[str, list[str]] = {}
+    for c in changes:
+        by_commits.setdefault(c.commits, []).append(f"{c.check_id} {c.before} → {c.after}")
+    return "; ".join(f"{', '.join(found)} {commits}" for commits, found in by_commits.items())
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryNote:
+    """What the grading history said of this run: shown on stdout, never in report files."""
+
+    store: str  # its URL, password hidden
+    grading_id: int
+    # None: the repo had no earlier grading of these checks; () : one, with nothing changed.
+    changes: tuple[CheckChange, ...] | None
+
+    def line(self) -> str:
+        """The line at the end of `failfast check`."""
+        if self.changes is None:
+            return "first grading of this repo recorded; `failfast progress` shows its history"
+        if not self.changes:
+            return "no check changed since your last run"
+        count = f"{len(self.changes)} check{'s' * (len(self.changes) > 1)} changed"
+        return f"{count} since your last run: {changes_text(self.changes)}"
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """Everything one `failfast check` run found, or why it could not grade."""
 
@@ -365,6 +412,8 @@ class Report:
     api_output: OutputSummary | None = None
     # --target: the run graded only these checks and what they depend on.
     targets: tuple[str, ...] = ()
+    # The history's word on this run (stdout only: files are written without it).
+    history: HistoryNote | None = None
 
     def __post_init__(self) -> None:
         """A report of one milestone lists just that one."""

@@ -64,6 +64,19 @@ def leftovers(owner_pid: int, repo: Path | None) -> list[str]:
     return found
 
 
+@pytest.fixture(scope="session", autouse=True)
+def history_of_the_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every grading of the suite is recorded in one history of its own, never the user's."""
+    path = tmp_path_factory.mktemp("history") / "history.sqlite3"
+    before = os.environ.get("FAILFAST_DB")
+    os.environ["FAILFAST_DB"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("FAILFAST_DB", None)
+    else:
+        os.environ["FAILFAST_DB"] = before
+
+
 def _inherited() -> dict[str, str]:
     # The suite may itself run under GitHub Actions (or with colours forced): a test asks for
     # GitHub mode or colour explicitly, never by accident.
@@ -109,7 +122,14 @@ def run_failfast(
     run = Run(argv, proc.returncode, stdout, stderr, proc.pid)
     assert not grader_crashed(stdout + stderr), stdout + stderr
     assert leftovers(proc.pid, repo) == []
-    if "--format" in args and "json" in args and "--output" not in args and stdout.strip():
+    graded = args[:1] == ("check",)  # `progress --format json` is not a report
+    if (
+        graded
+        and "--format" in args
+        and "json" in args
+        and "--output" not in args
+        and stdout.strip()
+    ):
         run.report = json.loads(stdout)
         jsonschema.validate(run.report, schema("report"))
     return run

@@ -64,6 +64,9 @@ def _hostile_value(annotation: str, name: str) -> Any:
         return {HOSTILE: HOSTILE, "layers": {HOSTILE: HOSTILE, "api_s": HOSTILE}}
     if bare == "int":
         return PLAIN_INT
+    inner = getattr(grader.model, bare.removeprefix("tuple[").removesuffix(", ...]"), None)
+    if bare.startswith("tuple[") and dataclasses.is_dataclass(inner) and isinstance(inner, type):
+        return (hostile(inner), hostile(inner))
     if dataclasses.is_dataclass(nested) and isinstance(nested, type):
         return hostile(nested)
     return None

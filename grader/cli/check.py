@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +17,7 @@ import typer
 from rich.console import Console
 
 from grader.backends.base import StartStack, get_backend
-from grader.cli import machine
+from grader.cli import history, machine
 from grader.cli.app import (
     BackendName,
     app,
@@ -111,6 +112,12 @@ def check(
             "Without it every check is worth 1 point and is visible.",
         ),
     ] = None,
+    db: history.DbOption = None,
+    no_history: history.NoHistoryOption = False,
+    submission: Annotated[
+        str | None,
+        typer.Option("--submission", hidden=True, help="failfast grade's id of the submission."),
+    ] = None,
     for_learners: Annotated[
         bool,
         typer.Option(
@@ -180,8 +187,22 @@ def check(
         report = course.apply(report, planned)
         # Reports are written whatever comes now: a signal here waits until they are.
         with deferred_signals() as received:
+            note = None
+            if report.not_graded is None and not no_history:
+                # Recorded as the JSON report file would be: reused and exported, it is that.
+                shown = delivery.shown(report)
+                note = history.record(
+                    shown,
+                    OutputFormat.JSON.to_format().render(shown),
+                    repo=repo,
+                    course_file=course_file,
+                    db=db,
+                    submission=submission,
+                )
             unwritten = delivery.write_files(report)
-            delivery.show(report, unwritten)  # its last line says what the exit code will be
+            # The history's line is shown on stdout only: files stay what grading found.
+            with_note = report if note is None else dataclasses.replace(report, history=note)
+            delivery.show(with_note, unwritten)  # its last line says what the exit code will be
             if report.interrupted:
                 done = len(tally.results) if tally else 0
                 Console(stderr=delivery.stdout_format is not OutputFormat.TEXT).print(

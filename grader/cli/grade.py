@@ -108,6 +108,8 @@ def grade_class(
         raise typer.Exit(ExitCode.NOT_GRADED) from None
     # Each submission's `failfast check` gets the backend and its options as given here.
     extra = ["--backend", backend, *_as_arguments(shared.backend_settings(options))]
+    # A class's gradings are not the course author's own progress: kept only with --db.
+    extra += ["--no-history"]
     if course is not None:
         extra += ["--course", str(course.resolve())]
     if platform is not None:

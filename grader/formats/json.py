@@ -16,6 +16,7 @@ from grader.model import (
     CheckResult,
     Evidence,
     ExitCode,
+    HistoryNote,
     Location,
     NotGraded,
     Report,
@@ -182,6 +183,7 @@ class JsonFormat:
             if budgets is None
             else {"origin": budgets.origin, "note": budgets.note, "values": dict(budgets.values)},
             **_api_output(report.api_output),
+            **_history(report.history),
             "checks": [
                 {
                     "id": r.id,
@@ -281,3 +283,24 @@ def report_from_dict(document: Mapping[str, Any]) -> Report:
         notes=tuple(document.get("notes") or ()),
         api_output=_api_output_of(document),
     )
+
+
+def _history(note: HistoryNote | None) -> dict[str, Any]:
+    """The history's word on the run, on stdout only (files are written without it)."""
+    if note is None:
+        return {}
+    changes = (
+        None
+        if note.changes is None
+        else [
+            {
+                "check": c.check_id,
+                "before": c.before,
+                "after": c.after,
+                "before_commit": c.before_commit,
+                "after_commit": c.after_commit,
+            }
+            for c in note.changes
+        ]
+    )
+    return {"history": {"store": note.store, "grading_id": note.grading_id, "changes": changes}}

@@ -182,6 +182,8 @@ class TerminalFormat:
             parts += [self._block(result) for result in results]
         if report.api_output is not None and report.api_output.loud:
             parts.append(_api_output(report.api_output))
+        if report.history is not None:
+            parts += [Text.assemble(("history ", "bold"), _plain(report.history.line())), Text()]
         parts.append(self._summary(report, unwritten))
         return Group(*parts)
 

@@ -1,0 +1,202 @@
+"""The grading history on the command line: recording a `check`, and `failfast progress`.
+
+A history that cannot be opened or written costs the run nothing but a paragraph on stderr:
+the reports are written and the exit code is the grading's own.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from grader import __version__
+from grader.cli.app import app
+from grader.errors import HistoryError
+from grader.formats import OutputFormat
+from grader.history import (
+    ENV,
+    Grading,
+    Store,
+    StoreUrl,
+    between,
+    course_digest,
+    grading_of,
+    previous,
+)
+from grader.lines import neutralise
+from grader.model import (
+    MILESTONES,
+    CheckChange,
+    ExitCode,
+    HistoryNote,
+    Report,
+    changes_text,
+    points_text,
+)
+
+DB_HELP = (
+    f"The grading history: an SQLite file or a sqlite:///, postgresql:// URL (also {ENV}). "
+    "Default: history.sqlite3 in your data directory."
+)
+DbOption = Annotated[str | None, typer.Option("--db", metavar="URL", help=DB_HELP)]
+NoHistoryOption = Annotated[
+    bool, typer.Option("--no-history", help="Record nothing in the grading history.")
+]
+
+
+def record(
+    report: Report,
+    report_json: str,
+    *,
+    repo: Path,
+    course_file: Path | None,
+    db: str | None,
+    submission: str | None = None,
+) -> HistoryNote | None:
+    """Record the run; what changed since the repo's last grading. None if it could not."""
+    try:
+        url = StoreUrl.chosen(db)
+        grading = grading_of(
+            report,
+            report_json,
+            repo=repo,
+            grader_version=__version__,
+            digest=course_digest(course_file),
+            submission=submission,
+        )
+        with Store.open(url) as store:
+            grading_id = store.record(grading)
+            if submission is not None:  # a class's: its changes are nobody's to read here
+                return HistoryNote(url.shown, grading_id, None)
+            history = store.gradings_of(grading.repo_path)
+    except (HistoryError, OSError) as error:
+        text = error.args[0] if isinstance(error, HistoryError) else f"{error}"
+        Console(stderr=True).print(
+            f"{text} The grading was not recorded; its reports are written as usual "
+            "(--no-history records nothing).",
+            markup=False,
+            soft_wrap=True,
+        )
+        return None
+    this = next((g for g in history if g.id == grading_id), None)
+    before = None if this is None else previous(history, this)
+    changes = None if this is None or before is None else between(before, this)
+    return HistoryNote(url.shown, grading_id, changes)
+
+
+@app.command()
+def progress(
+    repo: Annotated[Path, typer.Option("--repo", help="Root of the learner's checkout.")] = Path(
+        "."
+    ),
+    db: DbOption = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="text or json.")
+    ] = OutputFormat.TEXT,
+) -> None:
+    """Your progress on this repo: best score per milestone, and what changed run to run."""
+    if output_format not in (OutputFormat.TEXT, OutputFormat.JSON):
+        Console(stderr=True).print("--format: progress is shown as text or json.")
+        raise typer.Exit(ExitCode.NOT_GRADED)
+    path = str(repo.resolve())
+    try:
+        url = StoreUrl.chosen(db)
+        with Store.open(url) as store:
+            history = store.gradings_of(path)
+    except HistoryError as error:
+        Console(stderr=True).print(error.args[0], markup=False, soft_wrap=True)
+        raise typer.Exit(ExitCode.NOT_GRADED) from None
+    summary = summarize(history)
+    if output_format is OutputFormat.JSON:
+        document = {"kind": "progress", "repo": path, "store": url.shown, **summary}
+        typer.echo(json.dumps(document, indent=2))
+        return
+    console = Console(highlight=False)
+    if not history:
+        console.print(
+            f"No grading of {path} is recorded in {url.shown}: run `failfast check` first.",
+            markup=False,
+            soft_wrap=True,
+        )
+        return
+    table = Table(title=f"failfast progress: {neutralise(path)}", title_justify="left")
+    for column in ("milestone", "best score", "first passed", "last run", "last result"):
+        table.add_column(column)
+    for row in summary["milestones"]:
+        table.add_row(
+            row["milestone"],
+            row["best_score"],
+            row["first_passed"] or "not yet",
+            row["last_run"],
+            row["last_result"],
+            style="green" if row["first_passed"] else None,
+        )
+    console.print(table)
+    console.print(f"{len(history)} gradings recorded in {url.shown}", markup=False, soft_wrap=True)
+    for step in summary["changes"]:
+        console.print(f"{step['recorded_at'][:16].replace('T', ' ')}  {step['text']}", markup=False)
+
+
+def summarize(history: list[Grading]) -> dict[str, Any]:
+    """Per milestone: best score, first full pass, last run and result; and what changed."""
+    rows = []
+    for milestone in MILESTONES:
+        runs = [
+            (g, [c for c in g.checks if c.milestone == milestone.key])
+            for g in history
+            if any(c.milestone == milestone.key for c in g.checks)
+        ]
+        if not runs:
+            continue
+        zero = Decimal(0)
+        scores = [
+            (sum((c.score for c in cs), zero), sum((c.max_score for c in cs), zero), g)
+            for g, cs in runs
+        ]
+        best = max(scores, key=lambda s: s[0] / s[1] if s[1] else 0)
+        passed = next((g for g, cs in runs if cs and all(c.status == "PASS" for c in cs)), None)
+        last, last_checks = runs[-1]
+        failing = [c.check_id for c in last_checks if c.status != "PASS"]
+        rows.append(
+            {
+                "milestone": milestone.key,
+                "best_score": f"{points_text(best[0])}/{points_text(best[1])}",
+                "first_passed": None if passed is None else _when(passed),
+                "last_run": _when(last),
+                "last_result": "all passed" if not failing else "failing " + ", ".join(failing),
+            }
+        )
+    steps = []
+    for index, grading in enumerate(history):
+        before = previous(history[:index], grading) if index else None
+        found: tuple[CheckChange, ...] = () if before is None else between(before, grading)
+        if found:
+            steps.append(
+                {
+                    "recorded_at": grading.recorded_at,
+                    "commit": grading.short_commit,
+                    "text": changes_text(found),
+                    "changes": [
+                        {
+                            "check": c.check_id,
+                            "before": c.before,
+                            "after": c.after,
+                            "before_commit": c.before_commit,
+                            "after_commit": c.after_commit,
+                        }
+                        for c in found
+                    ],
+                }
+            )
+    return {"gradings": len(history), "milestones": rows, "changes": steps}
+
+
+def _when(grading: Grading) -> str:
+    """When, and at which commit: ``2026-12-07 15:54 (abc1234)``."""
+    return f"{grading.recorded_at[:16].replace('T', ' ')} ({grading.short_commit})"
