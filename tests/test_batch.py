@@ -298,19 +298,27 @@ def test_json_report_reads_back_as_the_report() -> None:
 
 
 def test_gradebook_rows_scores_and_statuses() -> None:
-    """A row per submission: its score, max score, status, and each check's status."""
+    """A row per submission: its score, max score, status, reused, and each check's status."""
     rows = [
-        Row("alice", _report(Status.PASS, Status.PASS)),
+        Row("alice", _report(Status.PASS, Status.PASS), reused=True),
         Row("bob", _report(Status.PASS, Status.FAIL)),
         Row("carol", _report(Status.PASS, Status.INCONCLUSIVE)),
         Row("dave", None),
     ]
     table = list(csv.reader(io.StringIO(gradebook_csv(rows))))
-    assert table[0] == ["submission", "score", "max_score", "status", "m2.check-0", "m2.check-1"]
-    assert table[1] == ["alice", "2", "2", "passed", "PASS", "PASS"]
-    assert table[2] == ["bob", "1", "2", "failed", "PASS", "FAIL"]
-    assert table[3] == ["carol", "1", "2", "inconclusive", "PASS", "INCONCLUSIVE"]
-    assert table[4] == ["dave", "0", "0", "error", "", ""]
+    assert table[0] == [
+        "submission",
+        "score",
+        "max_score",
+        "status",
+        "reused",
+        "m2.check-0",
+        "m2.check-1",
+    ]
+    assert table[1] == ["alice", "2", "2", "passed", "yes", "PASS", "PASS"]
+    assert table[2] == ["bob", "1", "2", "failed", "", "PASS", "FAIL"]
+    assert table[3] == ["carol", "1", "2", "inconclusive", "", "PASS", "INCONCLUSIVE"]
+    assert table[4] == ["dave", "0", "0", "error", "", "", ""]
 
 
 def _exact_rows() -> list[Row]:

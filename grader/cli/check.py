@@ -188,7 +188,9 @@ def check(
         # Reports are written whatever comes now: a signal here waits until they are.
         with deferred_signals() as received:
             note = None
-            if report.not_graded is None and not no_history:
+            # A class's submission that could not be graded is recorded too (never reused):
+            # the gradebook exported from the history has its row, as the batch's has.
+            if (report.not_graded is None or submission is not None) and not no_history:
                 # Recorded as the JSON report file would be: reused and exported, it is that.
                 shown = delivery.shown(report)
                 note = history.record(

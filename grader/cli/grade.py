@@ -13,10 +13,11 @@ import typer
 from rich.console import Console
 
 from grader.cli import app as shared
-from grader.cli import machine
+from grader.cli import classhistory, machine
 from grader.course.file import Course
+from grader.course.reuse import Inputs
 from grader.engine import registry
-from grader.errors import GradingError
+from grader.errors import GradingError, HistoryError
 from grader.formats import OutputFormat
 from grader.lines import neutralise
 from grader.model import ExitCode, points_text
@@ -71,6 +72,20 @@ def grade_class(
     course: Annotated[
         Path | None, typer.Option("--course", help="Points and visibility per check (YAML).")
     ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            metavar="URL",
+            help="Record each submission in this grading history (an SQLite file, sqlite:/// or "
+            "postgresql:// URL) as it finishes, and reuse what it holds for an unchanged commit. "
+            "Without it nothing is recorded.",
+        ),
+    ] = None,
+    regrade: Annotated[
+        bool,
+        typer.Option("--regrade", help="With --db: grade every submission, reusing nothing."),
+    ] = False,
     **options: Any,
 ) -> None:
     """Grade a class: every submission, a gradebook CSV, a summary and a class page."""
@@ -106,10 +121,11 @@ def grade_class(
     except GradingError as error:
         Console(stderr=True).print(error.message, markup=False, soft_wrap=True)
         raise typer.Exit(ExitCode.NOT_GRADED) from None
+    # A class's gradings are not the course author's own progress: kept only with --db (never
+    # FAILFAST_DB's or the default history), in a store that is opened once, before grading.
+    store = None if db is None else classhistory.open_store(db)
     # Each submission's `failfast check` gets the backend and its options as given here.
     extra = ["--backend", backend, *_as_arguments(shared.backend_settings(options))]
-    # A class's gradings are not the course author's own progress: kept only with --db.
-    extra += ["--no-history"]
     if course is not None:
         extra += ["--course", str(course.resolve())]
     if platform is not None:
@@ -119,11 +135,27 @@ def grade_class(
     todo = [s for s in mine if not (resume and work.done(s))]
     if warning:
         console.print(f"warning: {warning}", style="yellow", markup=False)
+    reused: list[tuple[batch_mod.Submission, str]] = []
+    if store is not None:
+        work.history = store.url.url.render_as_string(hide_password=False)
+        files = [] if platform is None else [(OutputFormat(platform), PLATFORM_FILES[platform])]
+        inputs = Inputs.of(
+            milestone, through, backend, None if course is None else course.resolve()
+        )
+        # --resume with --db: what the history holds is done too (written from it, as reused).
+        reused = classhistory.reuse(
+            store, inputs, [] if regrade else todo, out, files, work.problems
+        )
+        todo = [s for s in todo if s not in {r for r, _ in reused}]
     console.print(
         f"{len(mine)} of {len(everyone)} submissions in shard {part.index}/{part.count}; "
-        f"{len(todo)} to grade, {jobs} at a time",
+        + (f"{len(reused)} reused from the history ({store.url.shown}); " if store else "")
+        + f"{len(todo)} to grade, {jobs} at a time",
         markup=False,
+        soft_wrap=True,
     )
+    for _, line in reused:
+        console.print(line, markup=False)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -179,7 +211,9 @@ def grade_class(
     else:
         code, why = (
             ExitCode.PASSED,
-            f"{len(rows)} submission(s) graded, each with its gradebook row",
+            f"{len(rows)} submission(s) graded"
+            + (f" ({len(reused)} reused from the history)" if reused else "")
+            + ", each with its gradebook row",
         )
     console.print(f"exit code {int(code)}: {why}", markup=False, soft_wrap=True)
     if code is not ExitCode.PASSED:
@@ -231,6 +265,55 @@ def gradebook_merge(
         raise typer.Exit(ExitCode.NOT_GRADED) from None
     Console(highlight=False).print(
         f"merged {len(rows)} submissions from {len(shards)} shard(s) into {out}", markup=False
+    )
+
+
+@gradebook_app.command("export")
+def gradebook_export(
+    db: Annotated[
+        str,
+        typer.Option(
+            "--db", metavar="URL", help="The history `failfast grade --db` recorded the class in."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Where the reports and the gradebook go.")
+    ] = Path("failfast-grades"),
+    platform: Annotated[
+        str | None,
+        typer.Option(
+            "--platform",
+            help="Also write each submission's results for "
+            + ", ".join(PLATFORM_FILES)
+            + " in its folder.",
+        ),
+    ] = None,
+) -> None:
+    """From each submission's latest grading in the history: its reports, the class files."""
+    try:
+        machine.refuse_relative({"--out": out})
+        if platform is not None and platform not in PLATFORM_FILES:
+            raise GradingError(f"--platform {platform}: choose one of {', '.join(PLATFORM_FILES)}.")
+        out = _followed(out)
+    except GradingError as error:
+        Console(stderr=True).print(error.message, markup=False, soft_wrap=True)
+        raise typer.Exit(ExitCode.NOT_GRADED) from None
+    store = classhistory.open_store(db)
+    files = [] if platform is None else [(OutputFormat(platform), PLATFORM_FILES[platform])]
+    try:
+        rows = classhistory.export(store, out, files)
+    except (HistoryError, OSError) as error:
+        why = error.args[0] if isinstance(error, HistoryError) else error.strerror or error
+        Console(stderr=True).print(
+            f"exit code 2: the gradebook could not be exported into {out}: {why}",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(ExitCode.NOT_GRADED) from None
+    Console(highlight=False).print(
+        f"exported {len(rows)} submissions from {store.url.shown} into {out}",
+        markup=False,
+        soft_wrap=True,
     )
 
 

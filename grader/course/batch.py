@@ -28,6 +28,7 @@ from grader.course.gradebook import (
     LOG_FILE,
     PAGE_FILE,
     REPORT_FILE,
+    REUSED_FILE,
     SUMMARY,
     BatchError,
     Row,
@@ -42,6 +43,7 @@ from grader.course.gradebook import (
     summary_markdown,
     write_class_files,
 )
+from grader.history import ENV as HISTORY_ENV
 from grader.paths import followed
 from grader.process.process import ManagedProcess
 from grader.process.signals import deferred_signals
@@ -353,6 +355,9 @@ class Batch:
     out: Path
     jobs: int = 1
     extra: Sequence[str] = ()  # more `failfast check` options: --backend, --course, --report
+    # --db: each submission's grader records it, named by its id, in this history (its URL
+    # goes in FAILFAST_DB, not on a command line any local user can read).
+    history: str | None = None
     on_done: Callable[[Outcome], None] = lambda outcome: None
     # What could not be written (a submission's folder on a full disk): the batch exits 2.
     problems: list[str] = field(default_factory=list)
@@ -409,7 +414,8 @@ class Batch:
         assert folder.parent == self.out and folder.name == submission.id
         try:
             folder.mkdir(exist_ok=True)
-            for stale in (REPORT_FILE, PAGE_FILE):
+            # A marker of an earlier reuse would call this fresh grading reused.
+            for stale in (REPORT_FILE, PAGE_FILE, REUSED_FILE):
                 with contextlib.suppress(FileNotFoundError):
                     (folder / stale).unlink()
             log = (folder / LOG_FILE).open("wb")
@@ -433,7 +439,11 @@ class Batch:
             "--report",
             f"html={folder / PAGE_FILE}",
             *(arg.replace("{dir}", str(folder)) for arg in self.extra),
+            *(["--submission", submission.id] if self.history is not None else ["--no-history"]),
         ]
+        env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1"}
+        if self.history is not None:
+            env[HISTORY_ENV] = self.history
 
         def pin() -> None:
             if cpus and hasattr(os, "sched_setaffinity"):
@@ -445,7 +455,7 @@ class Batch:
                 submission.id,
                 argv,
                 cwd=None,
-                env={**os.environ, "COLUMNS": "100", "NO_COLOR": "1"},
+                env=env,
                 preexec=pin,
                 log=log,  # in a session of its own: the batch forwards Ctrl-C itself, once
             )

@@ -38,6 +38,8 @@ from grader.model import (
 REPORT_FILE = "report.json"
 PAGE_FILE = "report.html"
 LOG_FILE = "grader.log"
+# Written instead of grading when the history held the submission's grading (grader.course.reuse).
+REUSED_FILE = "reused.json"
 GRADEBOOK = "gradebook.csv"
 SUMMARY = "summary.md"
 CLASS_PAGE = "index.html"
@@ -115,6 +117,7 @@ class Row:
 
     submission: str
     report: Report | None  # None: the grader left no report (it crashed, or was killed)
+    reused: bool = False  # its report is an earlier grading's, from the history (--db)
 
     def __post_init__(self) -> None:
         """Points as exact decimals, whatever number the report's reader built them as."""
@@ -172,7 +175,8 @@ def _decimal(value: object) -> Decimal:
 
 def row_of(out: Path, submission: str) -> Row:
     """A submission's gradebook row, from its report in ``out`` (if any)."""
-    return Row(submission, read_report(out / submission / REPORT_FILE))
+    folder = out / submission
+    return Row(submission, read_report(folder / REPORT_FILE), (folder / REUSED_FILE).is_file())
 
 
 def collect(folders: Iterable[Path], only: Iterable[str] | None = None) -> list[Row]:
@@ -205,7 +209,7 @@ def check_columns(rows: Sequence[Row]) -> list[str]:
 
 
 def gradebook_csv(rows: Sequence[Row]) -> str:
-    """The gradebook: a row per submission (id, score, max score, status, every check).
+    """The gradebook: a row per submission (id, score, max score, status, reused, every check).
 
     Ids exactly as the submissions' names, so that it joins with the course roster (but for a
     control or bidi character, which becomes its visible stand-in); points as
@@ -221,7 +225,7 @@ def gradebook_csv(rows: Sequence[Row]) -> str:
     columns = check_columns(rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["submission", "score", "max_score", "status", *columns])
+    writer.writerow(["submission", "score", "max_score", "status", "reused", *columns])
     for row in rows:
         statuses = row.statuses()
         writer.writerow(
@@ -230,6 +234,7 @@ def gradebook_csv(rows: Sequence[Row]) -> str:
                 points_text(row.score),
                 points_text(row.max_score),
                 row.status,
+                "yes" if row.reused else "",
                 *(statuses.get(column, "") for column in columns),
             ]
         )

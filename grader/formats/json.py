@@ -13,6 +13,8 @@ from grader import __version__
 from grader.formats.base import COUNTED
 from grader.lines import OutputSummary, neutralise
 from grader.model import (
+    ALL,
+    BudgetSource,
     CheckResult,
     Evidence,
     ExitCode,
@@ -271,17 +273,26 @@ def report_from_dict(document: Mapping[str, Any]) -> Report:
                 visibility=check.get("visibility", "visible"),
             )
         results.append(result)
+    budgets = document.get("budgets")
+    milestones = tuple(document.get("milestones") or ())
     return Report(
         document["milestone"],
         document["repo"],
         started_at=document.get("started_at", ""),
         duration_s=float(document.get("duration_s", 0.0)),
         results=tuple(results),
-        milestones=tuple(document.get("milestones") or ()),
+        milestones=milestones,
+        # --through is what makes one milestone's run grade several (`all` is its own name).
+        through=document["milestone"] != ALL and len(milestones) > 1,
+        budgets=None
+        if not isinstance(budgets, Mapping)
+        else BudgetSource(budgets["origin"], budgets["note"], dict(budgets.get("values") or {})),
         interrupted=document.get("exit_code") == int(ExitCode.INTERRUPTED),
         backend=document.get("backend", "local"),
         notes=tuple(document.get("notes") or ()),
+        withheld=bool(document.get("withheld", False)),
         api_output=_api_output_of(document),
+        targets=tuple(document.get("targets") or ()),
     )
 
 

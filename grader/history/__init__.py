@@ -10,7 +10,13 @@ or a PostgreSQL server. The public surface: :class:`Store` (open, record, read),
 from __future__ import annotations
 
 from grader.history.changes import between, previous
-from grader.history.recording import course_digest, grading_of, reuse_key, selection_of
+from grader.history.recording import (
+    course_digest,
+    grading_of,
+    reuse_key,
+    selection_of,
+    selection_text,
+)
 from grader.history.store import CheckRow, Grading, Store
 from grader.history.url import ENV, StoreUrl, default_path
 
@@ -27,4 +33,5 @@ __all__ = [
     "previous",
     "reuse_key",
     "selection_of",
+    "selection_text",
 ]

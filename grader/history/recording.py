@@ -8,7 +8,7 @@ from pathlib import Path
 
 from grader.history import gitinfo
 from grader.history.store import CheckRow, Grading
-from grader.model import Report
+from grader.model import ALL, Report
 
 
 def course_digest(course_file: Path | None) -> str:
@@ -18,9 +18,18 @@ def course_digest(course_file: Path | None) -> str:
     return hashlib.sha256(course_file.read_bytes()).hexdigest()
 
 
+def selection_text(milestone: str, through: bool) -> str:
+    """What was asked for, as typed: ``milestone-N --through``; ``all`` never has --through.
+
+    The one spelling of a selection: `failfast check` records it, `failfast grade` looks a
+    submission up by it before grading, so the two cannot drift.
+    """
+    return milestone + (" --through" if through and milestone != ALL else "")
+
+
 def selection_of(report: Report) -> str:
-    """What was asked for, as typed: ``milestone-N --through``."""
-    return report.milestone + (" --through" if report.through else "")
+    """What the report's run was asked for (:func:`selection_text`)."""
+    return selection_text(report.milestone, report.through)
 
 
 def reuse_key(
@@ -81,5 +90,5 @@ def grading_of(
         reuse_key=None
         if submission is None
         else reuse_key(git.commit, git.dirty, grader_version, digest, report.backend, selection),
-        recorded_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        recorded_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
     )

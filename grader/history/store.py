@@ -158,16 +158,28 @@ class Store:
         return found[0] if found else None
 
     def latest_submissions(self) -> list[Grading]:
-        """Each submission's most recent grading (by `failfast grade`), by submission id."""
-        latest = (
-            sa.select(gradings.c.submission, sa.func.max(gradings.c.id).label("id"))
+        """Each submission's most recent grading (by `failfast grade`), by submission id.
+
+        Most recent by when it was recorded, not by id: a grading recorded again with the same
+        inputs (``--regrade``, a commit reverted to) keeps its row and id, and is the latest.
+        """
+        ranked = (
+            sa.select(
+                gradings.c.id,
+                sa.func.row_number()
+                .over(
+                    partition_by=gradings.c.submission,
+                    order_by=(gradings.c.recorded_at.desc(), gradings.c.id.desc()),
+                )
+                .label("rank"),
+            )
             .where(gradings.c.submission.is_not(None))
-            .group_by(gradings.c.submission)
             .subquery()
         )
         query = (
             sa.select(gradings)
-            .join(latest, gradings.c.id == latest.c.id)
+            .join(ranked, gradings.c.id == ranked.c.id)
+            .where(ranked.c.rank == 1)
             .order_by(gradings.c.submission)
         )
         return self._read(query, checks=False)
