@@ -11,7 +11,7 @@
 #
 #   bash scripts/setup.sh            # = all
 #   bash scripts/setup.sh all        # packages js engine images isolate
-#   bash scripts/setup.sh packages   # apt: redis-server nginx-light docker.io debootstrap iptables (+ chromium)
+#   bash scripts/setup.sh packages   # apt: redis-server nginx-light docker.io debootstrap iptables chromium postgresql
 #   bash scripts/setup.sh js         # npm ci in tests/js: @actions/core, for tests/test_github_commands.py
 #   bash scripts/setup.sh engine     # dockerd in the background, without systemd
 #   bash scripts/setup.sh images     # local base images (debootstrap + docker import/build)
@@ -41,8 +41,11 @@ JS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/js"   # the tests
 # (m2.edge-answers-first runs the learner's nginx.conf; nginx-light is the smallest build with
 # the proxy module), a Docker engine (docker.io pulls in containerd and runc), debootstrap for
 # the base images, iptables for `isolate`, and chromium, the headless browser that opens the
-# HTML report in tests/e2e/test_html_browser.py (/usr/bin/chromium).
-REQUIRED_PACKAGES=(redis-server nginx-light docker.io debootstrap iptables chromium)
+# HTML report in tests/e2e/test_html_browser.py (/usr/bin/chromium), and postgresql, whose
+# server binaries (/usr/lib/postgresql/*/bin: initdb, pg_ctl) the grading history's tests start
+# a throwaway cluster of their own with (tests/postgres.py); the cluster Debian's package makes
+# and starts, if any, is never used.
+REQUIRED_PACKAGES=(redis-server nginx-light docker.io debootstrap iptables chromium postgresql)
 # Optional packages: installed when apt has a candidate for them, skipped otherwise.
 OPTIONAL_PACKAGES=()
 

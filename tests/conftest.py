@@ -17,6 +17,7 @@ import pytest
 
 from grader.cli.app import catalog
 from grader.learner.yamlfile import schema
+from tests.postgres import postgres  # noqa: F401  # a session fixture, for every test to ask for
 
 ROOT = Path(__file__).resolve().parent.parent
 # Every check registered in module order before any test imports one check module: a module

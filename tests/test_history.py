@@ -1,6 +1,8 @@
-"""The grading history on SQLite: its URL, its schema (Alembic, real), recording and reading it.
+"""The grading history: its URL, its schema (Alembic, real), recording and reading it.
 
-PostgreSQL's own tests are tests/e2e/test_history_postgres.py; the CLI's, tests/e2e/test_history.py.
+The store's tests run on SQLite and on a real PostgreSQL server (tests/postgres.py). PostgreSQL's
+own (concurrency, its errors through the CLI) are tests/e2e/test_history_postgres.py; the CLI's,
+tests/e2e/test_history.py.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from grader.history.gitinfo import read as read_git
 from grader.history.gitinfo import without_credentials
 from grader.history.tables import metadata
 from grader.model import HistoryNote
+from tests.postgres import Server
 
 
 def _grading(statuses: dict[str, str], commit: str | None = "a" * 40, **changes: object) -> Grading:
@@ -51,10 +54,19 @@ def _grading(statuses: dict[str, str], commit: str | None = "a" * 40, **changes:
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> StoreUrl:
+    """A new, empty history: an SQLite file, or a database of the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return StoreUrl.parse(str(tmp_path / "history.sqlite3"))
+    server: Server = request.getfixturevalue("postgres")
+    return StoreUrl.parse(server.new_database())
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    """A new history in an SQLite file."""
-    with Store.open(StoreUrl.parse(str(tmp_path / "history.sqlite3"))) as opened:
+def store(url: StoreUrl) -> Iterator[Store]:
+    """A new history, opened: its schema made by the migrations."""
+    with Store.open(url) as opened:
         yield opened
 
 
@@ -103,6 +115,18 @@ def test_a_submission_recorded_twice_is_one_row(store: Store) -> None:
     (latest,) = store.latest_submissions()
     assert latest.exit_code == 1 and latest.submission == "alice"
     assert store.reusable("alice", "k1") is not None and store.reusable("alice", "k2") is None
+
+
+def test_the_latest_grading_is_the_last_recorded_even_when_its_row_is_older(
+    store: Store,
+) -> None:
+    """A commit graded again after another (its row replaced in place) is the latest."""
+    first = _grading({}, submission="carol", reuse_key="c1", recorded_at="2026-12-07T10:00:00")
+    store.record(first)
+    store.record(dataclasses.replace(first, reuse_key="c2", recorded_at="2026-12-07T11:00:00"))
+    store.record(dataclasses.replace(first, exit_code=1, recorded_at="2026-12-07T12:00:00"))
+    (latest,) = store.latest_submissions()
+    assert (latest.reuse_key, latest.exit_code) == ("c1", 1)
 
 
 def test_an_incomplete_grading_is_never_reused(store: Store) -> None:
@@ -168,9 +192,8 @@ def test_git_state_is_read_from_a_real_checkout(tmp_path: Path) -> None:
     assert without_credentials("git@github.com:l/r.git") == "git@github.com:l/r.git"
 
 
-def test_the_first_schema_upgrades_in_place(tmp_path: Path) -> None:
+def test_the_first_schema_upgrades_in_place(url: StoreUrl) -> None:
     """A history at revision 0001 (no targets) keeps its rows and gains the column on open."""
-    url = StoreUrl.parse(str(tmp_path / "old.sqlite3"))
     engine = sa.create_engine(url.url)
     migrate.to_head(engine, url.shown, target="0001")
     with engine.begin() as db:
@@ -197,9 +220,8 @@ def test_the_first_schema_upgrades_in_place(tmp_path: Path) -> None:
         assert store.gradings_of("/old")[1].targets == ("m2.read-timeout",)
 
 
-def test_the_tables_match_the_migrations(tmp_path: Path) -> None:
+def test_the_tables_match_the_migrations(url: StoreUrl) -> None:
     """tables.py and the newest revision describe the same columns: neither drifts alone."""
-    url = StoreUrl.parse(str(tmp_path / "h.sqlite3"))
     Store.open(url).close()
     engine = sa.create_engine(url.url)
     inspector = sa.inspect(engine)
@@ -209,9 +231,8 @@ def test_the_tables_match_the_migrations(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_a_history_of_a_newer_failfast_is_refused(tmp_path: Path) -> None:
+def test_a_history_of_a_newer_failfast_is_refused(url: StoreUrl) -> None:
     """A schema revision this failfast does not know: refused, naming the upgrade."""
-    url = StoreUrl.parse(str(tmp_path / "new.sqlite3"))
     Store.open(url).close()
     engine = sa.create_engine(url.url)
     with engine.begin() as db:
