@@ -19,11 +19,22 @@ import pytest
 import sqlalchemy as sa
 
 from grader.errors import HistoryError
-from grader.history import CheckRow, Grading, Store, StoreUrl, between, migrate, previous, reuse_key
+from grader.history import (
+    CheckRow,
+    Grading,
+    Store,
+    StoreUrl,
+    between,
+    migrate,
+    previous,
+    reuse_key,
+    selection_of,
+    selection_text,
+)
 from grader.history.gitinfo import read as read_git
 from grader.history.gitinfo import without_credentials
 from grader.history.tables import metadata
-from grader.model import HistoryNote
+from grader.model import HistoryNote, Report
 from tests.postgres import Server
 
 
@@ -269,3 +280,11 @@ def test_a_read_only_file_is_named_with_the_way_out(tmp_path: Path) -> None:
         store.record(_grading({"m2.read-timeout": "PASS"}))
     message = str(refused.value)
     assert str(tmp_path / "ro.sqlite3") in message and "--no-history" in message
+
+
+def test_grade_looks_a_selection_up_as_check_records_it() -> None:
+    """One spelling: `all` never has --through; a milestone's --through is kept."""
+    assert selection_text("all", True) == selection_of(Report("all", "/r", through=False)) == "all"
+    assert selection_text("milestone-3", True) == "milestone-3 --through"
+    assert selection_of(Report("milestone-3", "/r", through=True)) == "milestone-3 --through"
+    assert selection_text("milestone-3", False) == selection_of(Report("milestone-3", "/r"))
