@@ -64,11 +64,17 @@ def write_from(
     ``store`` names the history it was reused from, the marker that says so (else none).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    # As the grader writes them: a lone surrogate in a learner's words becomes "?".
-    (folder / REPORT_FILE).write_text(grading.report_json, "utf-8", errors="replace")
-    report = report_from_dict(json.loads(grading.report_json))
+    # The same report already there (a class graded again into the same --out): the files
+    # beside it were rendered from it, by this grader version (the reuse key holds it), so they
+    # are kept. Rendering a page draws its charts: most of what reusing would cost.
+    same = _text(folder / REPORT_FILE) == grading.report_json
+    if not same:  # as the grader writes it: a lone surrogate in a learner's words becomes "?"
+        (folder / REPORT_FILE).write_text(grading.report_json, "utf-8", errors="replace")
     files = [(OutputFormat.HTML, PAGE_FILE), *platform]
-    for fmt, name in files:
+    missing = [(f, name) for f, name in files if not (same and (folder / name).is_file())]
+    report = report_from_dict(json.loads(grading.report_json)) if missing else None
+    for fmt, name in missing:
+        assert report is not None
         text = fmt.to_format().render(report)
         (folder / name).write_text(text, "utf-8", errors="replace")
     if store is not None:
@@ -81,3 +87,11 @@ def write_from(
         write_atomically(folder / REUSED_FILE, json.dumps(marker, indent=2) + "\n")
     else:
         (folder / REUSED_FILE).unlink(missing_ok=True)
+
+
+def _text(path: Path) -> str | None:
+    """The file's text, as written; None when there is none to read."""
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None

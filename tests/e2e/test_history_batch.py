@@ -111,12 +111,15 @@ def test_a_class_graded_twice_is_reused_and_a_new_commit_regraded(tmp_path: Path
     assert second_s < first_s / 2, (first_s, second_s)
 
     commit_after = commit_with_change(klass / "cy")
+    page_before = (second_out / "ada" / "report.html").stat().st_mtime_ns
     third = grade(str(klass), "--out", str(second_out), *MILESTONE, "--db", str(db))
     assert third.returncode == 0, third.stdout + third.stderr
     assert "5 reused from the history" in third.stdout and "1 to grade" in third.stdout
     table = rows(second_out)
     assert {n for n, r in table.items() if r["reused"] != "yes"} == {"cy"}
     assert not (second_out / "cy" / "reused.json").exists()
+    # Reused into the --out that holds its report already: its page is kept, not drawn again.
+    assert (second_out / "ada" / "report.html").stat().st_mtime_ns == page_before
     assert [p.parent.name for p in second_out.glob("*/grader.log")] == ["cy"]
     assert stored(db)["cy"] == 2 and commit_after in commits(db, "cy")
 
