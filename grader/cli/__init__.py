@@ -1,8 +1,9 @@
 """The command line: the typer app, one module per group of commands, where a report goes.
 
 Owns: ``app`` (the typer app, its entry point ``main``, what the commands share), ``check``
-(``failfast check``), ``grade`` (``failfast grade``, ``gradebook merge``), ``history`` (recording
-a grading, ``failfast progress``), ``info``
+(``failfast check``), ``grade`` (``failfast grade``, ``gradebook merge``, ``gradebook export``),
+``classhistory`` (a class's history: reuse and export), ``history`` (recording a grading,
+``failfast progress``), ``info``
 (``--version``, ``doctor``, ``list``, ``explain``, ``stub``), ``output`` (the terminal, report
 files, GitHub Actions), ``doctor`` (what this machine lacks) and ``machine`` (what the process
 needs before any command: a working directory, a place for matplotlib's caches). The top of the

@@ -89,7 +89,8 @@ def test_a_class_graded_twice_is_reused_and_a_new_commit_regraded(tmp_path: Path
     db = tmp_path / "history.sqlite3"
     first_out, second_out = tmp_path / "first", tmp_path / "second"
     started = time.monotonic()
-    first = grade(str(klass), "--out", str(first_out), *MILESTONE, "--db", str(db))
+    platform = ("--platform", "gradescope")
+    first = grade(str(klass), "--out", str(first_out), *MILESTONE, *platform, "--db", str(db))
     first_s = time.monotonic() - started
     assert first.returncode == 0, first.stdout + first.stderr
     assert "0 reused from the history" in first.stdout
@@ -97,7 +98,7 @@ def test_a_class_graded_twice_is_reused_and_a_new_commit_regraded(tmp_path: Path
     assert stored(db) == dict.fromkeys(NAMES, 1)
 
     started = time.monotonic()
-    second = grade(str(klass), "--out", str(second_out), *MILESTONE, "--db", str(db))
+    second = grade(str(klass), "--out", str(second_out), *MILESTONE, *platform, "--db", str(db))
     second_s = time.monotonic() - started
     assert second.returncode == 0, second.stdout + second.stderr
     assert "6 reused from the history" in second.stdout and "0 to grade" in second.stdout
@@ -106,7 +107,7 @@ def test_a_class_graded_twice_is_reused_and_a_new_commit_regraded(tmp_path: Path
     # No `failfast check` ran: none left a log; the files are the first run's, byte for byte.
     assert not list(second_out.glob("*/grader.log"))
     for name in NAMES:
-        for file in ("report.json", "report.html"):
+        for file in ("report.json", "report.html", "results.json"):
             assert (second_out / name / file).read_bytes() == (first_out / name / file).read_bytes()
     assert second_s < first_s / 2, (first_s, second_s)
 
@@ -203,3 +204,30 @@ def test_an_unusable_history_is_refused_before_grading(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Nothing was graded" in done.stderr and str(blocker) in done.stderr
     assert not list(out.glob("*/report.json"))
+
+
+def test_without_db_a_class_is_never_recorded(tmp_path: Path) -> None:
+    """No --db: nothing is recorded, not even in FAILFAST_DB's history, and no row is reused."""
+    klass = git_class(tmp_path / "class", NAMES[:1])
+    db = tmp_path / "theirs.sqlite3"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "grade",
+            str(klass),
+            "--out",
+            str(tmp_path / "out"),
+            *MILESTONE,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "FAILFAST_DB": str(db)},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not db.exists() and "reused" not in done.stdout
+    assert {r["reused"] for r in rows(tmp_path / "out").values()} == {""}
