@@ -46,15 +46,18 @@ def reuse(
     out: Path,
     platform: Sequence[tuple[OutputFormat, str]],
     problems: list[str],
+    stopped: Sequence[int] = (),
 ) -> list[tuple[Submission, str]]:
     """The submissions of ``todo`` the history holds, their files written; each with its line.
 
     A history that fails while it is read costs nothing but its paragraph: the submissions not
-    yet looked up are graded.
+    yet looked up are graded. ``stopped`` (the signals received) ends the loop once not empty.
     """
     reused: list[tuple[Submission, str]] = []
     with _closing(store):
         for submission in todo:
+            if stopped:
+                break
             try:
                 grading = reuse_mod.reusable(store, inputs, submission.id, submission.path)
             except HistoryError as error:

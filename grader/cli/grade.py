@@ -136,6 +136,7 @@ def grade_class(
     if warning:
         console.print(f"warning: {warning}", style="yellow", markup=False)
     reused: list[tuple[batch_mod.Submission, str]] = []
+    early: list[int] = []
     if store is not None:
         work.history = store.url.url.render_as_string(hide_password=False)
         files = [] if platform is None else [(OutputFormat(platform), PLATFORM_FILES[platform])]
@@ -143,9 +144,12 @@ def grade_class(
             milestone, through, backend, None if course is None else course.resolve()
         )
         # --resume with --db: what the history holds is done too (written from it, as reused).
-        reused = classhistory.reuse(
-            store, inputs, [] if regrade else todo, out, files, work.problems
-        )
+        # Ctrl-C here stops the batch as it would while grading: no submission is left half
+        # written, none is graded after it.
+        with batch_mod.interrupted_by_signals(work) as early:
+            reused = classhistory.reuse(
+                store, inputs, [] if regrade else todo, out, files, work.problems, early
+            )
         todo = [s for s in todo if s not in {r for r, _ in reused}]
     console.print(
         f"{len(mine)} of {len(everyone)} submissions in shard {part.index}/{part.count}; "
@@ -178,6 +182,7 @@ def grade_class(
 
         work.on_done = done
         with batch_mod.interrupted_by_signals(work) as received:
+            received += early
             work.run(todo)
     problems = list(work.problems)
     rows: list[batch_mod.Row] = []
