@@ -231,3 +231,21 @@ def test_without_db_a_class_is_never_recorded(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert not db.exists() and "reused" not in done.stdout
     assert {r["reused"] for r in rows(tmp_path / "out").values()} == {""}
+
+
+def test_a_submission_that_cannot_be_graded_is_exported_too(tmp_path: Path) -> None:
+    """An API that never starts: recorded (never reused), so the export has the batch's rows."""
+    klass = git_class(tmp_path / "class", ("good", "dead"))
+    (klass / "dead" / "failfast.yaml").write_text("command: exit 3\n")
+    commit(klass / "dead", "an API that exits at once")
+    db = str(tmp_path / "history.sqlite3")
+    out, exported = tmp_path / "out", tmp_path / "exported"
+    args = [str(klass), "--milestone", "milestone-5", "--db", db]
+    done = grade(*args, "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert rows(out)["dead"]["status"] == "error"
+    assert export(db, exported).returncode == 0
+    assert (exported / "gradebook.csv").read_text() == (out / "gradebook.csv").read_text()
+    again = grade(*args, "--out", str(tmp_path / "again"))
+    assert "1 reused from the history" in again.stdout and "1 to grade" in again.stdout
+    assert rows(tmp_path / "again")["dead"]["reused"] == ""
