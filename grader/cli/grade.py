@@ -1,7 +1,10 @@
-"""`failfast grade` and `failfast gradebook merge`: grade a class, shard by shard.
+"""`failfast grade`, `failfast gradebook merge` and `export`: grade a class, shard by shard.
 
 Each submission is graded by its own `failfast check` (:mod:`grader.course.batch`); this module
 finds the submissions, checks the options once, shows the progress and writes the class files.
+With ``--db`` each submission is recorded in the history as it finishes, and one it holds a
+complete grading of (same commit, grader, course file, backend, selection) is reused
+(:mod:`grader.cli.classhistory`); ``gradebook export`` writes the class files from it.
 """
 
 from __future__ import annotations

@@ -63,6 +63,7 @@ def test_two_shards_at_once_export_the_unsharded_gradebook(
     # Row for row, and every column (the reused column is empty in both).
     assert (exported / "gradebook.csv").read_text() == (whole / "gradebook.csv").read_text()
     assert (exported / "summary.md").read_text() == (whole / "summary.md").read_text()
+    assert (exported / "index.html").read_text() == (whole / "index.html").read_text()
     assert without_reused(rows(exported)) == without_reused(rows(whole))
     engine = _engine(db)
     with engine.connect() as connection:
