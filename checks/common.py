@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,12 +11,15 @@ from checks.stats import Zone, zone
 from grader.checkkit import (
     COURSE_RETRIES,
     Attempt,
+    Budgets,
     CheckFailed,
     CheckInconclusive,
     CheckoutResult,
+    CheckSkipped,
     Context,
     Location,
     Retries,
+    budgets,
 )
 
 T = TypeVar("T")
@@ -39,8 +42,21 @@ ABANDON_TOLERANCE_S = 0.3  # the stub may see an attempt cut this far from the d
 # limit, before the noise band); a client with no connect timeout but a 2.8 s overall deadline
 # answers at 2.8 s: 0.7 s past.
 CONNECT_TOLERANCE_S = 0.3
-# How long a slow provider holds its headers, or trickles its body: far past any sane budget.
+# How long a slow provider holds its headers, or trickles its body, for the course's table: far
+# past its 3 s api budget. A longer table's hold follows the table: hold_s().
 HOLD_S = 10.0
+# A hold outlasts the grader's wait for the answer (answer_wait_s) by this much at the least: a
+# service with no deadline is then still waiting when the grader stops, and is seen late, never
+# let off by the provider answering first; a correct one has given up long before.
+HOLD_MARGIN_S = 1.0
+# The longest api budget the checks that wait it out (a held provider, slow failures) grade;
+# past it they SKIP, saying why, and never FAIL. A correct service may take the whole budget
+# in each of them, so grading time grows with it: the reference with a 30 s budget takes 35 s
+# for milestone 2 (its held checks run side by side, 30 s each), against 7 s with the
+# course's table; at the schema's bound, an hour, over an hour. And past about 30 s no budget
+# fails fast: the clients in front of a checkout have given up by then (AWS API Gateway's
+# 29 s integration timeout, Heroku's 30 s router timeout), and the customer long before.
+MAX_HELD_API_S = 30.0
 HEALTHZ_LIMIT_S = 0.25
 HEALTHZ_PROBES = 10
 STUCK_CHECKOUTS = 20
@@ -79,6 +95,50 @@ def answer_wait_s(ctx: Context) -> float:
     enough that grading stays fast.
     """
     return ctx.budgets.layers.api_s + ANSWER_TOLERANCE_S + 2.0
+
+
+def hold_s(ctx: Context) -> float:
+    """How long a slow provider holds its headers, or trickles its body, for this table.
+
+    HOLD_S for the course's table; for a longer api budget, HOLD_MARGIN_S past the grader's
+    wait for the answer. Either way past the longest a correct service may wait on the provider
+    (the api budget), so that its own deadline ends the checkout, never the provider.
+    """
+    return max(HOLD_S, answer_wait_s(ctx) + HOLD_MARGIN_S)
+
+
+def skip_past_max_budget(ctx: Context) -> None:
+    """SKIP a check that waits out the api budget when the table's is past MAX_HELD_API_S."""
+    api = ctx.budgets.layers.api_s
+    if api <= MAX_HELD_API_S:
+        return
+    raise CheckSkipped(
+        f"not run: the api budget of {api:g} s is past the {MAX_HELD_API_S:g} s this check grades",
+        measured=f"layers.api.timeout_s is {api:g} s in your budgets.yaml",
+        expected=f"an api budget of at most {MAX_HELD_API_S:g} s (the course's is "
+        f"{budgets.COURSE.layers.api_s:g} s)",
+        hint=f"Not a failure, and no verdict either: this check waits for your service to give "
+        f"up on a stuck or failing provider, which a correct service may take the whole api "
+        f"budget to do, and grading {api:g} s of waiting per check takes unreasonably long. No "
+        f"budget past {MAX_HELD_API_S:g} s fails fast: the clients in front of a checkout give "
+        f"up around then. Lower layers.api.timeout_s (and the layers inside it) to at most "
+        f"{MAX_HELD_API_S:g} s to get this check's verdict.",
+    )
+
+
+def limit_for_table(course_limit_s: float) -> Callable[[Budgets], float]:
+    """A check's time limit (``@check(timeout_s=...)``) that grows with the table's api budget.
+
+    ``course_limit_s`` for the course's table (or a shorter budget), and 2 s more for each
+    second of api budget past the course's: a check waits for an answer within the api budget
+    and then, at most, for a provider attempt cut within it again (m2.read-timeout's worst).
+    """
+
+    def limit_s(table: Budgets) -> float:
+        longer_by = max(0.0, table.layers.api_s - budgets.COURSE.layers.api_s)
+        return course_limit_s + 2.0 * longer_by
+
+    return limit_s
 
 
 def noise_s(ctx: Context) -> float:

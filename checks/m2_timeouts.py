@@ -7,18 +7,21 @@ the learner's budget table, or to the course's (10 s, 3 s, 2 s) while it is not 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
 from checks.common import (
     ABANDON_TOLERANCE_S,
     ANSWER_TOLERANCE_S,
-    HOLD_S,
     Problems,
     answer_wait_s,
     expected_fail_fast,
     fail_fast_problems,
+    hold_s,
+    limit_for_table,
     noise_s,
+    skip_past_max_budget,
 )
 from checks.held import ended_at
 from checks.stats import Zone, charted, zone
@@ -156,7 +159,7 @@ async def _attempts_once_over(ctx: Context, amounts: range, by: float) -> list[A
     "from a checkout that works.",
     hint="POST /checkout must forward amount_cents to the provider's POST /charge and answer 200 "
     'with {"status": "ok", "payment": <the provider\'s charge object>}.',
-    timeout_s=20,
+    timeout_s=limit_for_table(20),
 )
 async def healthy_checkout(ctx: Context) -> Passed:
     """Send one checkout to a healthy provider; expect 200, the payment, and one charge.
@@ -217,10 +220,10 @@ async def healthy_checkout(ctx: Context) -> Passed:
     hint="Give the provider call an explicit read timeout equal to the table's "
     "payments.read_timeout_s (httpx.Timeout(connect=..., read=...)), cap the whole call with "
     "the api budget, and turn httpx.TimeoutException into a 504 with a JSON body.",
-    timeout_s=25,
+    timeout_s=limit_for_table(25),
 )
 async def read_timeout(ctx: Context) -> Passed:
-    """Hold the provider's headers 10 s; expect a quick 5xx and the attempt cut at the timeout.
+    """Hold the provider's headers past the api budget; expect a quick 5xx and the attempt cut.
 
     The condition it claims: with a provider that accepts the request and holds its headers,
     the service gives up on the first attempt at the read timeout (or at the api budget, when
@@ -228,11 +231,12 @@ async def read_timeout(ctx: Context) -> Passed:
     budget (+0.5 s).
 
     How it knows the condition holds while it measures: the stub holds every attempt with the
-    checkout's amount for 10 s before its headers, past the grader's wait for the answer (the
-    api budget + 2.5 s, for an api budget under 7.5 s), so the provider is holding whenever
-    the service is waiting on it, retries included. When the service gave up, the stub saw the
-    connection close (its journal's gave_up_at) while it was still holding: the cut is timed
-    on the provider's side.
+    checkout's amount before its headers for 10 s, or 1 s past the grader's wait for the answer
+    (the api budget + 2.5 s) when that is longer, so the provider is holding whenever the
+    service is waiting on it, retries included, whatever the table declares. When the service
+    gave up, the stub saw the connection close (its journal's gave_up_at) while it was still
+    holding: the cut is timed on the provider's side. An api budget past 30 s is not graded
+    (SKIP, saying why): a correct service may take all of it.
 
     The hints' evidence: a first attempt never given up on, or given up on before or past the
     read timeout, is no read timeout of the declared length: the check's own hint. A first
@@ -241,8 +245,9 @@ async def read_timeout(ctx: Context) -> Passed:
     and names one deadline over the whole checkout. A first attempt cut in time and an answer
     in time but not a 502/503/504 with a JSON body: the hint names that answer.
     """
+    skip_past_max_budget(ctx)
     amounts = ctx.amounts(1)
-    await ctx.stack.stub.add_fault(Delay(delay_ms=int(HOLD_S * 1000)), amounts=amounts)
+    await ctx.stack.stub.add_fault(Delay(delay_ms=int(hold_s(ctx) * 1000)), amounts=amounts)
     result = await ctx.driver.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
     cut_at = _read_cut_s(ctx)
     # Give the first attempt until just past its expected cut to end (it may still be open if
@@ -342,22 +347,24 @@ def _after_the_cut(
     hint="Put an overall deadline around the whole provider call (e.g. `async with "
     "asyncio.timeout(remaining_budget):` around the request and reading its body), and answer "
     "504 when it expires.",
-    timeout_s=25,
+    timeout_s=limit_for_table(25),
 )
 async def slow_body(ctx: Context) -> Passed:
     """Send headers at once, then the body a byte every 100 ms; expect a 5xx within the budget.
 
     The condition it claims: with a provider that sends its 200 headers at once and then its
-    body a byte every 100 ms (10 s in all), the service answers 502/503/504 with a JSON body
-    within the api budget (+0.5 s), and no provider attempt is still open once the api budget
-    and 1 s more have passed since the checkout was sent.
+    body a byte every 100 ms (for 10 s, or 1 s past the grader's wait for the answer when that
+    is longer), the service answers 502/503/504 with a JSON body within the api budget
+    (+0.5 s), and no provider attempt is still open once the api budget and 1 s more have
+    passed since the checkout was sent.
 
     How it knows the condition holds while it measures: the stub trickles every attempt with
-    the checkout's amount for 10 s from its headers, past the grader's wait for the answer (the
-    api budget + 2.5 s, for an api budget under 7.5 s), so the body is still trickling whenever
-    the service reads it, retries included. The journal is read once every attempt has ended,
-    or at that moment (the api budget + 1 s), whichever comes first: an attempt open then has
-    been trickling all along.
+    the checkout's amount from its headers for 10 s, or 1 s past the grader's wait for the
+    answer (the api budget + 2.5 s) when that is longer, so the body is still trickling
+    whenever the service reads it, retries included, whatever the table declares. The journal
+    is read once every attempt has ended, or at that moment (the api budget + 1 s), whichever
+    comes first: an attempt open then has been trickling all along. An api budget past 30 s is
+    not graded (SKIP, saying why): a correct service may take all of it.
 
     The hints' evidence: a late answer (or none) is a service that waited on the trickle, with
     no deadline over the whole call: the check's own hint. An answer in time with an attempt
@@ -365,9 +372,10 @@ async def slow_body(ctx: Context) -> Passed:
     did not cancel it): the hint says to cancel the call, not only to answer. An answer in time
     but not a 502/503/504 with a JSON body: the hint names that answer.
     """
+    skip_past_max_budget(ctx)
     amounts = ctx.amounts(1)
     interval_ms = 100
-    fault = Dribble(interval_ms=interval_ms, body_bytes=int(HOLD_S * 1000 / interval_ms))
+    fault = Dribble(interval_ms=interval_ms, body_bytes=math.ceil(hold_s(ctx) * 1000 / interval_ms))
     await ctx.stack.stub.add_fault(fault, amounts=amounts)
     result = await ctx.driver.checkout(amounts[0], timeout_s=answer_wait_s(ctx))
     by = result.started_at + ctx.budgets.layers.api_s + ANSWER_TOLERANCE_S + 0.5

@@ -18,6 +18,8 @@ from checks.common import (
     expected_fail_fast,
     fail_fast_problems,
     held_to,
+    limit_for_table,
+    skip_past_max_budget,
 )
 from checks.connects import ConnectAttempt, ConnectWatch, diagnose
 from checks.stats import charted
@@ -41,7 +43,7 @@ from grader.checkkit import (
     hint="Set a connect timeout equal to the table's payments.connect_timeout_s "
     "(httpx.Timeout(..., connect=0.5)), count connect timeouts against retries.max_attempts "
     "like any failed attempt, and turn httpx.ConnectTimeout into a 503 or 504.",
-    timeout_s=45,
+    timeout_s=limit_for_table(45),
 )
 async def connect_timeout(ctx: Context) -> Passed:
     """Start a second API instance whose provider never accepts; expect a quick 5xx.
@@ -52,7 +54,9 @@ async def connect_timeout(ctx: Context) -> Passed:
 
     How it knows the condition holds while it measures: the second instance's provider URL is
     the stub's connect-hang port, a listener that never accepts with its accept queue full, so
-    every connect of that instance hangs from the first; nothing else uses that port.
+    every connect of that instance hangs from the first, for as long as the grader waits (the
+    api budget + 2.5 s), whatever the table declares; nothing else uses that port. An api
+    budget past 30 s is not graded (SKIP, saying why): a correct service may take all of it.
 
     The hints' evidence: the same late answer has two causes, told apart by the service's
     connection attempts, which the grader counts and times from the socket table while the
@@ -60,6 +64,7 @@ async def connect_timeout(ctx: Context) -> Passed:
     max_attempts: retries beyond it. An attempt that waited past the connect timeout: no connect
     timeout. Where the grader cannot see the attempts (the docker backend), the hint names both.
     """
+    skip_past_max_budget(ctx)  # before the second instance starts: nothing to stop
     api = await ctx.driver.start_api("api-connect-hang", payments_url=ctx.stack.connect_hang_url)
     amount = ctx.amounts(1)[0]
     watch = ConnectWatch.for_url(ctx.stack.connect_hang_url)

@@ -19,11 +19,13 @@ from collections.abc import Callable, Sequence
 
 from checks.common import (
     ANSWER_TOLERANCE_S,
-    HOLD_S,
     answer_wait_s,
     expected_fail_fast,
     fail_fast_problems,
+    hold_s,
+    limit_for_table,
     repo_relative,
+    skip_past_max_budget,
 )
 from grader.checkkit import (
     CheckFailed,
@@ -43,7 +45,8 @@ NGINX_FILE = nginxconf.CONF_PATH
 
 
 # Starting nginx is bounded by grader/backends/local/edge.py (5 s), the checkout by
-# answer_wait_s (5.5 s for the course's table); the rest is margin for a busy machine.
+# answer_wait_s (5.5 s for the course's table); the rest is margin for a busy machine. A longer
+# api budget lengthens the checkout, and the limit with it (limit_for_table).
 EDGE_CHECK_LIMIT_S = 30.0
 
 
@@ -131,7 +134,7 @@ def _nginx_page(result: CheckoutResult) -> bool:
     "within its own budget whatever the provider does (an overall deadline around the provider "
     "call, as m2.read-timeout checks), and nginx must pass that answer on as it is (no "
     "proxy_intercept_errors with an error_page that replaces it).",
-    timeout_s=EDGE_CHECK_LIMIT_S,
+    timeout_s=limit_for_table(EDGE_CHECK_LIMIT_S),
 )
 async def edge_answers_first(ctx: Context) -> Passed:
     """Hold the provider past the api budget; POST /checkout through nginx; expect the api's 5xx.
@@ -141,11 +144,12 @@ async def edge_answers_first(ctx: Context) -> Passed:
     (+0.5 s), not a page of nginx's (HTML, or a body that says "nginx").
 
     How it knows the condition holds while it measures: the stub holds every attempt with the
-    checkout's amount for 10 s before its headers, past the grader's wait for the answer (the
-    api budget + 2.5 s, for an api budget under 7.5 s), so the provider is stuck for as long as
-    the checkout is open: only a layer that gives up on its own can answer. nginx runs the
-    learner's nginx.conf (under the local backend rewired to the API on a loopback port); its
-    error and access log lines are kept with the verdict.
+    checkout's amount before its headers for 10 s, or 1 s past the grader's wait for the answer
+    (the api budget + 2.5 s) when that is longer, so the provider is stuck for as long as the
+    checkout is open, whatever the table declares: only a layer that gives up on its own can
+    answer. nginx runs the learner's nginx.conf (under the local backend rewired to the API on
+    a loopback port); its error and access log lines are kept with the verdict. An api budget
+    past 30 s is not graded (SKIP, saying why): a correct api may take all of it.
 
     The hints' evidence: a page of nginx's (HTML, or signed "nginx") is nginx answering for the
     api, and nginx's error log says why: "upstream timed out" is its proxy_read_timeout
@@ -160,6 +164,7 @@ async def edge_answers_first(ctx: Context) -> Passed:
     checkout sent alongside another. nginx resolving a host at run time, which the local
     backend cannot give it, is a SKIP naming the directive.
     """
+    skip_past_max_budget(ctx)  # before nginx starts: nothing to stop
     try:
         edge = await ctx.stack.start_edge()
     except nginxconf.NginxFormUnsupported as form:
@@ -176,7 +181,7 @@ async def edge_answers_first(ctx: Context) -> Passed:
     amounts = ctx.amounts(1)
     # Held far past the api budget (and past nginx's, if it is short): only a layer that gives
     # up on its own ends this checkout, and which layer answers is the verdict.
-    await ctx.stack.stub.add_fault(Delay(delay_ms=int(HOLD_S * 1000)), amounts=amounts)
+    await ctx.stack.stub.add_fault(Delay(delay_ms=int(hold_s(ctx) * 1000)), amounts=amounts)
     result = await ctx.driver.checkout(
         amounts[0], timeout_s=answer_wait_s(ctx), base_url=edge.base_url
     )

@@ -23,16 +23,20 @@ from checks.common import (
     attempts_by_checkout,
     expected_fail_fast,
     fail_fast_problems,
+    limit_for_table,
     noise_s,
     policy,
+    skip_past_max_budget,
 )
 from checks.stats import Zone, charted, checkouts_per_instance, ended_at, zone
 from checks.stats import declared_bounds as declared_bounds
 from checks.stats import declared_mean as declared_mean
 from grader.checkkit import (
+    COURSE_RETRIES,
     Attempt,
     AttemptCounts,
     AttemptSpan,
+    Budgets,
     CheckFailed,
     CheckoutResult,
     CheckoutTimeline,
@@ -46,6 +50,13 @@ from grader.checkkit import (
 
 # At most this many attempts of a checkout are kept for the reports' chart.
 CHART_ATTEMPTS = 10
+# m3.retries-fit-budget's slow failures: each ends at least READ_MARGIN_S before the read
+# timeout would cut it (the stub's timer and the service's each wake tens of milliseconds late
+# on a busy machine: checks/common.py), and max_attempts of them add up to the api budget plus
+# OVERRUN_S at the least, when the read timeout leaves room: past the answer tolerance by
+# 0.5 s, so a service with no deadline over its retries answers late beyond the noise.
+READ_MARGIN_S = 0.5
+OVERRUN_S = 1.0
 
 # The hint when the provider saw no attempt: there was no failure to retry, or not to retry.
 NO_ATTEMPT_HINT = (
@@ -66,7 +77,7 @@ ANSWER_HINT = (
     "reach the customer as an error.",
     hint="Retry the provider call when it answers 5xx or 429 or the connection fails, up to the "
     "table's max_attempts, and return the retry's success.",
-    timeout_s=20,
+    timeout_s=limit_for_table(20),
 )
 async def transient_heals(ctx: Context) -> Passed:
     """Fail the first attempt of a checkout with 503; expect a retry, a 200 and one charge.
@@ -141,7 +152,7 @@ FEW_ATTEMPTS_HINT = (
     "attempts is what keeps a retry from becoming a retry storm.",
     hint="Count attempts per checkout, first included, and give up (502/503/504 with a JSON body) "
     "when max_attempts have failed.",
-    timeout_s=40,
+    timeout_s=limit_for_table(40),
 )
 async def attempts_bounded(ctx: Context) -> Passed:
     """Fail every attempt with 503; expect 2 to max_attempts attempts and a quick 5xx.
@@ -223,7 +234,7 @@ def judge_attempts_bounded(
     "and some providers flag repeated declines as fraud.",
     hint="Retry only what a retry can fix (5xx, 429, timeouts, refused or reset connections); "
     "pass a 4xx from the provider back to the client (402 for a decline) after one attempt.",
-    timeout_s=20,
+    timeout_s=limit_for_table(20),
 )
 async def no_retry_on_decline(ctx: Context) -> Passed:
     """Decline every attempt; expect one attempt per checkout and a 402 to the client.
@@ -276,6 +287,13 @@ def judge_no_retry_on_decline(results: Sequence[CheckoutResult], counts: Sequenc
     )
 
 
+def _fit_limit_s(table: Budgets) -> float:
+    """m3.retries-fit-budget's time limit: it waits max_attempts seconds more for the answer."""
+    retries = table.retries or COURSE_RETRIES
+    extra = max(0, retries.max_attempts - COURSE_RETRIES.max_attempts)
+    return limit_for_table(30)(table) + extra
+
+
 @check(
     "m3.retries-fit-budget",
     "Retries of a slow, failing provider stay within the api budget",
@@ -283,29 +301,34 @@ def judge_no_retry_on_decline(results: Sequence[CheckoutResult], counts: Sequenc
     "turn a provider that takes 1.5 s to fail into a checkout that takes 4.5 s.",
     hint="Keep one deadline for the whole checkout (the api budget): cut the attempt in flight "
     "when it expires, and do not start a retry, or sleep, past it.",
-    timeout_s=30,
+    timeout_s=_fit_limit_s,
 )
 async def retries_fit_budget(ctx: Context) -> Passed:
-    """Answer every attempt 503 after 75 % of the read timeout; expect a 5xx within the budget.
+    """Answer every attempt 503 just inside the read timeout; expect a 5xx within the budget.
 
     The condition it claims: against a provider whose every attempt fails slowly (503 after
-    75 % of the read timeout, so no read timeout cuts it), the checkout answers 502/503/504
-    with a JSON body within the api budget (+0.5 s), whatever max_attempts such attempts would
-    add up to. Only when max_attempts of them exceed the budget (as for the course's table:
-    3 x 1.5 s against 3 s) does a PASS show a deadline cutting the retries short; the summary
-    says which.
+    75 % of the read timeout, or later, up to 0.5 s before it, when max_attempts of those
+    would fit the api budget: no read timeout cuts it), the checkout answers 502/503/504 with
+    a JSON body within the api budget (+0.5 s), whatever max_attempts such attempts would add
+    up to. Only when max_attempts of them exceed the
+    budget (as for the course's table: 3 x 1.5 s against 3 s, and for any table whose read
+    timeout leaves room for it) does a PASS show a deadline cutting the retries short; the
+    summary says which.
 
     How it knows the condition holds while it measures: the stub holds every attempt with the
-    checkout's amount for 0.75 x read timeout and then answers 503, from the first attempt, so
-    the provider is slow and failing for as long as the service retries. One checkout goes to
-    a fresh API instance (its retry bucket full); the journal is read once every attempt has
-    ended, after the answer.
+    checkout's amount for that long (the longer of 0.75 x the read timeout and (api budget +
+    1 s) / max_attempts, the latter at most the read timeout - 0.5 s) and then answers 503,
+    from the first attempt, so the provider is slow and failing for as long as the service
+    retries. One checkout goes to a fresh API instance (its retry bucket full); the journal is
+    read once every attempt has ended, after the answer. An api budget past 30 s is not graded
+    (SKIP, saying why): a correct service may take all of it.
 
     The hints' evidence: an answer past the budget (or none), with the slow attempts in the
     journal, is retries and waits that add up without one deadline over the checkout: the
     check's own hint. An answer in time that is not a 502/503/504 with a JSON body: the hint
     names the answer.
     """
+    skip_past_max_budget(ctx)
     retries, _ = policy(ctx)
     delay_s = _slow_failure_s(ctx)
     api = await ctx.driver.start_api("api-slow-failures")
@@ -320,8 +343,15 @@ async def retries_fit_budget(ctx: Context) -> Passed:
 
 
 def _slow_failure_s(ctx: Context) -> float:
-    """How long each failing attempt takes: past the api budget in sum, not one read timeout."""
-    return 0.75 * ctx.budgets.layers.read_s
+    """How long each failing attempt takes: past the api budget in sum, not one read timeout.
+
+    0.75 x the read timeout (the course's table: 1.5 s, 3 of them against 3 s), longer when
+    max_attempts of those would fit the api budget, as long as the read timeout allows.
+    """
+    layers = ctx.budgets.layers
+    retries, _ = policy(ctx)
+    overrun = (layers.api_s + OVERRUN_S) / retries.max_attempts
+    return max(0.75 * layers.read_s, min(overrun, layers.read_s - READ_MARGIN_S))
 
 
 def judge_retries_fit_budget(

@@ -26,8 +26,12 @@ from grader.model import ALL, MILESTONE_KEYS, MILESTONES, Passed, Selection, mil
 
 if TYPE_CHECKING:
     from grader.engine.context import Context
+    from grader.learner.budgets import Budgets
 
 CheckFunc: TypeAlias = Callable[["Context"], Passed | Awaitable[Passed]]
+# A check's time limit in seconds: fixed, or computed from the budget table it holds the service
+# to (a check that waits out the api budget needs longer for a longer budget).
+TimeLimit: TypeAlias = float | Callable[["Budgets"], float]
 F = TypeVar("F", bound=CheckFunc)
 
 # A check's id: its milestone's prefix, whichever MILESTONES has, a dot and a kebab-case name.
@@ -46,7 +50,7 @@ class CheckSpec:
     why: str  # why it matters to a customer or an operator
     hint: str  # how to fix a failure
     depends: tuple[str, ...] = ()
-    timeout_s: float = 30.0
+    timeout_s: TimeLimit = 30.0
     # An exclusive check runs alone: it loads the service, which would distort what others time.
     exclusive: bool = False
     # An eager check starts with the checks it depends on, not after them, and its verdict
@@ -56,6 +60,10 @@ class CheckSpec:
     # A live check drives the learner's running API; a static one reads files only, and a run
     # of static checks starts nothing.
     live: bool = True
+
+    def limit_s(self, budgets: Budgets) -> float:
+        """How long the check may run when it holds the service to ``budgets``."""
+        return self.timeout_s(budgets) if callable(self.timeout_s) else self.timeout_s
 
     @property
     def prefix(self) -> str:
@@ -81,7 +89,7 @@ def check(
     why: str,
     hint: str,
     depends: tuple[str, ...] = (),
-    timeout_s: float = 30.0,
+    timeout_s: TimeLimit = 30.0,
     exclusive: bool = False,
     eager: bool = False,
     live: bool = True,

@@ -369,10 +369,11 @@ def result_of(
 
 async def _verdict(spec: CheckSpec, ctx: Context) -> tuple[Status, Evidence]:
     """Run the check and turn whatever it ends with into a status and its evidence."""
+    limit_s = spec.limit_s(ctx.budgets)
     try:
         outcome = spec.func(ctx)
         if inspect.isawaitable(outcome):
-            outcome = await asyncio.wait_for(outcome, timeout=spec.timeout_s)
+            outcome = await asyncio.wait_for(outcome, timeout=limit_s)
         assert isinstance(outcome, Passed), f"{spec.id} returned {outcome!r}, not Passed"
         return Status.PASS, outcome
     except CheckFailed as verdict:
@@ -383,7 +384,7 @@ async def _verdict(spec: CheckSpec, ctx: Context) -> tuple[Status, Evidence]:
         return Status.SKIP, verdict.evidence
     except TimeoutError:
         return Status.ERROR, Evidence(
-            f"the check did not finish within its limit of {spec.timeout_s:g} s",
+            f"the check did not finish within its limit of {limit_s:g} s",
             hint="This is the grader's fault, not yours: please report it.",
         )
     except GradingError as problem:
