@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from grader.checkkit import Attempt, Context, k6
+from grader.checkkit import Attempt, CheckoutResult, Context, k6
 
 # The count has stopped rising once it has not risen for this long: 20 checkouts sent at once
 # all reach the provider within ~0.1 s on a quiet machine (the reference: 20 in 0.04-0.09 s),
@@ -118,6 +118,62 @@ async def until_settled(ctx: Context, amounts: range, since: float) -> list[Atte
         if count >= len(amounts) or settled or now - since >= SETTLE_CAP_S:
             return attempts
         await asyncio.sleep(POLL_S)
+
+
+def refused(
+    answered: Sequence[CheckoutResult], attempts: Sequence[Attempt]
+) -> list[CheckoutResult]:
+    """The checkouts answered without reaching the provider: the service refused them itself.
+
+    ``answered`` are the check's checkouts that came back (any status, or no complete answer);
+    ``attempts`` the stub's journal of their amounts. One with no attempt there was turned away
+    before any provider call: a concurrency limit, a bulkhead, an open circuit breaker, or a
+    deadline spent before the call was made (a blocked event loop: 504s).
+    """
+    reached = {a.amount_cents for a in attempts}
+    return [r for r in answered if r.amount_cents not in reached]
+
+
+def status_counts(results: Sequence[CheckoutResult]) -> dict[str, int]:
+    """How many of ``results`` came back with each status (``"none"``: no complete answer)."""
+    counts: dict[str, int] = {}
+    for result in results:
+        key = "none" if result.status is None else str(result.status)
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def refused_after(reached: frozenset[int], sent: int) -> int:
+    """Of iterations 0..``sent``-1, how many never reached the provider after the first that did.
+
+    ``reached`` are the iterations (in the order k6 started them) whose checkout reached the
+    provider. A circuit breaker that closes late refuses a run of early ones and then lets
+    every later one through (0 here); a full concurrency limit keeps refusing some among those
+    it lets through. None reached at all: 0 (nothing got through to be after).
+    """
+    if not reached:
+        return 0
+    return sum(1 for n in range(min(reached) + 1, sent) if n not in reached)
+
+
+# k6 had far more VUs busy than the provider held checkouts when the provider held fewer than
+# this share of them: see queued().
+QUEUED_SHARE = 0.5
+
+
+def queued(held_most: int, vus_max: int | None) -> bool:
+    """Whether the service queued the slow phase's checkouts rather than holding them.
+
+    Every busy k6 VU is a request the service has not answered. A service that bounds its
+    provider calls but starts every checkout holds at the provider about as many as k6 has busy
+    (the reference: within a few, the rest /healthz probes and checkouts on their way in or
+    out); one with no bound on the provider call holds even more. A service out of threads or
+    workers, or with a blocked event loop, starts only some: the rest wait inside it, k6's VUs
+    pile up on them, and the provider holds fewer than half of them (sync-handlers with 8
+    threads: 8 held, 103 VUs busy). Half leaves the reference's handful of /healthz probes and
+    in-between requests far inside the line.
+    """
+    return vus_max is not None and vus_max > 0 and held_most < vus_max * QUEUED_SHARE
 
 
 def most_at_once(spans: Sequence[tuple[float, float]]) -> int:

@@ -8,14 +8,14 @@ then the same traffic against a healthy provider.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from checks.common import ANSWER_TOLERANCE_S, HOLD_S, NOISE_HINT, noise_s
-from checks.held import HeldLoad, held_load
+from checks.common import ANSWER_TOLERANCE_S, NOISE_HINT, hold_s, noise_s
+from checks.held import HeldLoad, held_load, queued, refused_after
+from checks.k6summary import latency_chart, latency_data
 from checks.stats import charted
 from grader.checkkit import (
     CheckFailed,
@@ -23,11 +23,7 @@ from grader.checkkit import (
     Context,
     Delay,
     EnvironmentProblem,
-    LatencyByPhase,
     Passed,
-    Percentile,
-    PhaseLatency,
-    Threshold,
     bars,
     check,
     k6,
@@ -39,6 +35,32 @@ HEALTHZ_P99_LIMIT_MS = 100
 RECOVERY_FAILED_MAX = 0.01
 # k6 must end by then: both phases, requests still in flight (15 s timeout), and start-up.
 K6_TIMEOUT_S = SLOW_S + RECOVERY_S + 40
+
+
+QUEUED_HINT = (
+    "Your service queued the slow phase's checkouts instead of starting them: the provider "
+    "held at most {held} at once while k6 had up to {vus} requests waiting on your service"
+    "{dropped}. A timeout cannot answer a checkout that has not started: give the service more "
+    "threads or workers than checkouts in flight at once (about 10/s for your api budget), and "
+    "never block the event loop in an async handler (m2.healthz-under-load tells which)."
+)
+REFUSED_HINT = (
+    "{unreached} of the {requests} recovery checkouts never reached the provider, which "
+    "answered at once every one it got, and {interleaved} of the {after} sent after the first "
+    "one got through were turned away too: your service refused some and let others through "
+    "at the same time, as a server concurrency limit or bulkhead does when it is full (uvicorn "
+    "--limit-concurrency counts every open connection, k6's idle keep-alive ones included). "
+    "Raise it above the checkouts that can be in flight at once (about 10/s for your api "
+    "budget, plus /healthz), or drop it."
+)
+# Failed recovery checkouts count as turned away when at least this share of them never reached
+# the provider (successful ones all do): a few that reached it and failed anyway stay possible.
+REFUSED_SHARE = 0.9
+# ...and as turned away by a full limit, not by a circuit breaker, when at least this share of
+# the recovery checkouts sent after the first that got through were refused too: a breaker that
+# closes lets every later one through (none refused), one that never closes lets none through;
+# a full limit keeps refusing some (uvicorn --limit-concurrency 8: 48 of 63, 76 %).
+INTERLEAVED_SHARE = 0.25
 
 
 def script() -> Path:
@@ -58,6 +80,9 @@ class Load:
     run: k6.Run
     noise_ms: float  # past a latency threshold by no more than this: INCONCLUSIVE, not FAIL
     held: HeldLoad | None = None  # None: not read (a run judged without a stub, in tests)
+    # The recovery checkouts that reached the provider, by k6 iteration (amount - base, in the
+    # order k6 started them); None: not read.
+    recovery_reached: frozenset[int] | None = None
 
     def held_data(self) -> dict[str, Any]:
         """The load held, for every check's data."""
@@ -70,7 +95,8 @@ class Load:
 
 async def _load(ctx: Context) -> Load:
     slow, recovery = ctx.amounts(1000), ctx.amounts(1000)
-    await ctx.stack.stub.add_fault(Delay(delay_ms=int(HOLD_S * 1000)), amounts=slow)
+    # Held past a correct deadline for any table: a long api budget must still fail fast.
+    await ctx.stack.stub.add_fault(Delay(delay_ms=int(hold_s(ctx) * 1000)), amounts=slow)
     env = {
         "BASE_URL": ctx.driver.api.base_url,
         "CHECKOUT_P95_LIMIT_MS": f"{checkout_limit_ms(ctx):.0f}",
@@ -93,10 +119,14 @@ async def _load(ctx: Context) -> Load:
         ) from None
     # k6 has ended, so have its requests: the journal holds every slow checkout's attempts.
     slow_attempts = await ctx.stack.stub.journal(slow)
+    recovery_attempts = await ctx.stack.stub.journal(recovery)
     return Load(
         run,
         noise_s(ctx) * 1000,
         held_load(run, slow_attempts, slow_s=SLOW_S, recovery_s=RECOVERY_S),
+        frozenset(
+            a.amount_cents - recovery.start for a in recovery_attempts if a.amount_cents is not None
+        ),
     )
 
 
@@ -121,82 +151,20 @@ def latency_figure(ctx: Context, run: k6.Run) -> tuple[str, ...]:
     return bars(rows, limit=checkout_limit_ms(ctx)) if rows else ()
 
 
-# The latency metrics of the run, per phase, and the percentiles the reports' data keeps of
-# each (k6's summary names; checkout.js's summaryTrendStats asks for all of them).
-PHASES = (
-    ("slow", "http_req_duration{scenario:slow}"),
-    ("recovery", "http_req_duration{scenario:recovery}"),
-    ("healthz", "http_req_duration{scenario:health}"),
-)
-PERCENTILES: tuple[tuple[Percentile, str], ...] = (
-    ("p50", "med"),
-    ("p90", "p(90)"),
-    ("p95", "p(95)"),
-    ("p99", "p(99)"),
-)
-
-
-def latency_chart(run: k6.Run) -> LatencyByPhase:
-    """Latency percentiles per phase, and the upper thresholds k6 held them to, in ms.
-
-    As k6's own summary says, for the HTML report's chart.
-    """
-    phases = []
-    names = {stat: name for name, stat in PERCENTILES}
-    for phase, metric in PHASES:
-        found = run.summary.metrics.get(metric)
-        if found is None:
-            continue
-        values = {
-            name: round(found.values[stat], 1)
-            for name, stat in PERCENTILES
-            if stat in found.values and math.isfinite(found.values[stat])
-        }
-        limits: dict[Percentile, float] = {}
-        for threshold in found.thresholds:
-            try:
-                expression = k6.Expression.parse(threshold.expression)
-            except ValueError:
-                continue  # not one the grader wrote: judge() says so
-            if expression.aggregate in names and expression.operator in ("<", "<="):
-                limits[names[expression.aggregate]] = expression.limit
-        phases.append(
-            PhaseLatency(
-                phase,
-                p50_ms=values.get("p50"),
-                p90_ms=values.get("p90"),
-                p95_ms=values.get("p95"),
-                p99_ms=values.get("p99"),
-                thresholds=tuple(Threshold(name, limit) for name, limit in limits.items()),
-            )
-        )
-    return LatencyByPhase(tuple(phases))
-
-
-def latency_data(chart: LatencyByPhase) -> dict[str, Any]:
-    """The chart as the reports' data, in ms.
-
-    ``phase_latency_ms`` is {phase: {"p95": ms, ...}} and ``phase_thresholds_ms`` {phase:
-    {"p95": limit}}.
-    """
-    return {
-        "phase_latency_ms": {
-            p.phase: {name: value for name, value in p.percentiles() if value is not None}
-            for p in chart.phases
-        },
-        "phase_thresholds_ms": {
-            p.phase: {t.percentile: t.limit_ms for t in p.thresholds}
-            for p in chart.phases
-            if p.thresholds
-        },
-    }
-
-
-def judge(ctx: Context, load: Load, metric: str, what: str) -> Passed:
+def judge(
+    ctx: Context,
+    load: Load,
+    metric: str,
+    what: str,
+    *,
+    hint: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Passed:
     """Hold one threshold of the run, with the samples guard and both summaries cross-checked.
 
     A latency past its threshold by no more than the noise measured during the run is
-    INCONCLUSIVE: k6, the API and the stub share the machine's cores.
+    INCONCLUSIVE: k6, the API and the stub share the machine's cores. ``hint`` replaces the
+    check's own on a FAIL (the cause its evidence shows); ``extra`` joins the data.
     """
     run = load.run
     found = run.summary.metrics.get(metric)
@@ -232,6 +200,7 @@ def judge(ctx: Context, load: Load, metric: str, what: str) -> Passed:
         "limit": expression.limit,
         "samples": found.samples,
         **load.held_data(),
+        **(extra or {}),
     }
     noisy = (
         expression.aggregate != "rate"
@@ -255,6 +224,7 @@ def judge(ctx: Context, load: Load, metric: str, what: str) -> Passed:
         with charted(chart):
             raise CheckFailed(
                 f"{what} crossed its threshold",
+                hint=hint,
                 measured=measured,
                 expected=expected,
                 data=data | latency_data(chart),
@@ -342,16 +312,39 @@ async def slow_phase_fails_fast(ctx: Context) -> Passed:
     that reaches the provider is held; the stub's journal of those amounts says how many the
     provider held at once (the most, and the median sampled every 0.1 s over the 6 s from the
     first arrival), and k6's summary how many VUs were busy at most and how many iterations it
-    dropped. A p95 past the limit by no more than the noise measured during the run is
-    INCONCLUSIVE.
+    dropped. Every busy VU is a request the service has not answered, so the two counts say
+    whether the service started the checkouts it was sent (held at the provider) or queued
+    them (VUs busy, the provider holding few). A p95 past the limit by no more than the noise
+    measured during the run is INCONCLUSIVE.
 
-    The hint's evidence: a p95 past the budget says slow-phase checkouts were answered late; it
-    does not say why. The hint names the usual cause, a provider call or checkout with no bound
-    (milestone 2 tells which bound is missing); a service out of threads that queued checkouts
-    also answers late, and then the provider held fewer at once than k6 sent.
+    The hints' evidence: a p95 past the budget says slow-phase checkouts were answered late.
+    When the provider held fewer than half as many at once as k6 had VUs busy
+    (checks/held.py queued(); measured: sync-handlers with 8 threads 8 held, 103 VUs busy,
+    105-106 iterations dropped; gunicorn with 4 workers of 1 thread 4 held, 122 VUs; a
+    blocking call in an async handler 1 held, 113 VUs; the reference 28-29 held, 28 VUs; no
+    overall deadline 32 held, 31 VUs), the checkouts waited inside the service before any
+    provider call, and no timeout on that call could answer them: the queueing hint (too few
+    threads or workers, or a blocked event loop). When the provider held about as many as k6
+    had busy, the checkouts did start and were held there past the budget: the check's own
+    hint, a provider call or checkout with no bound (milestone 2 tells which bound is missing).
     """
+    load = await load_run(ctx)
+    held = load.held
+    hint = None
+    if held is not None and held.vus_max is not None and queued(held.held_most, held.vus_max):
+        dropped = (
+            f" and dropped {held.dropped_iterations} iterations for want of a free VU"
+            if held.dropped_iterations
+            else ""
+        )
+        hint = QUEUED_HINT.format(held=held.held_most, vus=held.vus_max, dropped=dropped)
     return judge(
-        ctx, await load_run(ctx), "http_req_duration{scenario:slow}", "slow-phase checkout"
+        ctx,
+        load,
+        "http_req_duration{scenario:slow}",
+        "slow-phase checkout",
+        hint=hint,
+        extra={"queued": hint is not None},
     )
 
 
@@ -411,15 +404,54 @@ async def recovery_succeeds(ctx: Context) -> Passed:
     stub rule, so the provider answers every one at once; the scenario starts when the slow
     one ends, and the report gives the rate it achieved. A failure rate has no noise band: with
     the provider answering at once, a busy machine would have to delay a checkout past its api
-    budget to fail it, far more than the lateness it causes.
+    budget to fail it, far more than the lateness it causes. The stub's journal of the recovery
+    amounts (one per k6 iteration, in the order k6 started
+    them) says which recovery checkouts reached the provider; k6's summary how many were sent
+    and how many failed; the report gives the counts, and how many never reached the provider
+    after the first that did.
 
-    The hint's evidence: checkouts failing while the provider answers at once is the service
-    refusing, or failing to reach, a provider that is up: a circuit breaker that stayed open, or
-    a connection pool that timed-out calls left exhausted. (A spent retry budget cannot cause
+    The hints' evidence: checkouts failing while the provider answers at once is the service
+    refusing, or failing to reach, a provider that is up. When at least 90 % of the failed ones
+    never reached the provider (checkouts sent minus those in the journal), and at least a
+    quarter of those sent after the first that got through were refused too, the service
+    refused some and let others through at the same time, as a full concurrency limit or
+    bulkhead does (uvicorn --limit-concurrency 8, six runs quiet and busy: 80-89 % failed,
+    11-20 of 100-101 reached the provider, 48-53 of the 62-63 sent after the first through
+    refused, 503 in ms): the refusal hint. A
+    breaker that stays open refuses every one (circuit-never-closes: 0 of 100 reached), and
+    one that closes late refuses a run of early ones and then none: the check's own hint, as
+    for failures that did reach the provider: a circuit breaker that stayed open, or a
+    connection pool that timed-out calls left exhausted. (A spent retry budget cannot cause
     it: a first attempt needs no token, and the provider fails none.)
     """
     load = await load_run(ctx)
-    return judge(ctx, load, "http_req_failed{scenario:recovery}", "recovery-phase failures")
+    metric = "http_req_failed{scenario:recovery}"
+    found = load.run.summary.metrics.get(metric)
+    hint, extra = None, {}
+    if found is not None and found.samples and load.recovery_reached is not None:
+        requests = round(found.samples)
+        failed = round(found.values.get("rate", 0.0) * found.samples)
+        reached = load.recovery_reached
+        unreached = max(0, requests - len(reached))
+        interleaved = refused_after(reached, requests)
+        after = max(0, requests - 1 - min(reached, default=requests))
+        extra = {
+            "recovery_failed": failed,
+            "recovery_at_provider": len(reached),
+            "recovery_never_at_provider": unreached,
+            "recovery_sent_after_first_through": after,
+            "recovery_refused_after_first_through": interleaved,
+        }
+        if (
+            failed > 0
+            and unreached >= failed * REFUSED_SHARE
+            and after > 0
+            and interleaved >= after * INTERLEAVED_SHARE
+        ):
+            hint = REFUSED_HINT.format(
+                unreached=unreached, requests=requests, interleaved=interleaved, after=after
+            )
+    return judge(ctx, load, metric, "recovery-phase failures", hint=hint, extra=extra)
 
 
 @check(

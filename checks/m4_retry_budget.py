@@ -7,239 +7,42 @@ burst is spent a sustained outage lets through at most 1 + ratio attempts per ch
 
 A bucket's state outlives a check, so each check that spends one starts its own instance, except
 m4.blip-heals, which needs the full bucket of an instance nothing has used yet: the main one.
+A service may run several worker processes, each with its bucket: the outage checks drain the
+bucket behind every connection they count on before counting (see m4.outage-capped).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 
-import httpx
-
-from checks.common import answer_wait_s, attempt_rows, attempts_by_checkout, held_to, per_checkout
-from checks.held import checkout_spans, most_at_once
-from checks.stats import charted
+from checks.common import answer_wait_s, attempt_rows, attempts_by_checkout
+from checks.outage import (
+    BLIP_CHECKOUTS,
+    MAX_REFILL,
+    OUTAGE_CONCURRENCY,
+    OWN_BUCKETS_SHARE,
+    REFILL_MARGIN,
+    SHARED_CLIENTS,
+    Outage,
+    judge,
+    run_checkouts,
+    run_outage,
+)
+from checks.warmup import bucket
 from grader.checkkit import (
-    COURSE_RETRY_BUDGET,
-    ApiInstance,
     CheckFailed,
-    CheckoutResult,
     Context,
     ErrorStatus,
-    OutageAttempts,
     Passed,
-    RetryBudget,
     check,
     timeline,
 )
 
-OUTAGE_CHECKOUTS = 200
-# Attempts per checkout may exceed 1 + ratio by this much: tokens left over from the warm-up
-# (under one, so 1 / 200 = 0.005) and the deposits of checkouts still in flight when it ends.
-# The token arithmetic is exact, so there is no false FAIL to speak of: a correct bucket gives
-# 1 + ratio or less; buckets that are missing or per request give max_attempts (3.0 here).
-# Counts, not times: a busy machine changes when attempts come, not how many a bucket that
-# deposits per first attempt lets through, so these checks need no noise band.
-CAP_SLACK = 0.05
-SHARED_CLIENTS = 20
-OUTAGE_CONCURRENCY = 4
-BLIP_CHECKOUTS = 5
-# The reports keep at most this many warm-up checkouts' attempt counts (a burst of 1000 would
-# need over a thousand).
-MAX_WARMUP_KEPT = 200
-# Successful checkouts that refill even a bucket that allows retries only when more than half
-# full (gRFC A6's throttling): burst / ratio, plus a margin.
-REFILL_MARGIN = 10
-MAX_REFILL = 400
-# How often the outage's attempts are counted while checkouts are sent (a journal read each).
-STOP_POLL_S = 0.25
-# A checkout the bucket let retry that still failed: the bucket did its part.
 RETRIED_NOT_HEALED_HINT = (
     "The budget let the retry through (the provider saw a second attempt), but the checkout "
     "did not answer 200: answer with the retry's outcome, as m3.transient-heals expects."
 )
-
-
-def bucket(ctx: Context) -> tuple[RetryBudget, str]:
-    """The retry budget held to, and where it comes from."""
-    return held_to(ctx.budgets.retry_budget, COURSE_RETRY_BUDGET, "budget", "retry_budget")
-
-
-def cap_of(declared: RetryBudget) -> float:
-    """The most attempts per checkout a spent bucket may let through, slack included."""
-    return 1 + declared.ratio + CAP_SLACK
-
-
-async def _run(
-    ctx: Context,
-    api: ApiInstance,
-    amounts: Sequence[int],
-    workers: int,
-    *,
-    separate: bool = False,
-    stop: asyncio.Event | None = None,
-) -> list[CheckoutResult]:
-    """Send checkouts from ``workers`` clients, each one after another, until ``stop`` is set.
-
-    With ``separate``, every worker has its own connection pool: a budget kept per connection
-    or per client cannot pass for a shared one. Amounts go from the last one down, so the
-    checkouts sent are always the top of ``amounts``.
-    """
-    queue = list(amounts)
-    results: list[CheckoutResult] = []
-
-    async def worker(own: httpx.AsyncClient | None) -> None:
-        while queue and (stop is None or not stop.is_set()):
-            amount = queue.pop()
-            results.append(
-                await ctx.driver.checkout(amount, api=api, timeout_s=answer_wait_s(ctx), http=own)
-            )
-
-    if not separate:
-        await asyncio.gather(*(worker(None) for _ in range(workers)))
-        return results
-    clients = [httpx.AsyncClient() for _ in range(workers)]
-    try:
-        await asyncio.gather(*(worker(client) for client in clients))
-    finally:
-        await asyncio.gather(*(client.aclose() for client in clients))
-    return results
-
-
-@dataclass(frozen=True, slots=True)
-class Outage:
-    """What a sustained outage did to one fresh instance, after a warm-up spent its burst."""
-
-    api: ApiInstance
-    checkouts: int
-    attempts: int
-    warmup: int
-    # Sending stopped before OUTAGE_CHECKOUTS: the attempts already exceeded what all of them
-    # may make, so the verdict was FAIL whatever the rest would have done.
-    stopped_early: bool = False
-    # Provider attempts of each checkout, in the order their first attempts arrived: of the
-    # warm-up (spending the burst), then of the measured outage. For the HTML report's chart.
-    warmup_counts: tuple[int, ...] = ()
-    counts: tuple[int, ...] = ()
-    # The load held while it was measured: the clients sending, and the most checkouts the
-    # provider saw in flight at once (first attempt to last; checks/held.py).
-    clients: int = 0
-    concurrent: int = 0
-
-    @property
-    def per_checkout(self) -> float:
-        """Provider attempts per checkout once the burst was spent."""
-        return self.attempts / self.checkouts
-
-
-async def _outage(ctx: Context, name: str, workers: int, separate: bool) -> Outage:
-    declared, _ = bucket(ctx)
-    api = await ctx.driver.start_api(name)
-    # Each failing checkout spends at least 1 - ratio tokens net while any are left.
-    warmup = math.ceil(declared.burst / max(1 - declared.ratio, 0.5)) + 2
-    amounts = ctx.amounts(warmup + OUTAGE_CHECKOUTS)
-    await ctx.stack.stub.add_fault(ErrorStatus(503), amounts=amounts)
-    await _run(ctx, api, amounts[:warmup], 1)
-    measured = amounts[warmup:]
-    # Attempts only add up: past cap x OUTAGE_CHECKOUTS the verdict is FAIL, so sending stops
-    # there (a service without a budget fails in a third of the time, and is told sooner).
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(_stop_past(ctx, measured, cap_of(declared) * len(measured), stop))
-    try:
-        results = await _run(ctx, api, measured, workers, separate=separate, stop=stop)
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-    measured = measured[len(measured) - len(results) :]  # those sent: the top of the range
-    journal = await ctx.stack.stub.wait_for_journal(
-        measured, arrived=len(measured), ended=True, timeout_s=answer_wait_s(ctx)
-    )
-    # The warm-up ran one checkout after another, so its attempts have all ended by now.
-    warmed = await ctx.stack.stub.journal(amounts[:warmup])
-    return Outage(
-        api,
-        len(measured),
-        len(journal),
-        warmup,
-        stopped_early=stop.is_set(),
-        warmup_counts=tuple(len(a) for a in per_checkout(warmed).values()),
-        counts=tuple(len(a) for a in per_checkout(journal).values()),
-        clients=workers,
-        concurrent=most_at_once(checkout_spans(per_checkout(journal))),
-    )
-
-
-async def _stop_past(ctx: Context, amounts: range, allowed: float, stop: asyncio.Event) -> None:
-    """Set ``stop`` once the attempts of ``amounts`` number more than ``allowed``."""
-    while True:
-        await asyncio.sleep(STOP_POLL_S)
-        if len(await ctx.stack.stub.journal(amounts)) > allowed:
-            stop.set()
-            return
-
-
-def _judge(ctx: Context, outage: Outage, clients: str) -> Passed:
-    declared, source = bucket(ctx)
-    limit = cap_of(declared)
-    measured = (
-        f"{outage.checkouts} checkouts from {clients} made {outage.attempts} provider attempts: "
-        f"{outage.per_checkout:.3f} per checkout, after {outage.warmup} checkouts spent the burst"
-    )
-    measured += (
-        f"; sent by {outage.clients} clients at once, up to {outage.concurrent} checkouts "
-        "overlapped at the provider"
-    )
-    if outage.stopped_early:
-        measured += (
-            f"; stopped there: {OUTAGE_CHECKOUTS} checkouts may make no more than "
-            f"{cap_of(declared) * OUTAGE_CHECKOUTS:.0f} attempts"
-        )
-    expected = (
-        f"at most 1 + ratio {declared.ratio:g} + {CAP_SLACK:g} slack = {limit:.3f} attempts per "
-        f"checkout (burst {declared.burst}, {source})"
-    )
-    # For the HTML report's chart: attempts of each checkout over the outage (at most
-    # OUTAGE_CHECKOUTS, and a warm-up of about burst / (1 - ratio)), against 1 + ratio.
-    chart = OutageAttempts(
-        attempts=outage.counts[:OUTAGE_CHECKOUTS],
-        ratio=declared.ratio,
-        limit=round(limit, 4),
-        warmup=outage.warmup_counts[:MAX_WARMUP_KEPT],
-        burst=declared.burst,
-    )
-    data = {
-        "per_checkout": round(outage.per_checkout, 4),
-        "checkouts": outage.checkouts,
-        "stopped_early": outage.stopped_early,
-        # The load held during the count: clients sending, and checkouts in flight at once.
-        "clients": outage.clients,
-        "concurrent_checkouts": outage.concurrent,
-        "limit": chart.limit,
-        "ratio": declared.ratio,
-        "burst": declared.burst,
-        "cap_slack": CAP_SLACK,
-        "warmup_attempts": list(chart.warmup),
-        "attempts_per_checkout": list(chart.attempts),
-    }
-    if outage.per_checkout > limit:
-        with charted(chart):
-            raise CheckFailed(
-                f"retries multiplied the outage: {outage.per_checkout:.2f} attempts per checkout",
-                measured=measured,
-                expected=expected,
-                data=data,
-            )
-    return Passed(
-        f"the outage got {outage.per_checkout:.3f} attempts per checkout",
-        measured=measured,
-        expected=expected,
-        data=data,
-        chart=chart,
-    )
 
 
 @check(
@@ -308,7 +111,7 @@ async def blip_heals(ctx: Context) -> Passed:
 
 async def _capped_outage(ctx: Context) -> Outage:
     """The outage m4.outage-capped judges and m4.recovers then refills: one per run."""
-    return await _outage(ctx, "api-outage", OUTAGE_CONCURRENCY, separate=False)
+    return await run_outage(ctx, "api-outage", OUTAGE_CONCURRENCY)
 
 
 @check(
@@ -321,23 +124,38 @@ async def _capped_outage(ctx: Context) -> Outage:
     timeout_s=60,
 )
 async def outage_capped(ctx: Context) -> Passed:
-    """Fail every attempt; after a warm-up, count attempts of 200 checkouts from a few clients.
+    """Fail every attempt; drain each client's bucket, then count 200 checkouts from 4 clients.
 
     The condition it claims: once the burst is spent, a sustained outage lets through at most
-    1 + ratio provider attempts per checkout (+0.05 slack).
+    1 + ratio provider attempts per checkout that reached the provider (+0.05 slack), and every
+    checkout reaches it at least once.
 
     How it knows the condition holds while it measures: every attempt of the outage's amounts
-    fails (503) from the start, on a fresh instance. A warm-up of burst / (1 - ratio) + 2
-    checkouts, sent one at a time, spends the declared burst before anything is counted (the
-    report keeps their attempts per checkout, so a bucket that was not spent shows there). The
-    200 counted checkouts come from 4 clients at once; the report says how many overlapped at
-    the provider (first attempt to last). Counts, not times: a busy machine changes neither.
+    fails (503) from the start, on a fresh instance. The 4 clients keep one connection each.
+    A warm-up sends checkouts on each connection in turn, one at a time, until one of them
+    makes a single attempt: alone in flight, it found less than a token after its deposit, so
+    the bucket behind that connection is spent, whether the service keeps one bucket or one
+    per worker process (the first connection to reach each process drains it; at most
+    burst / (1 - ratio) + 2 checkouts a connection, and 4 bursts' worth in all, else the
+    report says where it stopped). Drained connections get a /healthz every 0.5 s until the
+    count, so that no server closes one as idle and the next opens on a process not drained.
+    The 200 counted checkouts then go over the same connections, 4 at once; the report says
+    how many overlapped at the provider. Checkouts the provider never saw are counted apart
+    (data "untried", with every checkout's outcome in "statuses"): past 5 % of them the count
+    is not evidence. Counts, not times: a busy machine changes neither, and a correct service
+    tries every checkout at least once.
 
-    The hint's evidence: more attempts per checkout than 1 + ratio once the burst was spent is
-    a missing budget, one that does not charge retries, or one that refills without successes.
+    The hints' evidence: more attempts per checkout than 1 + ratio once the buckets were drained
+    is a missing budget, one that does not charge retries, or one that refills without
+    successes: the check's own hint. Checkouts answered within half the api budget without an
+    attempt were refused before any try (a server concurrency limit such as uvicorn
+    --limit-concurrency, or a bulkhead); answered later or not at all, the service did not get
+    to them (a blocked event loop, too few threads or workers). Each hint is shown when at
+    least a quarter of the untried checkouts are its evidence, the larger first: a blocked loop
+    also times out a connect to the provider now and then, which answers at once.
     """
     outage = await ctx.once(_capped_outage)
-    return _judge(ctx, outage, f"{OUTAGE_CONCURRENCY} clients")
+    return judge(ctx, outage, f"{OUTAGE_CONCURRENCY} clients", own_buckets_limit=None)
 
 
 @check(
@@ -350,20 +168,32 @@ async def outage_capped(ctx: Context) -> Passed:
     timeout_s=60,
 )
 async def budget_shared(ctx: Context) -> Passed:
-    """Like m4.outage-capped, with 200 checkouts from 20 clients on their own connections.
+    """Like m4.outage-capped, with 20 clients on their own connections; counts their buckets.
 
     The condition it claims: the 1 + ratio cap holds across 20 concurrent clients, each on its
-    own connection pool, so a budget kept per request, connection or client cannot pass.
+    own connection, and they share the service's buckets: no more than 15 of the 20 find a
+    bucket of their own, so a budget kept per request, connection or client cannot pass, while
+    one per worker process (DESIGN.md: shared by all requests of one process) can.
 
     How it knows the condition holds while it measures: as m4.outage-capped, on another fresh
-    instance; the report says how many checkouts overlapped at the provider (a failing one
-    lasts milliseconds, so fewer than 20; a shared bucket's count does not depend on it).
+    instance, with 20 connections drained in turn. A connection whose warm-up made 2 retries or
+    more (1 with a burst of 1) found a bucket nothing had spent: sent alone, a checkout on a
+    spent bucket gets at most one retry, as ratio < 1. With a bucket per process only the first
+    connection to reach each process does (the reference: 1 of 20; gunicorn with 4 workers: 3
+    or 4); with one per connection or client all 20 do. The report says how many, and how many
+    checkouts overlapped at the provider (a failing one lasts milliseconds, so fewer than 20; a
+    shared bucket's count does not depend on it). A service run with more than 15 worker
+    processes that 16 of the 20 connections reach would be told FAIL; none of the course's
+    setups comes near.
 
-    The hint's evidence: 20 clients that each got a burst's worth of retries push the attempts
-    per checkout past 1 + ratio: the bucket is not shared by every request.
+    The hints' evidence: more than 15 of 20 connections each draining a full bucket, or the
+    attempts per checkout past 1 + ratio, is a bucket not shared by every request of a
+    process: the check's own hint. Checkouts that never reached the provider: as
+    m4.outage-capped.
     """
-    outage = await _outage(ctx, "api-shared", SHARED_CLIENTS, separate=True)
-    return _judge(ctx, outage, f"{SHARED_CLIENTS} separate clients")
+    outage = await run_outage(ctx, "api-shared", SHARED_CLIENTS)
+    limit = math.floor(OWN_BUCKETS_SHARE * SHARED_CLIENTS)
+    return judge(ctx, outage, f"{SHARED_CLIENTS} separate clients", own_buckets_limit=limit)
 
 
 @check(
@@ -399,7 +229,7 @@ async def recovers(ctx: Context) -> Passed:
     outage = await ctx.once(_capped_outage)
     refill = min(MAX_REFILL, math.ceil(declared.burst / max(declared.ratio, 0.01)) + REFILL_MARGIN)
     successes = ctx.amounts(refill)
-    results = await _run(ctx, outage.api, successes, 10)
+    results = await run_checkouts(ctx, outage.api, successes, [ctx.driver.http] * 10)
     ok = sum(r.status == 200 for r in results)
     probe = ctx.amounts(1)
     await ctx.stack.stub.add_fault(ErrorStatus(503), amounts=probe, first_n=1)

@@ -24,6 +24,9 @@ ALLOWED = {
     "checks.connects",
     "checks.files",
     "checks.keys",
+    "checks.k6summary",
+    "checks.outage",
+    "checks.warmup",
 }
 
 

@@ -24,9 +24,17 @@ from checks.held import (
     held_at,
     most_at_once,
     plateau,
+    refused,
+    status_counts,
     with_load,
 )
-from checks.m2_under_load import MIN_PLATEAU_PROBES, QUEUED_HINT, judge_healthz_under_load
+from checks.m2_under_load import (
+    LIMITED_HINT,
+    MIN_PLATEAU_PROBES,
+    QUEUED_HINT,
+    judge_healthz_under_load,
+)
+from grader.engine.driver import CheckoutResult
 from grader.errors import CheckFailed, CheckInconclusive
 from grader.model import Passed
 from grader.stubclient import Attempt
@@ -153,6 +161,54 @@ def test_a_probe_given_up_on_is_as_slow_as_its_timeout() -> None:
     with pytest.raises(CheckFailed) as raised:
         judged(held, 20)
     assert f"past {HEALTHZ_LIMIT_S:.2f} s" in raised.value.evidence.summary
+
+
+def limited() -> tuple[list[Attempt], list[CheckoutResult]]:
+    """A server limit of 8 (uvicorn): 7 checkouts held from ~0 s, 13 answered 503 in 3 ms."""
+    held = [attempt(a, 0.01 * a) for a in range(1, 8)]
+    turned_away = [CheckoutResult(a, 0.0, 0.003, 503) for a in range(8, 21)]
+    return held, turned_away
+
+
+def test_a_probe_refused_while_checkouts_were_refused_names_the_limit() -> None:
+    """limit8: /healthz 503 in 3 ms at a plateau of 7, 13 checkouts refused: the limit hint."""
+    journal, answered = limited()
+    sent = [Probe(0.4 + n / 20, 0.003, 503, "answered 503", outstanding=7) for n in range(6)]
+    turned_away = refused(answered, journal)
+    with pytest.raises(CheckFailed) as raised:
+        judge_healthz_under_load(
+            context(0.0), with_load(journal, sent), 7, since=0.0, refused=turned_away
+        )
+    evidence = raised.value.evidence
+    assert evidence.hint == LIMITED_HINT.format(status=503, refused=13, n=20, statuses="503 x 13")
+    assert "took only" not in evidence.hint and "event loop" not in evidence.hint
+    assert evidence.data["refused_checkouts"] == 13
+    assert evidence.data["refused_statuses"] == {"503": 13}
+    assert "13 checkout(s) answered without reaching the provider (503 x 13)" in evidence.measured
+
+
+def test_a_bulkhead_that_refuses_checkouts_but_answers_healthz_passes() -> None:
+    """Refused checkouts fail nothing by themselves: /healthz 200 at the plateau is a PASS."""
+    journal, answered = limited()
+    sent = probes(*((0.4 + n / 20, 0.003) for n in range(MIN_PLATEAU_PROBES)), outstanding=7)
+    turned_away = refused(answered, journal)
+    result = judge_healthz_under_load(
+        context(0.0), with_load(journal, sent), 7, since=0.0, refused=turned_away
+    )
+    assert result.data["refused_checkouts"] == 13 and result.data["plateau_probes"] == 5
+    assert "13 checkout(s) answered without reaching the provider" in result.measured
+
+
+def test_refused_are_the_answered_checkouts_with_no_attempt_at_the_provider() -> None:
+    """An answered checkout whose amount reached the provider was not refused."""
+    journal, answered = limited()
+    done = [CheckoutResult(3, 0.0, 2.8, 504), *answered[:2]]
+    assert [r.amount_cents for r in refused(done, journal)] == [8, 9]
+    assert status_counts([*done, CheckoutResult(9, 0.0, 1.0, None, error="reset")]) == {
+        "503": 2,
+        "504": 1,
+        "none": 1,
+    }
 
 
 def test_most_at_once_counts_overlapping_spans_only() -> None:

@@ -21,7 +21,7 @@ from grader.engine import k6
 from grader.engine.driver import CheckoutResult
 from grader.model import Passed
 from grader.stubclient import Attempt
-from tests.test_inconclusive import judged_by, load
+from tests.test_inconclusive import FAILED, SLOW, failed, judged_by, load
 
 _seq = itertools.count(1)
 
@@ -153,3 +153,69 @@ def test_every_lt_check_reports_the_load_held() -> None:
         assert verdict.data["slow_held_most"] == 20, check
         assert verdict.data["k6_vus_max"] == 28
         assert verdict.measured.endswith(held.describe())
+
+
+# --- The cause a load-test hint names, from the load the run held -----------------------------
+
+
+def held_by(held_most: int, vus_max: int, dropped: int = 0) -> held_mod.HeldLoad:
+    """A slow phase in which the provider held ``held_most`` at once, k6 had ``vus_max`` busy."""
+    return held_mod.HeldLoad(60, held_most, float(held_most), vus_max, 123, dropped, 60, 12.0)
+
+
+def test_queued_when_the_provider_held_under_half_the_busy_vus() -> None:
+    """Measured: reference 28 held / 28 VUs, no deadline 32 / 31, sync 8 threads 8 / 103."""
+    assert not held_mod.queued(28, 28) and not held_mod.queued(32, 31)
+    assert held_mod.queued(8, 103) and held_mod.queued(1, 113) and held_mod.queued(4, 122)
+    assert not held_mod.queued(14, 28) and held_mod.queued(13, 28)  # the line: half
+    assert not held_mod.queued(0, 0) and not held_mod.queued(3, None)
+
+
+def test_a_slow_phase_that_queued_names_threads_not_the_read_timeout() -> None:
+    """sync-handlers with 8 threads: 8 held while 103 VUs waited: the queueing hint."""
+    measured = dataclasses.replace(load({SLOW: 11000.0}), held=held_by(8, 103, dropped=106))
+    evidence = failed(lambda: judged_by(lt.slow_phase_fails_fast, measured))
+    assert evidence.hint.startswith("Your service queued the slow phase's checkouts")
+    assert "held at most 8 at once while k6 had up to 103" in evidence.hint
+    assert "dropped 106 iterations" in evidence.hint and "read timeout" not in evidence.hint
+    assert evidence.data["queued"] is True
+
+
+def test_a_slow_phase_held_at_the_provider_keeps_the_timeout_hint() -> None:
+    """No deadline: 32 held, 31 VUs busy: the checkouts started, the bound is missing."""
+    measured = dataclasses.replace(load({SLOW: 4100.0}), held=held_by(32, 31))
+    evidence = failed(lambda: judged_by(lt.slow_phase_fails_fast, measured))
+    assert evidence.hint == "" and evidence.data["queued"] is False
+
+
+def test_refused_after_counts_the_refusals_once_one_got_through() -> None:
+    """A limit interleaves refusals; a breaker that closed late refuses only a leading run."""
+    assert held_mod.refused_after(frozenset({2, 5, 9}), 10) == 5  # 3, 4, 6, 7, 8 of 3..9
+    assert held_mod.refused_after(frozenset(range(40, 100)), 100) == 0
+    assert held_mod.refused_after(frozenset(), 100) == 0
+
+
+def test_recovery_refused_by_a_full_limit_names_the_limit() -> None:
+    """limit8: 80 of 100 failed, 20 reached the provider spread among them: the limit hint."""
+    reached = frozenset(range(0, 100, 5))
+    measured = dataclasses.replace(load({FAILED: 0.8}), recovery_reached=reached)
+    evidence = failed(lambda: judged_by(lt.recovery_succeeds, measured))
+    assert evidence.hint.startswith("80 of the 100 recovery checkouts never reached the provider")
+    assert "--limit-concurrency" in evidence.hint and "circuit" not in evidence.hint
+    assert evidence.data["recovery_never_at_provider"] == 80
+    assert evidence.data["recovery_refused_after_first_through"] == 80  # all after iteration 0
+    assert "80 of the 99 sent after the first one got through" in evidence.hint
+
+
+@pytest.mark.parametrize(
+    "reached",
+    [frozenset(), frozenset(range(80, 100)), frozenset(range(100))],
+    ids=["none-through", "breaker-closed-late", "all-reached"],
+)
+def test_recovery_failures_a_limit_cannot_explain_keep_the_breaker_hint(
+    reached: frozenset[int],
+) -> None:
+    """None through, a leading run refused, or every failure at the provider: the own hint."""
+    measured = dataclasses.replace(load({FAILED: 0.8}), recovery_reached=reached)
+    evidence = failed(lambda: judged_by(lt.recovery_succeeds, measured))
+    assert evidence.hint == "", evidence.hint

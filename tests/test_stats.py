@@ -7,7 +7,6 @@ import math
 import pytest
 
 from checks.common import fail_fast_problems
-from checks.m4_retry_budget import cap_of
 from checks.stats import (
     BoundsCount,
     Growth,
@@ -23,6 +22,7 @@ from checks.stats import (
     spread_test,
     zone,
 )
+from checks.warmup import cap_of
 from grader.engine.context import Context
 from grader.engine.driver import CheckoutResult
 from grader.engine.noise import LagMeter

@@ -6,6 +6,12 @@ plateau of 16; with 32 threads it must PASS, measured while all 20 were held. Bo
 the real stack, quiet and under two busy loops: noise may make a verdict INCONCLUSIVE, never the
 other one. m2.connect-timeout's two causes of one late answer (too many connects, no connect
 timeout) are run on the real stub and told apart by the connection attempts the grader counted.
+
+A server concurrency limit (uvicorn --limit-concurrency 8) refuses what it cannot take with a
+503 in milliseconds: its hints name the limit, not a blocked event loop or an open breaker, on
+the evidence of checkouts that never reached the provider. A service that queues the load
+test's checkouts (8 threads) gets the queueing hint, not the read timeout's, on the evidence
+of k6's busy VUs against what the provider held; the reference keeps every lt check.
 """
 
 from __future__ import annotations
@@ -21,14 +27,26 @@ from typing import Any
 
 import pytest
 
+import checks.m2_timeouts  # noqa: F401  registers m2.healthy-checkout, which healthz depends on
+from checks.lt_loadtest import QUEUED_HINT as LT_QUEUED_HINT
+from checks.m2_under_load import LIMITED_HINT
 from grader.model import Status
 from tests.conftest import leftovers, run_failfast
-from tests.mutants import MUTANTS, REFERENCE, VARIANT_MUTANTS, materialize, materialize_variant
+from tests.mutants import (
+    LIMIT_CONCURRENCY_8,
+    MUTANTS,
+    REFERENCE,
+    SYNC_THREADS_8,
+    VARIANT_MUTANTS,
+    materialize,
+    materialize_variant,
+)
 from tests.test_inconclusive import _connect_timeout_on
 
 pytestmark = pytest.mark.slow
 
 HEALTHZ = "m2.healthz-under-load"
+STUCK = 20  # the checkouts m2.healthz-under-load holds
 
 
 @contextlib.contextmanager
@@ -101,3 +119,89 @@ def test_connects_retried_past_max_attempts_are_named_by_their_count(tmp_path: P
     assert "retries beyond max_attempts" in evidence.hint and "connect=0.5" not in evidence.hint
     assert f"at least {count} connection attempt(s)" in evidence.measured
     assert set(leftovers(os.getpid(), repo)) - before == set()
+
+
+def graded_target(
+    milestone: str, repo: Path, target: str, busy: int
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Grade only ``target`` and what it depends on (with ``busy`` busy loops)."""
+    with busy_loops(busy):
+        run = run_failfast(
+            "check", milestone, "--target", target, "--format", "json", repo=repo, timeout_s=180
+        )
+    assert run.report is not None and run.report["kind"] == "report", run.stdout + run.stderr
+    return run.statuses(), run.check(target)
+
+
+def limited_app(tmp_path: Path) -> Path:
+    """The reference behind uvicorn --limit-concurrency 8: a 503 for what it cannot take."""
+    return materialize(REFERENCE, tmp_path / "limit8", (LIMIT_CONCURRENCY_8,))
+
+
+@pytest.mark.parametrize("busy", [0, 2], ids=["quiet", "two-busy-loops"])
+def test_a_concurrency_limit_that_refuses_healthz_is_named(busy: int, tmp_path: Path) -> None:
+    """limit8: 13-15 checkouts 503 without the provider; a 503 /healthz names the limit."""
+    statuses, check = graded_target("milestone-2", limited_app(tmp_path), HEALTHZ, busy)
+    assert statuses["m2.healthy-checkout"] == "PASS", statuses
+    data = check["data"]
+    # The checkouts the limit turned away are counted whatever the verdict.
+    assert data["refused_checkouts"] >= STUCK - data["plateau"] - 1, data
+    assert set(data["refused_statuses"]) == {"503"}, data
+    assert (
+        f"answered without reaching the provider (503 x {data['refused_checkouts']})"
+        in (check["measured"])
+    )
+    # Whether a probe fits under the limit hangs on the connections open besides the checkouts
+    # (see the check's docstring): quiet and targeted, every measured run took all 7 slots.
+    assert check["status"] in ({"FAIL"} if busy == 0 else {"FAIL", "PASS", "INCONCLUSIVE"})
+    if check["status"] == "FAIL":
+        refused = data["refused_checkouts"]
+        expected = LIMITED_HINT.format(
+            status=503, refused=refused, n=STUCK, statuses=f"503 x {refused}"
+        )
+        assert check["hint"] == expected, check["hint"]
+
+
+@pytest.mark.parametrize("busy", [0, 2], ids=["quiet", "two-busy-loops"])
+def test_recovery_refused_by_a_concurrency_limit_names_the_limit(busy: int, tmp_path: Path) -> None:
+    """limit8's recovery: most checkouts 503 without reaching the provider: the limit hint."""
+    target = "lt.recovery-succeeds"
+    statuses, check = graded_target("loadtest", limited_app(tmp_path), target, busy)
+    assert statuses == {"lt.k6-run": "PASS", target: "FAIL"}, statuses
+    data = check["data"]
+    assert data["recovery_never_at_provider"] >= 0.9 * data["recovery_failed"] > 0, data
+    assert 0 < data["recovery_at_provider"] < data["samples"], data
+    assert "never reached the provider" in check["hint"], check["hint"]
+    assert "--limit-concurrency" in check["hint"] and "Close any circuit" not in check["hint"]
+
+
+@pytest.mark.parametrize("busy", [0, 2], ids=["quiet", "two-busy-loops"])
+def test_a_service_that_queues_the_slow_phase_gets_the_queueing_hint(
+    busy: int, tmp_path: Path
+) -> None:
+    """sync-handlers with 8 threads: the provider held 8 while ~100 VUs waited: not a timeout."""
+    repo = materialize_variant("sync-handlers", tmp_path / "sync8", (SYNC_THREADS_8,))
+    target = "lt.slow-phase-fails-fast"
+    statuses, check = graded_target("loadtest", repo, target, busy)
+    assert statuses == {"lt.k6-run": "PASS", target: "FAIL"}, statuses
+    data = check["data"]
+    assert data["queued"] is True and data["slow_held_most"] <= 8, data
+    assert data["slow_held_most"] * 2 < data["k6_vus_max"], data
+    assert check["hint"].startswith(LT_QUEUED_HINT.split("{", 1)[0]), check["hint"]
+    assert "read timeout" not in check["hint"]
+
+
+@pytest.mark.parametrize("busy", [0, 2], ids=["quiet", "two-busy-loops"])
+def test_the_reference_passes_the_load_test_neither_queued_nor_refused(
+    busy: int, tmp_path: Path
+) -> None:
+    """The reference: every lt check PASSes; the provider held about as many as k6 had busy."""
+    repo = materialize(REFERENCE, tmp_path / "reference")
+    with busy_loops(busy):
+        run = run_failfast("check", "loadtest", "--format", "json", repo=repo, timeout_s=180)
+    assert run.report is not None, run.stdout + run.stderr
+    assert set(run.statuses().values()) == {"PASS"}, run.statuses()
+    slow = run.check("lt.slow-phase-fails-fast")["data"]
+    assert slow["queued"] is False and slow["slow_held_most"] * 2 >= slow["k6_vus_max"], slow
+    recovery = run.check("lt.recovery-succeeds")["data"]
+    assert recovery["recovery_never_at_provider"] == 0, recovery
