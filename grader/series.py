@@ -185,6 +185,47 @@ class LatencyByPhase:
     phases: tuple[PhaseLatency, ...]
 
 
+# --- The HTML report's progress chart (not a check's: it never reaches the JSON report) -------
+
+
+@dataclass(frozen=True, slots=True)
+class MilestoneScore:
+    """A milestone's points in one grading, over the checks the current grading ran of it."""
+
+    score: float
+    max_score: float
+
+    @property
+    def fraction(self) -> float:
+        """``score / max_score`` in [0, 1]; 0 for a milestone worth nothing."""
+        return min(max(self.score / self.max_score, 0.0), 1.0) if self.max_score > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressStep:
+    """One grading of the repo: when it was recorded, at which commit, each milestone's score.
+
+    ``scores`` follows :attr:`ProgressSeries.milestones`; None where this grading did not run
+    every check the current grading ran of that milestone (so its score is not comparable).
+    """
+
+    recorded_at: str  # ISO 8601, UTC
+    commit: str  # short: abc1234, abc1234+ for a dirty tree, or "no commit"
+    scores: tuple[MilestoneScore | None, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressSeries:
+    """A repo's score per milestone over its gradings, oldest first: the current one is last.
+
+    Built from the grading history by `failfast check` (``grader.cli.history``) and drawn on the
+    HTML report only; it is not a check's chart (:data:`Chart`), and no other format sees it.
+    """
+
+    milestones: tuple[str, ...]
+    steps: tuple[ProgressStep, ...]
+
+
 # --- Every kind -------------------------------------------------------------------------------
 
 Chart = (

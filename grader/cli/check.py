@@ -187,13 +187,13 @@ def check(
         report = course.apply(report, planned)
         # Reports are written whatever comes now: a signal here waits until they are.
         with deferred_signals() as received:
-            note = None
+            recorded = None
             # A class's submission that could not be graded is recorded too (never reused):
             # the gradebook exported from the history has its row, as the batch's has.
             if (report.not_graded is None or submission is not None) and not no_history:
                 # Recorded as the JSON report file would be: reused and exported, it is that.
                 shown = delivery.shown(report)
-                note = history.record(
+                recorded = history.record(
                     shown,
                     OutputFormat.JSON.to_format().render(shown),
                     repo=repo,
@@ -201,9 +201,14 @@ def check(
                     db=db,
                     submission=submission,
                 )
-            unwritten = delivery.write_files(report)
-            # The history's line is shown on stdout only: files stay what grading found.
-            with_note = report if note is None else dataclasses.replace(report, history=note)
+            # The HTML report alone draws the repo's progress; every other file is what
+            # grading found, and the history's line is shown on stdout only.
+            unwritten = delivery.write_files(
+                report, progress=None if recorded is None else recorded.progress
+            )
+            with_note = (
+                report if recorded is None else dataclasses.replace(report, history=recorded.note)
+            )
             delivery.show(with_note, unwritten)  # its last line says what the exit code will be
             if report.interrupted:
                 done = len(tally.results) if tally else 0

@@ -7,6 +7,8 @@ the reports are written and the exit code is the grading's own.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,6 +41,7 @@ from grader.model import (
     changes_text,
     points_text,
 )
+from grader.series import MilestoneScore, ProgressSeries, ProgressStep
 
 DB_HELP = (
     f"The grading history: an SQLite file or a sqlite:///, postgresql:// URL (also {ENV}). "
@@ -48,6 +51,16 @@ DbOption = Annotated[str | None, typer.Option("--db", metavar="URL", help=DB_HEL
 NoHistoryOption = Annotated[
     bool, typer.Option("--no-history", help="Record nothing in the grading history.")
 ]
+# The most gradings the HTML report's progress chart shows: the latest, this one last.
+PROGRESS_STEPS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A run recorded: the history's line for stdout, and the HTML report's progress chart."""
+
+    note: HistoryNote
+    progress: ProgressSeries | None = None
 
 
 def record(
@@ -58,8 +71,12 @@ def record(
     course_file: Path | None,
     db: str | None,
     submission: str | None = None,
-) -> HistoryNote | None:
-    """Record the run; what changed since the repo's last grading. None if it could not."""
+) -> Recorded | None:
+    """Record the run; what changed since the repo's last grading, and the repo's progress.
+
+    None if it could not be recorded. A class's submission gets neither: its report pages are
+    the same whoever graded it before.
+    """
     try:
         url = StoreUrl.chosen(db)
         grading = grading_of(
@@ -73,7 +90,7 @@ def record(
         with Store.open(url) as store:
             grading_id = store.record(grading)
             if submission is not None:  # a class's: its changes are nobody's to read here
-                return HistoryNote(url.shown, grading_id, None)
+                return Recorded(HistoryNote(url.shown, grading_id, None))
             history = store.gradings_of(grading.repo_path)
     except (HistoryError, OSError) as error:
         text = error.args[0] if isinstance(error, HistoryError) else f"{error}"
@@ -87,7 +104,47 @@ def record(
     this = next((g for g in history if g.id == grading_id), None)
     before = None if this is None else previous(history, this)
     changes = None if this is None or before is None else between(before, this)
-    return HistoryNote(url.shown, grading_id, changes)
+    progress = None if this is None else progress_of(history, this)
+    return Recorded(HistoryNote(url.shown, grading_id, changes), progress)
+
+
+def progress_of(history: Sequence[Grading], this: Grading) -> ProgressSeries | None:
+    """Score per milestone over the repo's gradings up to ``this``, which comes last.
+
+    A milestone is scored on the checks ``this`` ran of it, so every point on its line is the
+    same checks' points (a --target run, or a learner's view without hidden checks, compares
+    like with like). An earlier grading is a point of a milestone only if it ran all of those
+    checks and was complete (graded, not interrupted). None when ``this`` is not complete or no
+    earlier grading scores on any of its milestones: nothing to compare.
+    """
+    if not this.complete:
+        return None
+    ran = {m: {c.check_id for c in this.checks if c.milestone == m} for m in this.milestones}
+    milestones = tuple(m for m, ids in ran.items() if ids)
+
+    def scores(grading: Grading) -> tuple[MilestoneScore | None, ...]:
+        rows = {c.check_id: c for c in grading.checks}
+        found: list[MilestoneScore | None] = []
+        for key in milestones:
+            if not ran[key] <= rows.keys():
+                found.append(None)
+                continue
+            picked = [rows[i] for i in ran[key]]
+            score = sum((c.score for c in picked), Decimal(0))
+            most = sum((c.max_score for c in picked), Decimal(0))
+            found.append(MilestoneScore(float(score), float(most)))
+        return tuple(found)
+
+    earlier = [
+        ProgressStep(g.recorded_at, g.short_commit, scores(g))
+        for g in history
+        if g.complete and (g.id or 0) < (this.id or 0)
+    ]
+    steps = [step for step in earlier if any(s is not None for s in step.scores)]
+    if not steps:
+        return None
+    current = ProgressStep(this.recorded_at, this.short_commit, scores(this))
+    return ProgressSeries(milestones, (*steps[-(PROGRESS_STEPS - 1) :], current))
 
 
 @app.command()

@@ -21,9 +21,11 @@ from grader.engine.runner import Hooks
 from grader.formats import OutputFormat
 from grader.formats.classroom import step_output
 from grader.formats.github import AnnotationsFormat, GitHubActions
+from grader.formats.html import HtmlFormat
 from grader.formats.markdown import MarkdownFormat
 from grader.formats.terminal import MARK, STYLE, TerminalFormat
 from grader.model import CheckResult, Report, Status
+from grader.series import ProgressSeries
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +117,12 @@ class Delivery:
 
             yield Hooks(on_start=on_start, on_finish=on_finish)
 
-    def write_files(self, report: Report) -> list[str]:
+    def write_files(self, report: Report, progress: ProgressSeries | None = None) -> list[str]:
         """Write every report file it can; returns a one-line message for each it could not.
 
         One file that cannot be written (its directory is a file, a full disk) never stops the
-        others.
+        others. ``progress`` (the repo's score over its gradings) is drawn by the HTML report
+        alone.
         """
         problems = []
         for target in self.files:
@@ -128,7 +131,12 @@ class Delivery:
             # platform hides them; Classroom and PrairieLearn, which cannot, refuse them).
             view = report if target.format.is_platform else self.shown(report)
             try:
-                text = target.format.to_format().render(view)
+                render = (
+                    HtmlFormat(progress).render
+                    if target.format is OutputFormat.HTML
+                    else target.format.to_format().render
+                )
+                text = render(view)
             except Exception as bug:  # a bug in a format must not cost the other reports
                 problems.append(
                     f"failfast could not render {what}: {bug!r}. This is a bug in the grader; "

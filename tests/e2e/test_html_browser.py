@@ -10,6 +10,11 @@ build/screenshots/ (ignored by git) for a person to look at.
 Playwright drives the system's Chromium (`scripts/setup.sh` installs Debian's `chromium`;
 `FAILFAST_CHROMIUM` names another); it downloads no browser. Without one, these tests fail:
 the suite's set-up provides it, and a skip would hide a page nobody opened.
+
+The progress chart: the learner template, a git checkout, graded at milestone 1 with ``--db``
+in a tmp file, then again after a commit; the second page opens with a Progress section (a
+chart at a real size, a table row per grading with both commits); the first and a
+``--no-history`` run's have none, and the JSON report carries nothing of it.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +34,7 @@ import pytest
 
 from tests.conftest import ROOT, Run, run_failfast
 from tests.e2e.conftest import CiRun
-from tests.mutants import TEMPLATE, Edit, materialize
+from tests.mutants import REFERENCE, TEMPLATE, Edit, materialize
 
 pytestmark = pytest.mark.slow
 
@@ -285,3 +292,83 @@ def test_a_learners_markup_is_shown_as_text_and_never_runs(
     assert page.query_selector_all("body script, body img, iframe, object, embed") == []
     assert_quiet(opened)  # a blocked inline script would have been a console error
     opened.screenshot("forging-app-milestone-2")
+
+
+# The progress chart (#24): a grading history's scores per milestone.
+GIT = ("git", "-c", "user.email=learner@example.com", "-c", "user.name=learner")
+
+
+def _commit_all(repo: Path, message: str) -> str:
+    """Commit everything in ``repo``; its short commit id."""
+    subprocess.run([*GIT, "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run([*GIT, "-C", str(repo), "commit", "-qm", message], check=True)
+    done = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short=7", "HEAD"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip()
+
+
+def _grade_m1(repo: Path, out: Path, name: str, *extra: str) -> tuple[Path, dict[str, Any]]:
+    """`failfast check milestone-1` with the HTML and JSON reports; the page and the JSON."""
+    page, report = out / f"{name}.html", out / f"{name}.json"
+    run = run_failfast(
+        "check", "milestone-1", "--report", f"html={page}", "--json", str(report), *extra,
+        repo=repo,
+    )  # fmt: skip
+    assert run.returncode in (0, 1), run.stdout + run.stderr
+    return page, json.loads(report.read_text("utf-8"))
+
+
+def _progress_score(document: dict[str, Any]) -> str:
+    """A JSON report's milestone-1 score as the progress table shows it: ``3/5 (60 %)``."""
+    scores = document["scores"]["milestone-1"]
+    score, most = Decimal(str(scores["score"])), Decimal(str(scores["max_score"]))
+    percent = 100 * score / most if most else Decimal(0)
+    return f"{score.normalize():f}/{most.normalize():f} ({percent:.0f} %)"
+
+
+def test_a_second_grading_shows_the_progress_chart_and_table(
+    tmp_path: Path, open_report: Any
+) -> None:
+    """Graded, fixed, graded: the page draws both gradings; the first and --no-history none."""
+    if shutil.which("git") is None:
+        pytest.fail("git is not installed: the suite's set-up provides it")
+    repo = tmp_path / "checkout"
+    shutil.copytree(TEMPLATE, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    naive = _commit_all(repo, "the template")
+    db = ("--db", str(tmp_path / "history.sqlite3"))
+    first_page, first = _grade_m1(repo, tmp_path, "first", *db)
+    shutil.copy(REFERENCE / "budgets.yaml", repo / "budgets.yaml")
+    fixed = _commit_all(repo, "budgets")
+    second_page, second = _grade_m1(repo, tmp_path, "second", *db)
+    untracked_page, untracked = _grade_m1(repo, tmp_path, "untracked", *db, "--no-history")
+
+    assert 'id="progress"' not in first_page.read_text("utf-8")
+    assert 'id="progress"' not in untracked_page.read_text("utf-8")
+    # The JSON report is what grading found, nothing of the history in it.
+    assert set(second) == set(first) == set(untracked)
+    assert "progress" not in json.dumps(second)
+
+    opened = open_report(second_page)
+    page = opened.page
+    section = page.query_selector("section#progress")
+    assert section is not None and section.get_attribute("data-gradings") == "2"
+    svg = section.query_selector("figure.progress-chart svg")
+    assert svg is not None
+    box = svg.bounding_box()
+    assert box is not None and box["width"] > 300 and box["height"] > 100, box
+    assert "milestone-1" in svg.inner_html()
+    # Not a check's chart: tests/e2e/test_html_browser.py counts those by data-check.
+    assert section.query_selector("figure[data-check]") is None
+    rows = section.query_selector_all("table.progress tbody tr")
+    assert len(rows) == 2
+    cells = [[td.inner_text().strip() for td in row.query_selector_all("td")] for row in rows]
+    assert [row[1] for row in cells] == [naive, fixed]
+    assert [row[2] for row in cells] == [_progress_score(first), _progress_score(second)]
+    assert "(this run)" in cells[1][0] and "(this run)" not in cells[0][0]
+    assert_quiet(opened)
+    opened.screenshot("progress-milestone-1")

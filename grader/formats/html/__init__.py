@@ -6,8 +6,10 @@ builds the page from ``grader/formats/templates`` with autoescaping on; matplotl
 draws the charts, each from its check's typed series (:mod:`grader.series`) and nothing else.
 
 Modules: ``page`` (a run's page: :class:`HtmlFormat`), ``classpage`` (the class page of
-``failfast grade``), ``charts`` (the chart of each kind of series, its title and caption) and
-``drawing`` (matplotlib's settings, and the filter that admits only the SVG a chart needs).
+``failfast grade``), ``charts`` (the chart of each kind of series, its title and caption),
+``progress`` (a run page's progress section, from the grading history's
+:class:`grader.series.ProgressSeries`) and ``drawing`` (matplotlib's settings, and the filter
+that admits only the SVG a chart needs).
 
 Everything that may carry the learner's words (summaries, evidence, API output, the repo's path,
 a submission's name) reaches the page only through Jinja2's escaping, after

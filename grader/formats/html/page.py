@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from grader import __version__
 from grader.formats.base import COUNTED, WITHHELD_NOTE
 from grader.formats.html.charts import chart_for
+from grader.formats.html.progress import progress_view
 from grader.formats.json import not_gradable_reason
 from grader.lines import neutralise, sanitize
 from grader.model import CheckResult, ExitCode, Report, Status, milestone, points_text
+from grader.series import ProgressSeries
 
 if TYPE_CHECKING:  # imported when a page is written: `failfast` starts without jinja2
     import jinja2
@@ -100,8 +103,16 @@ def _counts(report: Report) -> list[tuple[str, int, str]]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
 class HtmlFormat:
-    """One self-contained HTML page: a section per milestone, every check with its chart."""
+    """One self-contained HTML page: a section per milestone, every check with its chart.
+
+    ``progress``: the repo's score over its gradings, which `failfast check` passes when the
+    history holds an earlier grading to compare with; the page then opens with a progress
+    section. Without it (``--no-history``, a class's submission, a first grading) there is none.
+    """
+
+    progress: ProgressSeries | None = None
 
     def render(self, report: Report) -> str:
         """The report as an HTML page."""
@@ -137,6 +148,7 @@ class HtmlFormat:
             "notes": [text_of(n) for n in report.notes],
             "interrupted": report.interrupted,
             "sections": sections if problem is None else [],
+            "progress": progress_view(self.progress) if problem is None else None,
             "problem": None
             if problem is None
             else {
