@@ -288,3 +288,8 @@ def test_grade_looks_a_selection_up_as_check_records_it() -> None:
     assert selection_text("milestone-3", True) == "milestone-3 --through"
     assert selection_of(Report("milestone-3", "/r", through=True)) == "milestone-3 --through"
     assert selection_text("milestone-3", False) == selection_of(Report("milestone-3", "/r"))
+
+
+def test_the_known_head_is_the_newest_revision_file() -> None:
+    """migrate.HEAD, which spares each run loading Alembic, is where the revision files end."""
+    assert migrate.HEAD == migrate.head()

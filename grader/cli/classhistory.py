@@ -11,24 +11,28 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
+from grader import history as kept  # its names are imported on first use: SQLAlchemy is slow
 from grader.course import reuse as reuse_mod
 from grader.course.batch import Submission
 from grader.course.gradebook import Row, row_of, write_class_files
 from grader.errors import HistoryError
 from grader.formats import OutputFormat
-from grader.history import Grading, Store, StoreUrl
 from grader.lines import neutralise
 from grader.model import ExitCode, points_text
+
+if TYPE_CHECKING:
+    from grader.history import Grading, Store
 
 
 def open_store(db: str) -> Store:
     """The history at ``--db``, opened (and its schema made); exit 2 when it cannot be used."""
     try:
-        return Store.open(StoreUrl.parse(db))
+        return kept.Store.open(kept.StoreUrl.parse(db))
     except HistoryError as error:
         Console(stderr=True).print(
             f"{error.args[0]} Nothing was graded: pass --db a history this machine can open "

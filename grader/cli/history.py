@@ -11,26 +11,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from grader import __version__
+from grader import history as kept  # its names are imported on first use: SQLAlchemy is slow
 from grader.cli.app import app
 from grader.errors import HistoryError
 from grader.formats import OutputFormat
-from grader.history import (
-    ENV,
-    Grading,
-    Store,
-    StoreUrl,
-    between,
-    course_digest,
-    grading_of,
-    previous,
-)
 from grader.lines import neutralise
 from grader.model import (
     MILESTONES,
@@ -43,8 +34,11 @@ from grader.model import (
 )
 from grader.series import MilestoneScore, ProgressSeries, ProgressStep
 
+if TYPE_CHECKING:
+    from grader.history import Grading
+
 DB_HELP = (
-    f"The grading history: an SQLite file or a sqlite:///, postgresql:// URL (also {ENV}). "
+    f"The grading history: an SQLite file or a sqlite:///, postgresql:// URL (also {kept.ENV}). "
     "Default: history.sqlite3 in your data directory."
 )
 DbOption = Annotated[str | None, typer.Option("--db", metavar="URL", help=DB_HELP)]
@@ -78,16 +72,16 @@ def record(
     the same whoever graded it before.
     """
     try:
-        url = StoreUrl.chosen(db)
-        grading = grading_of(
+        url = kept.StoreUrl.chosen(db)
+        grading = kept.grading_of(
             report,
             report_json,
             repo=repo,
             grader_version=__version__,
-            digest=course_digest(course_file),
+            digest=kept.course_digest(course_file),
             submission=submission,
         )
-        with Store.open(url) as store:
+        with kept.Store.open(url) as store:
             grading_id = store.record(grading)
             if submission is not None:  # a class's: its changes are nobody's to read here
                 return Recorded(HistoryNote(url.shown, grading_id, None))
@@ -102,8 +96,8 @@ def record(
         )
         return None
     this = next((g for g in history if g.id == grading_id), None)
-    before = None if this is None else previous(history, this)
-    changes = None if this is None or before is None else between(before, this)
+    before = None if this is None else kept.previous(history, this)
+    changes = None if this is None or before is None else kept.between(before, this)
     progress = None if this is None else progress_of(history, this)
     return Recorded(HistoryNote(url.shown, grading_id, changes), progress)
 
@@ -163,8 +157,8 @@ def progress(
         raise typer.Exit(ExitCode.NOT_GRADED)
     path = str(repo.resolve())
     try:
-        url = StoreUrl.chosen(db)
-        with Store.open(url) as store:
+        url = kept.StoreUrl.chosen(db)
+        with kept.Store.open(url) as store:
             history = store.gradings_of(path)
     except HistoryError as error:
         Console(stderr=True).print(error.args[0], markup=False, soft_wrap=True)
@@ -231,8 +225,8 @@ def summarize(history: list[Grading]) -> dict[str, Any]:
         )
     steps = []
     for index, grading in enumerate(history):
-        before = previous(history[:index], grading) if index else None
-        found: tuple[CheckChange, ...] = () if before is None else between(before, grading)
+        before = kept.previous(history[:index], grading) if index else None
+        found: tuple[CheckChange, ...] = () if before is None else kept.between(before, grading)
         if found:
             steps.append(
                 {

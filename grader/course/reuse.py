@@ -15,12 +15,17 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grader import __version__
+from grader import history as kept  # its names are imported on first use: SQLAlchemy is slow
 from grader.course.gradebook import PAGE_FILE, REPORT_FILE, REUSED_FILE, write_atomically
 from grader.formats import OutputFormat
 from grader.formats.json import report_from_dict
-from grader.history import Grading, Store, course_digest, gitinfo, reuse_key, selection_text
+from grader.history import gitinfo
+
+if TYPE_CHECKING:
+    from grader.history import Grading, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +40,17 @@ class Inputs:
     @classmethod
     def of(cls, milestone: str, through: bool, backend: str, course: Path | None) -> Inputs:
         """The inputs of `failfast grade` with these options, as each child records them."""
-        return cls(__version__, course_digest(course), backend, selection_text(milestone, through))
+        return cls(
+            __version__,
+            kept.course_digest(course),
+            backend,
+            kept.selection_text(milestone, through),
+        )
 
     def key(self, repo: Path) -> str | None:
         """The submission's reuse key; None when it has no clean commit (never reused)."""
         git = gitinfo.read(repo)
-        return reuse_key(
+        return kept.reuse_key(
             git.commit, git.dirty, self.grader_version, self.digest, self.backend, self.selection
         )
 

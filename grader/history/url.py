@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from platformdirs import user_data_path
 
 from grader.errors import HistoryError
+from grader.history import ENV
 
-ENV = "FAILFAST_DB"
 DEFAULT_FILE = "history.sqlite3"
 
 
