@@ -292,4 +292,4 @@ def test_grade_looks_a_selection_up_as_check_records_it() -> None:
 
 def test_the_known_head_is_the_newest_revision_file() -> None:
     """migrate.HEAD, which spares each run loading Alembic, is where the revision files end."""
-    assert migrate.HEAD == migrate.head()
+    assert migrate.head() == migrate.HEAD

@@ -46,7 +46,7 @@ def check_of(report: dict[str, Any], check_id: str) -> dict[str, Any]:
     return next(c for c in report["checks"] if c["id"] == check_id)
 
 
-@pytest.mark.parametrize("busy", [0, 2], ids=["quiet", "two-busy-loops"])
+@pytest.mark.parametrize("busy", [0], ids=["quiet"])  # under load: test_load_held's
 def test_eight_threads_for_twenty_checkouts_fail_with_the_queueing_hint(
     busy: int, tmp_path: Path
 ) -> None:
@@ -62,7 +62,7 @@ def test_eight_threads_for_twenty_checkouts_fail_with_the_queueing_hint(
         assert check["hint"] == QUEUED_HINT.format(plateau=8, n=20), check["hint"]
 
 
-@pytest.mark.parametrize("busy", [0, 2], ids=["quiet", "two-busy-loops"])
+@pytest.mark.parametrize("busy", [0], ids=["quiet"])  # under load: test_load_held's
 def test_twenty_four_threads_for_twenty_checkouts_pass_with_all_held(
     busy: int, tmp_path: Path
 ) -> None:

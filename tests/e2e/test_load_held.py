@@ -32,6 +32,7 @@ from checks.lt_loadtest import QUEUED_HINT as LT_QUEUED_HINT
 from checks.m2_under_load import LIMITED_HINT
 from grader.model import Status
 from tests.conftest import leftovers, run_failfast
+from tests.e2e.conftest import CiRun
 from tests.mutants import (
     LIMIT_CONCURRENCY_8,
     MUTANTS,
@@ -138,7 +139,7 @@ def limited_app(tmp_path: Path) -> Path:
     return materialize(REFERENCE, tmp_path / "limit8", (LIMIT_CONCURRENCY_8,))
 
 
-@pytest.mark.parametrize("busy", [0, 2], ids=["quiet", "two-busy-loops"])
+@pytest.mark.parametrize("busy", [0], ids=["quiet"])  # loaded: the benchmark's
 def test_a_concurrency_limit_that_refuses_healthz_is_named(busy: int, tmp_path: Path) -> None:
     """limit8: 13-15 checkouts 503 without the provider; a 503 /healthz names the limit."""
     statuses, check = graded_target("milestone-2", limited_app(tmp_path), HEALTHZ, busy)
@@ -162,7 +163,7 @@ def test_a_concurrency_limit_that_refuses_healthz_is_named(busy: int, tmp_path: 
         assert check["hint"] == expected, check["hint"]
 
 
-@pytest.mark.parametrize("busy", [0, 2], ids=["quiet", "two-busy-loops"])
+@pytest.mark.parametrize("busy", [0], ids=["quiet"])  # loaded: the benchmark's
 def test_recovery_refused_by_a_concurrency_limit_names_the_limit(busy: int, tmp_path: Path) -> None:
     """limit8's recovery: most checkouts 503 without reaching the provider: the limit hint."""
     target = "lt.recovery-succeeds"
@@ -175,7 +176,7 @@ def test_recovery_refused_by_a_concurrency_limit_names_the_limit(busy: int, tmp_
     assert "--limit-concurrency" in check["hint"] and "Close any circuit" not in check["hint"]
 
 
-@pytest.mark.parametrize("busy", [0, 2], ids=["quiet", "two-busy-loops"])
+@pytest.mark.parametrize("busy", [0], ids=["quiet"])  # loaded: the benchmark's
 def test_a_service_that_queues_the_slow_phase_gets_the_queueing_hint(
     busy: int, tmp_path: Path
 ) -> None:
@@ -191,17 +192,17 @@ def test_a_service_that_queues_the_slow_phase_gets_the_queueing_hint(
     assert "read timeout" not in check["hint"]
 
 
-@pytest.mark.parametrize("busy", [0, 2], ids=["quiet", "two-busy-loops"])
 def test_the_reference_passes_the_load_test_neither_queued_nor_refused(
-    busy: int, tmp_path: Path
+    reference_all: CiRun,
 ) -> None:
-    """The reference: every lt check PASSes; the provider held about as many as k6 had busy."""
-    repo = materialize(REFERENCE, tmp_path / "reference")
-    with busy_loops(busy):
-        run = run_failfast("check", "loadtest", "--format", "json", repo=repo, timeout_s=180)
-    assert run.report is not None, run.stdout + run.stderr
-    assert set(run.statuses().values()) == {"PASS"}, run.statuses()
-    slow = run.check("lt.slow-phase-fails-fast")["data"]
+    """The reference: every lt check PASSes; the provider held about as many as k6 had busy.
+
+    Read from the suite's one `check all` of the reference (its load test under load is the
+    stability benchmark's, benchmarks/verdict_stability.py --milestones loadtest).
+    """
+    checks = {c["id"]: c for c in reference_all.report["checks"] if c["id"].startswith("lt.")}
+    assert {c["status"] for c in checks.values()} == {"PASS"}, checks
+    slow = checks["lt.slow-phase-fails-fast"]["data"]
     assert slow["queued"] is False and slow["slow_held_most"] * 2 >= slow["k6_vus_max"], slow
-    recovery = run.check("lt.recovery-succeeds")["data"]
+    recovery = checks["lt.recovery-succeeds"]["data"]
     assert recovery["recovery_never_at_provider"] == 0, recovery
