@@ -79,6 +79,24 @@ def test_dependency_failure_skips_dependants(tmp_path: Path) -> None:
     assert "m5.a is FAIL" in out["_results"]["m5.b"].summary  # type: ignore[index]
 
 
+def test_a_dependency_that_did_not_fail_is_not_said_to_need_a_fix(tmp_path: Path) -> None:
+    """SKIP after an ERROR says nothing of the learner's is to fix; after a FAIL, fix it first."""
+    out = run(
+        [
+            spec("m5.a", environment),
+            spec("m5.b", ok, depends=("m5.a",)),
+            spec("m5.c", fails),
+            spec("m5.d", ok, depends=("m5.a", "m5.c")),
+        ],
+        tmp_path,
+    )
+    results = out["_results"]
+    assert isinstance(results, dict)
+    assert "Nothing of yours to fix" in results["m5.b"].hint
+    assert "Fix m5.a" not in results["m5.b"].hint
+    assert results["m5.d"].hint.startswith("Fix m5.c first")
+
+
 def test_failure_carries_evidence_and_hint(tmp_path: Path) -> None:
     """A FAIL keeps measured, expected and falls back to the check's hint."""
     result = run([spec("m5.a", fails)], tmp_path)["_results"]["m5.a"]  # type: ignore[index]

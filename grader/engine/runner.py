@@ -339,9 +339,17 @@ def _skipped(
 ) -> CheckResult:
     """SKIP, because ``blocked`` did not pass: said with ``verb`` ("not run", "not judged")."""
     reasons = ", ".join(f"{d} is {results[d].status.value}" for d in blocked)
-    evidence = Evidence(
-        f"{verb}: {reasons}", hint=f"Fix {blocked[0]} first; this check builds on it."
-    )
+    # "Fix it first" only where there is something of the learner's to fix: a FAIL.
+    first = next((d for d in blocked if results[d].status is Status.FAIL), blocked[0])
+    status = results[first].status
+    why = {
+        Status.FAIL: f"Fix {first} first; this check builds on it.",
+        Status.INCONCLUSIVE: f"{first} could not tell on this machine; this check builds on it. "
+        "Nothing to fix yet: grade again, on a quieter machine if you can.",
+        Status.ERROR: f"{first} could not run (its report says why); this check builds on it. "
+        "Nothing of yours to fix here.",
+    }.get(status, f"{first} was skipped (its report says why); this check builds on it.")
+    evidence = Evidence(f"{verb}: {reasons}", hint=why)
     return result_of(spec, Status.SKIP, evidence)
 
 
