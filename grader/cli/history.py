@@ -189,7 +189,8 @@ def progress(
             style="green" if row["first_passed"] else None,
         )
     console.print(table)
-    console.print(f"{len(history)} gradings recorded in {url.shown}", markup=False, soft_wrap=True)
+    count = f"{len(history)} grading{'s' * (len(history) != 1)}"
+    console.print(f"{count} recorded in {url.shown}", markup=False, soft_wrap=True)
     for step in summary["changes"]:
         console.print(f"{step['recorded_at'][:16].replace('T', ' ')}  {step['text']}", markup=False)
 
