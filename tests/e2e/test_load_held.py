@@ -153,8 +153,8 @@ def test_a_concurrency_limit_that_refuses_healthz_is_named(busy: int, tmp_path: 
         in (check["measured"])
     )
     # Whether a probe fits under the limit hangs on the connections open besides the checkouts
-    # (see the check's docstring): quiet and targeted, every measured run took all 7 slots.
-    assert check["status"] in ({"FAIL"} if busy == 0 else {"FAIL", "PASS", "INCONCLUSIVE"})
+    # (see the check's docstring), so the verdict may be either (CI saw a PASS once, quiet);
+    # what is held to is the count above and, when /healthz was refused, the hint.
     if check["status"] == "FAIL":
         refused = data["refused_checkouts"]
         expected = LIMITED_HINT.format(
