@@ -16,20 +16,10 @@ import jsonschema
 import pytest
 
 from tests.conftest import ROOT, run_failfast
+from tests.gitclass import commit
 from tests.mutants import REFERENCE, TEMPLATE
 
 PROGRESS_SCHEMA = ROOT / "grader" / "schemas" / "progress.schema.json"
-GIT = ("git", "-c", "user.email=learner@example.com", "-c", "user.name=learner")
-
-
-def _commit(repo: Path, message: str) -> str:
-    """Commit everything in ``repo``; its commit id."""
-    subprocess.run([*GIT, "-C", str(repo), "add", "-A"], check=True)
-    subprocess.run([*GIT, "-C", str(repo), "commit", "-qm", message], check=True)
-    done = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
-    )
-    return done.stdout.strip()
 
 
 @pytest.mark.slow
@@ -40,13 +30,13 @@ def test_a_fix_shows_in_the_report_and_in_progress_with_both_commits(tmp_path: P
     repo = tmp_path / "checkout"
     shutil.copytree(TEMPLATE, repo, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    naive = _commit(repo, "the template")
+    naive = commit(repo, "the template")
     db = ["--db", str(tmp_path / "history.sqlite3")]
     first = run_failfast("check", "milestone-2", "--format", "json", *db, repo=repo)
     assert first.report is not None and first.report["history"]["changes"] is None
     shutil.copytree(REFERENCE / "app", repo / "app", dirs_exist_ok=True)
     shutil.copy(REFERENCE / "budgets.yaml", repo / "budgets.yaml")  # the retries it reads
-    fixed = _commit(repo, "fail fast: timeouts and a deadline")
+    fixed = commit(repo, "fail fast: timeouts and a deadline")
     second = run_failfast("check", "milestone-2", *db, repo=repo)
     assert second.returncode == 0, second.stdout
     line = " ".join(second.stdout.split())

@@ -34,6 +34,7 @@ import pytest
 
 from tests.conftest import ROOT, Run, run_failfast
 from tests.e2e.conftest import CiRun
+from tests.gitclass import commit
 from tests.mutants import REFERENCE, TEMPLATE, Edit, materialize
 
 pytestmark = pytest.mark.slow
@@ -295,22 +296,6 @@ def test_a_learners_markup_is_shown_as_text_and_never_runs(
 
 
 # The progress chart (#24): a grading history's scores per milestone.
-GIT = ("git", "-c", "user.email=learner@example.com", "-c", "user.name=learner")
-
-
-def _commit_all(repo: Path, message: str) -> str:
-    """Commit everything in ``repo``; its short commit id."""
-    subprocess.run([*GIT, "-C", str(repo), "add", "-A"], check=True)
-    subprocess.run([*GIT, "-C", str(repo), "commit", "-qm", message], check=True)
-    done = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", "--short=7", "HEAD"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip()
-
-
 def _grade_m1(repo: Path, out: Path, name: str, *extra: str) -> tuple[Path, dict[str, Any]]:
     """`failfast check milestone-1` with the HTML and JSON reports; the page and the JSON."""
     page, report = out / f"{name}.html", out / f"{name}.json"
@@ -339,11 +324,11 @@ def test_a_second_grading_shows_the_progress_chart_and_table(
     repo = tmp_path / "checkout"
     shutil.copytree(TEMPLATE, repo, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    naive = _commit_all(repo, "the template")
+    naive = commit(repo, "the template")[:7]
     db = ("--db", str(tmp_path / "history.sqlite3"))
     first_page, first = _grade_m1(repo, tmp_path, "first", *db)
     shutil.copy(REFERENCE / "budgets.yaml", repo / "budgets.yaml")
-    fixed = _commit_all(repo, "budgets")
+    fixed = commit(repo, "budgets")[:7]
     second_page, second = _grade_m1(repo, tmp_path, "second", *db)
     untracked_page, untracked = _grade_m1(repo, tmp_path, "untracked", *db, "--no-history")
 
