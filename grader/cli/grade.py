@@ -33,6 +33,17 @@ PLATFORM_FILES = {
     "classroom": "classroom.json",
 }
 
+# --platform of `grade` and of `gradebook export`: which platform's file each submission gets.
+PlatformOption = Annotated[
+    str | None,
+    typer.Option(
+        "--platform",
+        help="Also write each submission's results for "
+        + ", ".join(PLATFORM_FILES)
+        + " in its folder.",
+    ),
+]
+
 
 @shared.app.command("grade")
 @shared.with_backend_options
@@ -63,15 +74,7 @@ def grade_class(
         str, typer.Option("--shard", help="Grade slice I of N of the class (I/N, 1-based).")
     ] = "1/1",
     backend: shared.BackendName = "local",
-    platform: Annotated[
-        str | None,
-        typer.Option(
-            "--platform",
-            help="Also write each submission's results for "
-            + ", ".join(PLATFORM_FILES)
-            + " in its folder.",
-        ),
-    ] = None,
+    platform: PlatformOption = None,
     course: Annotated[
         Path | None, typer.Option("--course", help="Points and visibility per check (YAML).")
     ] = None,
@@ -287,15 +290,7 @@ def gradebook_export(
     out: Annotated[
         Path, typer.Option("--out", help="Where the reports and the gradebook go.")
     ] = Path("failfast-grades"),
-    platform: Annotated[
-        str | None,
-        typer.Option(
-            "--platform",
-            help="Also write each submission's results for "
-            + ", ".join(PLATFORM_FILES)
-            + " in its folder.",
-        ),
-    ] = None,
+    platform: PlatformOption = None,
 ) -> None:
     """From each submission's latest grading in the history: its reports, the class files."""
     try:
